@@ -1,0 +1,182 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, cellplatform developers
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: render_files
+short_description: Write a layer's rendered files into the build tree, deterministically
+version_added: "0.1.0"
+description:
+  - Writes every file a layer renders (Talos patches, Terraform variables, Helm values, extra
+    manifests, Argo CD Applications) in one task, and merges the layer's components into
+    C(plan.json) and the human summary C(PLAN.md).
+  - Output is byte-identical for identical input. A file is rewritten only when its bytes or
+    mode change, so a rerun reports C(changed=false).
+  - YAML is written with a safe dumper in block style; strings that YAML 1.1 would read as
+    another type (C("off"), C("yes"), C("1.20")) stay quoted, so Talos and Kubernetes read
+    back exactly the value that was meant.
+  - Refuses to write private key material (PEM private keys, age identities) into the tree.
+  - This is an action plugin; it runs on the controller and never on a managed node.
+author:
+  - cellplatform developers
+options:
+  root:
+    description:
+      - The build directory of the cell, for example C(build/cell). Created when missing.
+    type: path
+    required: true
+  files:
+    description:
+      - The files to write, relative to O(root).
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      path:
+        description:
+          - Path relative to O(root); no leading C(/) and no C(..).
+        type: str
+        required: true
+      data:
+        description:
+          - A value serialised as YAML or JSON (chosen by O(files[].format) or the file extension).
+          - JSON is written with sorted keys; YAML keeps the key order given.
+        type: raw
+      documents:
+        description:
+          - A list of values written as a multi-document YAML stream.
+        type: list
+        elements: raw
+      content:
+        description:
+          - Literal text, written as given (a final newline is added when missing).
+        type: str
+      format:
+        description:
+          - Serialisation of O(files[].data). Defaults from the extension (C(.json), C(.yaml)).
+        type: str
+        choices: [yaml, json, text]
+      mode:
+        description:
+          - File mode, as an octal string.
+        type: str
+        default: "0644"
+  plan:
+    description:
+      - Merges the layer's components into C(plan.json) under O(root) and regenerates C(PLAN.md).
+      - Components of other layers already in C(plan.json) are kept; those of O(plan.layer) are replaced.
+    type: dict
+    suboptions:
+      layer:
+        description: The layer being rendered (C(l0) ... C(l7)).
+        type: str
+        required: true
+      components:
+        description:
+          - One entry per component with at least C(name); usually C(chart), C(repo),
+            C(version), C(namespace), C(release), C(values_file), C(manifests),
+            C(application) and C(sync_wave).
+        type: list
+        elements: dict
+        default: []
+      cell:
+        description: The cell model (the C(cellplatform_cell) fact) for the nodes and network sections.
+        type: dict
+  prune:
+    description:
+      - Directories (relative to O(root)) owned by this task. Files in them that this task did
+        not write are removed, so a node taken out of the inventory loses its rendered patch.
+    type: list
+    elements: str
+    default: []
+attributes:
+  check_mode:
+    support: full
+    description: In check mode nothing is written; the result lists what would change.
+  diff_mode:
+    support: full
+    description: Shows the before and after text of every file that changes.
+  platform:
+    platforms: posix
+notes:
+  - Secrets never go through this module. Pass them to apply tasks with C(no_log).
+"""
+
+EXAMPLES = r"""
+- name: Render L1
+  cellplatform.platform.render_files:
+    root: "{{ cellplatform_cell.build_dir }}"
+    files:
+      - path: l1/metallb/values.yaml
+        data: "{{ l1_metallb_values }}"
+      - path: l1/metallb/manifests.yaml
+        documents: "{{ l1_metallb_manifests }}"
+    plan:
+      layer: l1
+      components:
+        - name: metallb
+          chart: metallb
+          repo: https://metallb.github.io/metallb
+          version: 0.16.1
+          namespace: metallb-system
+          values_file: l1/metallb/values.yaml
+"""
+
+RETURN = r"""
+root:
+  description: The absolute build directory.
+  returned: always
+  type: str
+  sample: /home/me/cellplatform/build/cell
+files:
+  description: Every file handled, with C(created), C(updated), C(mode), C(removed) or C(unchanged).
+  returned: always
+  type: dict
+  sample: {"l1/metallb/values.yaml": "unchanged", "plan.json": "updated"}
+changed_files:
+  description: The paths that were (or in check mode would be) written or removed.
+  returned: always
+  type: list
+  elements: str
+  sample: ["plan.json", "PLAN.md"]
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+
+ARGUMENT_SPEC = dict(
+    root=dict(type="path", required=True),
+    files=dict(
+        type="list", elements="dict", default=[],
+        options=dict(
+            path=dict(type="str", required=True),
+            data=dict(type="raw"),
+            documents=dict(type="list", elements="raw"),
+            content=dict(type="str"),
+            format=dict(type="str", choices=["yaml", "json", "text"]),
+            mode=dict(type="str", default="0644"),
+        ),
+    ),
+    plan=dict(
+        type="dict",
+        options=dict(
+            layer=dict(type="str", required=True),
+            components=dict(type="list", elements="dict", default=[]),
+            cell=dict(type="dict"),
+        ),
+    ),
+    prune=dict(type="list", elements="str", default=[]),
+)
+
+
+def main():
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
+    module.fail_json(msg="cellplatform.platform.render_files is an action plugin and runs on the controller only.")
+
+
+if __name__ == "__main__":
+    main()

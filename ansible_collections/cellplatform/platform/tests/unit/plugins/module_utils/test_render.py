@@ -1,0 +1,105 @@
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Deterministic serialisation, plan merging and PLAN.md of module_utils/render.py."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from ansible_collections.cellplatform.platform.plugins.module_utils import render
+
+CELL = {
+    "name": "cell",
+    "network": {"cidr": "192.168.100.0/24", "gateway": "192.168.100.1", "nameservers": ["192.168.100.1"]},
+    "api": {"vip": "192.168.100.50", "port": 6443, "endpoint": "https://192.168.100.50:6443"},
+    "lb_pool": {"start": "192.168.100.200", "end": "192.168.100.250", "size": 51},
+    "pod_cidr": "10.244.0.0/16",
+    "service_cidr": "10.96.0.0/16",
+    "talos": {"version": "v1.13.9", "contract": "v1.13", "kubernetes_version": "1.36.3"},
+    "nodes": [
+        {"name": "cp-1", "ip": "192.168.100.51", "role": "controlplane"},
+        {"name": "worker-1", "ip": "192.168.100.61", "role": "worker"},
+    ],
+    "bootstrap_node": "cp-1",
+}
+
+
+def test_yaml_keeps_yaml11_lookalikes_as_strings():
+    text = render.dump_yaml({"auto": "off", "flag": "yes", "version": "1.20", "n": 3, "b": False})
+    assert "auto: 'off'" in text
+    assert "flag: 'yes'" in text
+    assert "version: '1.20'" in text
+    assert yaml.safe_load(text) == {"auto": "off", "flag": "yes", "version": "1.20", "n": 3, "b": False}
+
+
+def test_yaml_keeps_key_order_and_uses_literal_blocks():
+    text = render.dump_yaml({"kind": "ConfigMap", "apiVersion": "v1", "data": {"script": "a\nb\n"}})
+    assert text.index("kind:") < text.index("apiVersion:")
+    assert "script: |\n" in text
+
+
+def test_yaml_indents_sequences_inside_mappings():
+    assert render.dump_yaml({"podSubnets": ["10.244.0.0/16"]}) == "podSubnets:\n  - 10.244.0.0/16\n"
+
+
+def test_multi_document_stream():
+    text = render.dump_yaml_documents([{"kind": "A"}, None, {"kind": "B"}])
+    assert text == "---\nkind: A\n---\nkind: B\n"
+    assert [d["kind"] for d in yaml.safe_load_all(text)] == ["A", "B"]
+
+
+def test_json_is_sorted_and_stable():
+    assert render.dump_json({"b": 1, "a": {"d": 2, "c": 3}}) == render.dump_json({"a": {"c": 3, "d": 2}, "b": 1})
+    assert render.dump_json({"b": 1, "a": 2}).startswith('{\n  "a": 2')
+
+
+@pytest.mark.parametrize("text", [
+    "-----BEGIN EC PRIVATE KEY-----\nabc\n-----END EC PRIVATE KEY-----\n",
+    "-----BEGIN PRIVATE KEY-----\n",
+    "key: AGE-SECRET-KEY-1" + "Q" * 58 + "\n",
+])
+def test_refuses_private_key_material(text):
+    with pytest.raises(render.RenderError, match="refusing to write private key material"):
+        render.serialise({"path": "x.txt", "content": text})
+
+
+def test_public_certificate_is_allowed():
+    body = render.serialise({"path": "ca.crt", "content": "-----BEGIN CERTIFICATE-----\nMII\n-----END CERTIFICATE-----"})
+    assert body.endswith(b"-----END CERTIFICATE-----\n")
+
+
+def test_merge_plan_replaces_only_the_rendered_layer():
+    plan = render.merge_plan({}, "l1", [{"name": "metallb", "sync_wave": -6}, {"name": "external-dns", "sync_wave": -5}])
+    plan = render.merge_plan(plan, "l2", [{"name": "argocd"}])
+    plan = render.merge_plan(plan, "l1", [{"name": "metallb", "sync_wave": -6}])
+    names = [c["name"] for c in plan["components"]]
+    assert names == ["metallb", "argocd"]
+    assert plan["layers_rendered"] == ["l1", "l2"]
+    assert all(c["layer"] in ("l1", "l2") for c in plan["components"])
+
+
+def test_merge_plan_rejects_a_component_of_another_layer():
+    with pytest.raises(render.RenderError, match="says layer l2 but is rendered by layer l1"):
+        render.merge_plan({}, "l1", [{"name": "argocd", "layer": "l2"}])
+
+
+def test_merge_plan_is_order_independent():
+    a = render.merge_plan(render.merge_plan({}, "l0", [{"name": "cilium"}], CELL), "l1", [{"name": "metallb"}])
+    b = render.merge_plan(render.merge_plan({}, "l1", [{"name": "metallb"}]), "l0", [{"name": "cilium"}], CELL)
+    assert render.dump_json(a) == render.dump_json(b)
+
+
+def test_plan_md_network_picture_is_sorted_by_address():
+    plan = render.merge_plan({}, "l0", [{"name": "cilium", "chart": "cilium", "repo": "https://helm.cilium.io/",
+                                          "version": "1.20.0", "namespace": "kube-system"}], CELL)
+    plan = render.merge_plan(plan, "l1", [{"name": "karpenter", "address_range": {
+        "start": "192.168.100.100", "end": "192.168.100.149", "label": "Karpenter dynamic workers"}}])
+    md = render.render_plan_md(plan)
+    order = [md.index(s) for s in ("192.168.100.1 ", "192.168.100.50 ", "192.168.100.51 ", "192.168.100.61 ",
+                                   "192.168.100.100-192.168.100.149", "192.168.100.200-192.168.100.250")]
+    assert order == sorted(order)
+    assert "| cilium | cilium (https://helm.cilium.io/) | 1.20.0 | kube-system |" in md
+    assert "Karpenter dynamic workers" in md
+    json.dumps(plan)  # plain data only
