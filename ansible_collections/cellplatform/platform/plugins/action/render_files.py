@@ -14,7 +14,7 @@ from ansible.errors import AnsibleActionFail
 from ansible.module_utils.common.text.converters import to_text
 from ansible.plugins.action import ActionBase
 
-from ansible_collections.cellplatform.platform.plugins.module_utils.render import (
+from ansible_collections.cellplatform.platform.plugins.plugin_utils.render import (
     PLAN_JSON,
     PLAN_MD,
     RenderError,
@@ -183,4 +183,3 @@ class ActionModule(ActionBase):
             "before": text(before),
             "after": text(after),
         }
-

@@ -1,5 +1,5 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Deterministic serialisation, plan merging and PLAN.md of module_utils/render.py."""
+"""Deterministic serialisation, plan merging and PLAN.md of plugin_utils/render.py."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import json
 import pytest
 import yaml
 
-from ansible_collections.cellplatform.platform.plugins.module_utils import render
+from ansible_collections.cellplatform.platform.plugins.plugin_utils import render
 
 CELL = {
     "name": "cell",
@@ -97,8 +97,9 @@ def test_plan_md_network_picture_is_sorted_by_address():
     plan = render.merge_plan(plan, "l1", [{"name": "karpenter", "address_range": {
         "start": "192.168.100.100", "end": "192.168.100.149", "label": "Karpenter dynamic workers"}}])
     md = render.render_plan_md(plan)
-    order = [md.index(s) for s in ("192.168.100.1 ", "192.168.100.50 ", "192.168.100.51 ", "192.168.100.61 ",
-                                   "192.168.100.100-192.168.100.149", "192.168.100.200-192.168.100.250")]
+    marks = ("192.168.100.1 ", "192.168.100.50 ", "192.168.100.51 ", "192.168.100.61 ",
+             "192.168.100.100-192.168.100.149", "192.168.100.200-192.168.100.250")
+    order = [md.index(s) for s in marks]
     assert order == sorted(order)
     assert "| cilium | cilium (https://helm.cilium.io/) | 1.20.0 | kube-system |" in md
     assert "Karpenter dynamic workers" in md
