@@ -22,7 +22,7 @@ description:
   - Refuses to write private key material (PEM private keys, age identities) into the tree.
   - This is an action plugin; it runs on the controller and never on a managed node.
 author:
-  - cellplatform developers
+  - cellplatform contributors (@cellplatform)
 options:
   root:
     description:

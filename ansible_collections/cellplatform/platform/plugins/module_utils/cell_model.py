@@ -1,0 +1,996 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Inventory -> normalised cell model, and the preflight checks behind it.
+
+Pure and deterministic: no I/O except ``os.path.realpath`` for the two directories, no
+external commands, no network. Used by the ``cellplatform.platform.cell_preflight`` action.
+
+Inputs
+------
+``variables``
+    mapping of every ``cellplatform_*`` variable (already templated).
+``hosts``
+    mapping with keys ``controlplane`` and ``workers`` (and optionally ``cell``), each an
+    ordered mapping ``host name -> that host's variables`` (at least ``cellplatform_node_ip``,
+    optionally ``cellplatform_node_install_disk`` and ``cellplatform_node_vm_id``). ``cell`` may
+    be a list of host names (members of the ``cell`` group) used to find hosts that are in
+    neither child group.
+
+``validate(variables, hosts, layers)`` returns a list of problems, each a dict
+``{field, value, message, fix}``; ``build_cell_model(variables, hosts)`` returns the
+``cellplatform_cell`` structure documented in docs/development.md (call it only when
+``validate`` returned no problems).
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import ipaddress
+import json
+import os
+import re
+
+try:
+    from collections.abc import Mapping
+except ImportError:  # pragma: no cover - Python 2 is not supported by this collection
+    Mapping = dict  # pylint: disable=invalid-name
+
+LAYERS = ("l0", "l1", "l2")
+MODES = ("render", "apply")
+PROVISIONERS = ("proxmox", "none")
+TALOS_PLATFORMS = ("nocloud", "metal")
+# Talos minor -> (oldest, newest) supported Kubernetes minor (platform brief, version matrix).
+SUPPORTED_VERSIONS = {
+    (1, 13): ((1, 31), (1, 36)),
+    (1, 14): ((1, 33), (1, 37)),
+}
+EXTERNAL_DNS_PROVIDERS = ("rfc2136", "pdns")
+EXTERNAL_DNS_POLICIES = ("sync", "upsert-only", "create-only")
+TSIG_ALGORITHMS = ("hmac-md5", "hmac-sha1", "hmac-sha224", "hmac-sha256", "hmac-sha384", "hmac-sha512")
+POLICY_MODES = ("audit", "enforce")
+KARPENTER_MAX_NODES_CAP = 100
+LINKERD_ISSUER_MAX_DAYS = 3650
+MTU_RANGE = (1280, 9216)
+VM_ID_RANGE = (100, 999999999)
+
+_LABEL_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+_AGE_RE = re.compile(r"^age1[qpzry9x8gf2tvdw0s3jn54khce6mua7l]{58}$")
+_TALOS_VERSION_RE = re.compile(r"^v(\d+)\.(\d+)\.(\d+)$")
+_K8S_VERSION_RE = re.compile(r"^(\d+)\.(\d+)\.(\d+)$")
+_SCHEMATIC_RE = re.compile(r"^[0-9a-f]{64}$")
+_DISK_RE = re.compile(r"^/dev/[A-Za-z0-9][A-Za-z0-9/_.:-]*$")
+_SCP_GIT_RE = re.compile(r"^[A-Za-z0-9._-]+@([A-Za-z0-9.-]+):([^\s]+)$")
+_OWNER_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+class _Missing(object):
+    """Marker for a variable that is not set at all."""
+
+    def __repr__(self):
+        return "<not set>"
+
+
+MISSING = _Missing()
+
+
+def _supported_text():
+    parts = []
+    for talos in sorted(SUPPORTED_VERSIONS):
+        low, high = SUPPORTED_VERSIONS[talos]
+        parts.append("Talos v%d.%d.x with Kubernetes %d.%d-%d.%d" % (talos + low + high))
+    return "; ".join(parts)
+
+
+def _show(value):
+    """Render a value for a message: strings bare, everything else as compact JSON."""
+    if value is MISSING:
+        return "(not set)"
+    if isinstance(value, str):
+        return value if value != "" else '""'
+    try:
+        return json.dumps(value, sort_keys=True, default=str)
+    except (TypeError, ValueError):  # pragma: no cover - defensive
+        return repr(value)
+
+
+def _plain(value):
+    """A JSON-safe copy of a value for the ``problems`` list."""
+    if value is MISSING:
+        return None
+    try:
+        return json.loads(json.dumps(value, default=str))
+    except (TypeError, ValueError):  # pragma: no cover - defensive
+        return str(value)
+
+
+def _type_name(value):
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, Mapping):
+        return "a mapping"
+    if isinstance(value, (list, tuple)):
+        return "a list"
+    if value is None:
+        return "null"
+    return "a %s" % type(value).__name__
+
+
+_BECH32 = "qpzry9x8gf2tvdw0s3jn54khce6mua7l"
+
+
+def is_age_recipient(value):
+    """An age X25519 public key: 'age1' + 58 bech32 characters with a valid checksum."""
+    if not isinstance(value, str) or not _AGE_RE.match(value):
+        return False
+    hrp, data = "age", [_BECH32.index(ch) for ch in value[4:]]
+    values = [ord(ch) >> 5 for ch in hrp] + [0] + [ord(ch) & 31 for ch in hrp] + data
+    gen = (0x3B6A57B2, 0x26508E6D, 0x1EA119FA, 0x3D4233DD, 0x2A1462B3)
+    chk = 1
+    for val in values:
+        top = chk >> 25
+        chk = (chk & 0x1FFFFFF) << 5 ^ val
+        for i in range(5):
+            chk ^= gen[i] if ((top >> i) & 1) else 0
+    return chk == 1
+
+
+def is_dns_label(value):
+    """RFC 1123 label: lowercase letters, digits and '-', 1-63 chars, no leading/trailing '-'."""
+    return isinstance(value, str) and bool(_LABEL_RE.match(value))
+
+
+def is_dns_name(value):
+    """A lowercase DNS name of RFC 1123 labels, at most 253 characters, no trailing dot."""
+    if not isinstance(value, str) or not value or len(value) > 253:
+        return False
+    return all(is_dns_label(label) for label in value.split("."))
+
+
+def parse_ip(value):
+    """An ``ipaddress`` address for a string, else None."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return ipaddress.ip_address(value) if value == value.strip() else None
+    except ValueError:
+        return None
+
+
+def is_host(value):
+    """An IP address or a DNS name."""
+    return parse_ip(value) is not None or is_dns_name(value)
+
+
+def _within(name, parent):
+    return name == parent or name.endswith("." + parent)
+
+
+class _Checker(object):
+    def __init__(self, variables):
+        self.vars = variables
+        self.problems = []
+
+    # -- recording ---------------------------------------------------------------------
+    def add(self, field, value, problem, fix):
+        message = "%s: %s %s" % (field, _show(value), problem)
+        self.problems.append({"field": field, "value": _plain(value), "message": message, "fix": fix})
+
+    # -- lookups -----------------------------------------------------------------------
+    def top(self, name):
+        return self.vars.get(name, MISSING)
+
+    @staticmethod
+    def sub(mapping, key):
+        if isinstance(mapping, Mapping):
+            return mapping.get(key, MISSING)
+        return MISSING
+
+    # -- typed getters (return None and record a problem when wrong) ---------------------
+    def want_present(self, field, value, fix):
+        if value is MISSING or value is None:
+            self.add(field, value, "is required but not set", fix)
+            return False
+        return True
+
+    def want_dict(self, field, value, fix, required=True):
+        if value is MISSING or value is None:
+            if required:
+                self.add(field, value, "is required but not set", fix)
+            return None
+        if not isinstance(value, Mapping):
+            self.add(field, value, "must be a mapping, not %s" % _type_name(value), fix)
+            return None
+        return value
+
+    def want_list(self, field, value, fix, required=True, non_empty=False):
+        if value is MISSING or value is None:
+            if required:
+                self.add(field, value, "is required but not set", fix)
+            return None
+        if not isinstance(value, (list, tuple)):
+            self.add(field, value, "must be a list, not %s" % _type_name(value), fix)
+            return None
+        if non_empty and not value:
+            self.add(field, value, "must not be empty", fix)
+            return None
+        return list(value)
+
+    def want_str(self, field, value, fix, required=True):
+        if value is MISSING or value is None:
+            if required:
+                self.add(field, value, "is required but not set", fix)
+            return None
+        if not isinstance(value, str):
+            self.add(field, value, "must be a string, not %s" % _type_name(value), fix)
+            return None
+        if not value.strip():
+            self.add(field, value, "must not be empty", fix)
+            return None
+        return value
+
+    def want_choice(self, field, value, choices, required=True):
+        fix = "use one of: %s." % ", ".join(choices)
+        text = self.want_str(field, value, fix, required=required)
+        if text is None:
+            return None
+        if text not in choices:
+            self.add(field, value, "is not one of %s" % ", ".join(choices), fix)
+            return None
+        return text
+
+    def want_int(self, field, value, low=None, high=None, fix=None, required=True):
+        bounds = ""
+        if low is not None and high is not None:
+            bounds = " between %d and %d" % (low, high)
+        elif low is not None:
+            bounds = " of at least %d" % low
+        if fix is None:
+            fix = "set an integer%s (a YAML number, without quotes)." % bounds
+        if value is MISSING or value is None:
+            if required:
+                self.add(field, value, "is required but not set", fix)
+            return None
+        if "." not in field and isinstance(value, str) and re.match(r"^[0-9]+$", value.strip()):
+            # A top-level `-e name=6443` always arrives as a string: accept it, as Ansible's
+            # argument_spec does for type=int. Nested values come from YAML (or -e JSON), where
+            # a quoted number is a string on purpose and templates would treat it as one.
+            value = int(value.strip())
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.add(field, value, "must be an integer, not %s" % _type_name(value), fix)
+            return None
+        if (low is not None and value < low) or (high is not None and value > high):
+            self.add(field, value, "is out of range (allowed%s)" % bounds, fix)
+            return None
+        return value
+
+    def want_bool(self, field, value, fix=None, required=True):
+        if fix is None:
+            fix = "set true or false (a YAML boolean, without quotes)."
+        if value is MISSING or value is None:
+            if required:
+                self.add(field, value, "is required but not set", fix)
+            return None
+        if not isinstance(value, bool):
+            self.add(field, value, "must be a boolean, not %s" % _type_name(value), fix)
+            return None
+        return value
+
+    def want_ipv4(self, field, value, fix, required=True):
+        if value is MISSING or value is None:
+            if required:
+                self.add(field, value, "is required but not set", fix)
+            return None
+        if not isinstance(value, str):
+            self.add(field, value, "must be an IPv4 address string, not %s" % _type_name(value), fix)
+            return None
+        addr = parse_ip(value)
+        if addr is None or addr.version != 4:
+            self.add(field, value, "is not a valid IPv4 address", fix)
+            return None
+        return addr
+
+    def want_ip(self, field, value, fix):
+        if not isinstance(value, str) or parse_ip(value) is None:
+            self.add(field, value, "is not a valid IP address", fix)
+            return None
+        return parse_ip(value)
+
+    def want_network(self, field, value, example, ipv4_only=False):
+        fix = "set a network in CIDR notation, e.g. %s." % example
+        if value is MISSING or value is None:
+            self.add(field, value, "is required but not set", fix)
+            return None
+        if not isinstance(value, str):
+            self.add(field, value, "must be a CIDR string, not %s" % _type_name(value), fix)
+            return None
+        if "/" not in value:
+            self.add(field, value, "has no prefix length", fix)
+            return None
+        try:
+            net = ipaddress.ip_network(value, strict=False)
+        except ValueError:
+            self.add(field, value, "is not a valid network in CIDR notation", fix)
+            return None
+        if ipv4_only and net.version != 4:
+            self.add(field, value, "is not an IPv4 network", "set an IPv4 network, e.g. %s." % example)
+            return None
+        if str(net) != value:
+            self.add(field, value, "has host bits set (the network is %s)" % net,
+                     "write the network address: %s." % net)
+            return None
+        return net
+
+
+def _as_ip_range(checker, field, value, network, label, fix_hint):
+    """Validate a {start, end} mapping inside ``network``; returns (start, end) or None."""
+    fix = "set %s as {start: <IPv4>, end: <IPv4>} inside %s%s." % (field, network if network else "the node network", fix_hint)
+    mapping = checker.want_dict(field, value, fix)
+    if mapping is None:
+        return None
+    start = checker.want_ipv4(field + ".start", checker.sub(mapping, "start"), fix)
+    end = checker.want_ipv4(field + ".end", checker.sub(mapping, "end"), fix)
+    if start is None or end is None:
+        return None
+    if start > end:
+        checker.add(field, "%s-%s" % (start, end), "is not ordered: start %s is after end %s" % (start, end),
+                    "swap them: start: %s, end: %s." % (end, start))
+        return None
+    if network is not None:
+        bad = False
+        for part, addr in (("start", start), ("end", end)):
+            if addr not in network:
+                checker.add(field + "." + part, str(addr), "is outside the node network %s" % network,
+                            "pick the %s inside %s." % (label, network))
+                bad = True
+        if bad:
+            return None
+        if network.prefixlen < 31:
+            for special, what in ((network.network_address, "network"), (network.broadcast_address, "broadcast")):
+                if start <= special <= end:
+                    checker.add(field, "%s-%s" % (start, end),
+                                "contains the %s address %s of %s" % (what, special, network),
+                                "keep the %s strictly between %s and %s." % (label, network.network_address,
+                                                                             network.broadcast_address))
+                    bad = True
+        if bad:
+            return None
+    return start, end
+
+
+def _free_address(network, used, ranges):
+    """First usable address of ``network`` that is neither in ``used`` nor in any range."""
+    for addr in network.hosts():
+        if addr in used:
+            continue
+        if any(low <= addr <= high for low, high in ranges):
+            continue
+        return str(addr)
+    return None
+
+
+def _layers(layers):
+    if layers is None:
+        return set(LAYERS)
+    return set(layers) | {"l0"}
+
+
+def _collect_nodes(checker, hosts):
+    """-> list of (name, role, hostvars) in model order, plus group problems."""
+    hosts = hosts or {}
+    cps = hosts.get("controlplane") or {}
+    workers = hosts.get("workers") or {}
+    nodes = []
+    for name, hvars in cps.items():
+        nodes.append((name, "controlplane", hvars or {}))
+    for name, hvars in workers.items():
+        if name in cps:
+            checker.add("inventory host " + name, name, "is in both the controlplane and the workers group",
+                        "keep %s in exactly one of the two groups." % name)
+            continue
+        nodes.append((name, "worker", hvars or {}))
+    for name in hosts.get("cell") or []:
+        if name not in cps and name not in workers:
+            checker.add("inventory host " + name, name, "is in group cell but in neither controlplane nor workers",
+                        "move %s under cell.children.controlplane or cell.children.workers." % name)
+    if not cps:
+        checker.add("groups.controlplane", [], "has no hosts; a cell needs at least one control-plane node",
+                    "add 1, 3 or 5 hosts (with cellplatform_node_ip) to the controlplane group.")
+    elif len(cps) % 2 == 0:
+        checker.add("groups.controlplane", list(cps),
+                    "has %d hosts; etcd needs an odd number of control-plane nodes for quorum" % len(cps),
+                    "use %d or %d control-plane nodes." % (len(cps) - 1, len(cps) + 1))
+    return nodes
+
+
+def _check_l0(checker, hosts, mode_override):  # noqa: C901 - one linear list of checks
+    c = checker
+    # -- identity, mode, directories ------------------------------------------------------
+    name = c.top("cellplatform_cell_name")
+    if c.want_str("cellplatform_cell_name", name, "set a lowercase DNS label, e.g. cell.") is not None:
+        if not is_dns_label(name):
+            c.add("cellplatform_cell_name", name, "is not a valid DNS label (RFC 1123: lowercase a-z, 0-9, '-', at most 63 characters)",
+                  "use a lowercase name such as %s." % (re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-")[:63] or "cell"))
+    mode = mode_override if mode_override not in (None, MISSING) else c.top("cellplatform_mode")
+    mode = c.want_choice("cellplatform_mode", mode, MODES)
+    c.want_str("cellplatform_build_root", c.top("cellplatform_build_root"),
+               "set the directory rendered files go to, e.g. \"{{ inventory_dir }}/../../build\".")
+    c.want_str("cellplatform_secrets_dir", c.top("cellplatform_secrets_dir"),
+               "set the directory of the encrypted secrets, e.g. \"{{ inventory_dir }}/secrets\".")
+
+    # -- age --------------------------------------------------------------------------------
+    recipients = c.top("cellplatform_age_recipients")
+    age_fix = "list age public keys (age1... , 62 characters), e.g. the output of age-keygen -y ~/.config/sops/age/keys.txt."
+    recipients = c.want_list("cellplatform_age_recipients", recipients, age_fix, required=(mode == "apply"))
+    if recipients is not None:
+        for idx, rec in enumerate(recipients):
+            if not isinstance(rec, str) or not _AGE_RE.match(rec):
+                c.add("cellplatform_age_recipients[%d]" % idx, rec,
+                      "is not an age public key (age1 followed by 58 bech32 characters)", age_fix)
+            elif not is_age_recipient(rec):
+                c.add("cellplatform_age_recipients[%d]" % idx, rec,
+                      "has a bad bech32 checksum (a typo in the key?)", "copy the key again from age-keygen -y <identity file>.")
+        if mode == "apply" and not recipients:
+            c.add("cellplatform_age_recipients", recipients,
+                  "is empty, but cellplatform_mode is apply and secrets must be encrypted to someone", age_fix)
+    c.want_str("cellplatform_age_identity", c.top("cellplatform_age_identity"),
+               "set the age identity file, e.g. ~/.config/sops/age/keys.txt.", required=(mode == "apply"))
+
+    # -- node network -----------------------------------------------------------------------
+    net_fix = "set cellplatform_network: {cidr, gateway, nameservers, ntp_servers, search_domains, mtu, link_selector}."
+    network_map = c.want_dict("cellplatform_network", c.top("cellplatform_network"), net_fix)
+    network = gateway = None
+    if network_map is not None:
+        network = c.want_network("cellplatform_network.cidr", c.sub(network_map, "cidr"), "192.168.100.0/24", ipv4_only=True)
+        if network is not None and network.prefixlen > 29:
+            c.add("cellplatform_network.cidr", str(network), "is too small for a cell (/%d)" % network.prefixlen,
+                  "use a /29 or larger network, e.g. a /24.")
+            network = None
+        gw_value = c.sub(network_map, "gateway")
+        gateway = c.want_ipv4("cellplatform_network.gateway", gw_value,
+                              "set the default gateway of the node network, e.g. 192.168.100.1.")
+        if gateway is not None and network is not None:
+            if gateway not in network:
+                c.add("cellplatform_network.gateway", gw_value, "is outside the node network %s" % network,
+                      "pick the router address inside %s." % network)
+                gateway = None
+            elif gateway in (network.network_address, network.broadcast_address):
+                c.add("cellplatform_network.gateway", gw_value,
+                      "is the %s address of %s" % ("network" if gateway == network.network_address else "broadcast", network),
+                      "use the router's host address inside %s, e.g. %s." % (network, next(network.hosts())))
+                gateway = None
+        ns = c.want_list("cellplatform_network.nameservers", c.sub(network_map, "nameservers"),
+                         "list DNS server IP addresses, e.g. [192.168.100.1].", non_empty=True)
+        for idx, item in enumerate(ns or []):
+            c.want_ip("cellplatform_network.nameservers[%d]" % idx, item,
+                      "use an IP address (Talos needs resolvers by address).")
+        ntp = c.want_list("cellplatform_network.ntp_servers", c.sub(network_map, "ntp_servers"),
+                          "list NTP servers (IP addresses or host names), e.g. [192.168.100.1].", non_empty=True)
+        for idx, item in enumerate(ntp or []):
+            if not is_host(item):
+                c.add("cellplatform_network.ntp_servers[%d]" % idx, item, "is neither an IP address nor a valid host name",
+                      "use an IP address or a lowercase DNS name such as time.cloudflare.com.")
+        search = c.want_list("cellplatform_network.search_domains", c.sub(network_map, "search_domains"),
+                             "list DNS search domains, e.g. [cell.lan] (or []).", required=False)
+        for idx, item in enumerate(search or []):
+            if not is_dns_name(item):
+                c.add("cellplatform_network.search_domains[%d]" % idx, item, "is not a valid DNS name",
+                      "use a lowercase domain such as cell.lan.")
+        c.want_int("cellplatform_network.mtu", c.sub(network_map, "mtu"), MTU_RANGE[0], MTU_RANGE[1])
+        c.want_str("cellplatform_network.link_selector", c.sub(network_map, "link_selector"),
+                   "set a CEL expression selecting the node NIC, e.g. link.driver == \"virtio_net\".")
+
+    # -- nodes ----------------------------------------------------------------------------
+    nodes = _collect_nodes(c, hosts)
+    node_ips = []  # (name, ip)
+    seen_ip = {}
+    for hostname, _role, hvars in nodes:
+        if not is_dns_label(hostname):
+            c.add("inventory host " + hostname, hostname,
+                  "is not a valid host name (RFC 1123 label: lowercase a-z, 0-9, '-', at most 63 characters, no dots)",
+                  "rename the host, e.g. %s." % (re.sub(r"[^a-z0-9-]+", "-", hostname.lower()).strip("-")[:63] or "node-1"))
+        field = "%s.cellplatform_node_ip" % hostname
+        ip_value = hvars.get("cellplatform_node_ip", MISSING)
+        fix = "give host %s a free address inside %s." % (hostname, network if network else "the node network")
+        addr = c.want_ipv4(field, ip_value, fix)
+        if addr is not None:
+            if network is not None and addr not in network:
+                c.add(field, ip_value, "is outside the node network %s" % network, fix)
+                addr = None
+            elif network is not None and addr in (network.network_address, network.broadcast_address):
+                c.add(field, ip_value, "is the %s address of %s" % (
+                    "network" if addr == network.network_address else "broadcast", network), fix)
+                addr = None
+            elif gateway is not None and addr == gateway:
+                c.add(field, ip_value, "is the gateway address", fix)
+                addr = None
+            elif addr in seen_ip:
+                c.add(field, ip_value, "is also the address of node %s" % seen_ip[addr], fix)
+                addr = None
+        if addr is not None:
+            seen_ip[addr] = hostname
+            node_ips.append((hostname, addr))
+        disk = hvars.get("cellplatform_node_install_disk", MISSING)
+        if disk is not MISSING and disk is not None:
+            if not isinstance(disk, str) or not _DISK_RE.match(disk):
+                c.add("%s.cellplatform_node_install_disk" % hostname, disk, "is not a device path",
+                      "use an absolute device path such as /dev/sda or /dev/nvme0n1, or remove the override.")
+
+    # -- API VIP ----------------------------------------------------------------------------
+    pool = None
+    pool_value = c.top("cellplatform_lb_pool")
+    pool = _as_ip_range(c, "cellplatform_lb_pool", pool_value, network, "LoadBalancer pool", "")
+    vip_value = c.top("cellplatform_api_vip")
+    vip = c.want_ipv4("cellplatform_api_vip", vip_value, "set a free address of the node network, e.g. 192.168.100.50.")
+    ranges = [pool] if pool else []
+    karp_range = c.sub(c.sub(c.top("cellplatform_karpenter"), "address_range"), "start"), \
+        c.sub(c.sub(c.top("cellplatform_karpenter"), "address_range"), "end")
+    if all(isinstance(x, str) and parse_ip(x) is not None and parse_ip(x).version == 4 for x in karp_range):
+        ranges.append(tuple(parse_ip(x) for x in karp_range))  # only to suggest a free address
+    used = {ip for _n, ip in node_ips}
+    if gateway is not None:
+        used.add(gateway)
+    if vip is not None:
+        used.add(vip)
+
+    def vip_fix():
+        if network is None:
+            return "pick a free address inside the node network outside the LoadBalancer pool."
+        suggestion = _free_address(network, used, ranges)
+        return "pick a free address in %s outside the LoadBalancer pool%s." % (
+            network, (", e.g. %s" % suggestion) if suggestion else "")
+
+    if vip is not None and network is not None:
+        if vip not in network:
+            c.add("cellplatform_api_vip", vip_value, "is outside the node network %s" % network, vip_fix())
+        elif vip in (network.network_address, network.broadcast_address):
+            c.add("cellplatform_api_vip", vip_value, "is the %s address of %s" % (
+                "network" if vip == network.network_address else "broadcast", network), vip_fix())
+        elif gateway is not None and vip == gateway:
+            c.add("cellplatform_api_vip", vip_value, "is the gateway address", vip_fix())
+        elif vip in seen_ip:
+            c.add("cellplatform_api_vip", vip_value, "is also the address of node %s" % seen_ip[vip], vip_fix())
+        elif pool and pool[0] <= vip <= pool[1]:
+            c.add("cellplatform_api_vip", vip_value, "lies inside the LoadBalancer pool %s-%s" % pool, vip_fix())
+    c.want_int("cellplatform_api_port", c.top("cellplatform_api_port"), 1, 65535)
+    dns_name = c.top("cellplatform_api_dns_name")
+    if c.want_str("cellplatform_api_dns_name", dns_name, "set the API's DNS name, e.g. api.cell.lan.") is not None:
+        if not is_dns_name(dns_name):
+            c.add("cellplatform_api_dns_name", dns_name, "is not a valid DNS name", "use a lowercase name such as api.cell.lan.")
+
+    # -- LoadBalancer pool contents -----------------------------------------------------------
+    if pool:
+        for hostname, ip in node_ips:
+            if pool[0] <= ip <= pool[1]:
+                c.add("cellplatform_lb_pool", "%s-%s" % pool, "holds %s, the address of node %s" % (ip, hostname),
+                      "move the pool or the node so that no node address is inside %s-%s." % pool)
+        if gateway is not None and pool[0] <= gateway <= pool[1]:
+            c.add("cellplatform_lb_pool", "%s-%s" % pool, "holds %s, the gateway address" % gateway,
+                  "move the pool so that it excludes the gateway.")
+
+    # -- pod / service CIDRs --------------------------------------------------------------------
+    pod = c.want_network("cellplatform_pod_cidr", c.top("cellplatform_pod_cidr"), "10.244.0.0/16")
+    svc = c.want_network("cellplatform_service_cidr", c.top("cellplatform_service_cidr"), "10.96.0.0/16")
+    if svc is not None and svc.max_prefixlen - svc.prefixlen > 20:
+        c.add("cellplatform_service_cidr", str(svc), "is larger than Kubernetes allows (at most 2^20 addresses, /%d for IPv%d)" % (
+            svc.max_prefixlen - 20, svc.version), "use a /%d or smaller range, e.g. 10.96.0.0/16." % (svc.max_prefixlen - 20))
+        svc = None
+    if pod is not None and svc is not None and pod.version == svc.version and pod.overlaps(svc):
+        c.add("cellplatform_service_cidr", str(svc), "overlaps cellplatform_pod_cidr %s" % pod,
+              "use disjoint ranges, e.g. pod 10.244.0.0/16 and service 10.96.0.0/16.")
+    for fname, net in (("cellplatform_pod_cidr", pod), ("cellplatform_service_cidr", svc)):
+        if net is not None and network is not None and net.version == network.version and net.overlaps(network):
+            c.add(fname, str(net), "overlaps the node network %s" % network,
+                  "pick a private range disjoint from %s, e.g. %s." % (
+                      network, "10.244.0.0/16" if fname == "cellplatform_pod_cidr" else "10.96.0.0/16"))
+    cdd = c.top("cellplatform_cluster_dns_domain")
+    if c.want_str("cellplatform_cluster_dns_domain", cdd, "set the cluster DNS domain, e.g. cluster.local.") is not None:
+        if not is_dns_name(cdd):
+            c.add("cellplatform_cluster_dns_domain", cdd, "is not a valid DNS name", "use a lowercase name such as cluster.local.")
+
+    # -- Talos / Kubernetes ---------------------------------------------------------------------
+    _check_versions(c)
+    schematic = c.top("cellplatform_talos_schematic_id")
+    sch_fix = "set the 64-character hex ID the Image Factory (factory.talos.dev) returned for your schematic."
+    if c.want_str("cellplatform_talos_schematic_id", schematic, sch_fix) is not None and not _SCHEMATIC_RE.match(schematic):
+        c.add("cellplatform_talos_schematic_id", schematic, "is not a 64-character lowercase hex schematic ID", sch_fix)
+    platform = c.want_choice("cellplatform_talos_platform", c.top("cellplatform_talos_platform"), TALOS_PLATFORMS)
+    disk = c.top("cellplatform_talos_install_disk")
+    disk_fix = "use an absolute device path such as /dev/sda or /dev/nvme0n1."
+    if c.want_str("cellplatform_talos_install_disk", disk, disk_fix) is not None and not _DISK_RE.match(disk):
+        c.add("cellplatform_talos_install_disk", disk, "is not a device path", disk_fix)
+
+    # -- machines ------------------------------------------------------------------------------
+    provisioner = c.want_choice("cellplatform_provisioner", c.top("cellplatform_provisioner"), PROVISIONERS)
+    if provisioner == "proxmox":
+        if platform is not None and platform != "nocloud":
+            c.add("cellplatform_talos_platform", platform,
+                  "does not work with cellplatform_provisioner proxmox (static addresses come through cloud-init)",
+                  "use nocloud with proxmox, or set cellplatform_provisioner: none for machines you boot yourself.")
+        _check_proxmox(c, nodes, node_ips)
+    for role in ("controlplane", "worker"):
+        base = "cellplatform_node_sizes"
+        sizes = c.want_dict(base, c.top(base), "set cellplatform_node_sizes: {controlplane: {cores, memory_mib, disk_gib}, worker: {...}}.",
+                            required=(provisioner == "proxmox"))
+        if sizes is None:
+            break
+        entry = c.want_dict("%s.%s" % (base, role), c.sub(sizes, role), "set {cores, memory_mib, disk_gib} for %s." % role)
+        if entry is None:
+            continue
+        c.want_int("%s.%s.cores" % (base, role), c.sub(entry, "cores"), 1, 512)
+        c.want_int("%s.%s.memory_mib" % (base, role), c.sub(entry, "memory_mib"), 2048 if role == "controlplane" else 1024, 4194304)
+        c.want_int("%s.%s.disk_gib" % (base, role), c.sub(entry, "disk_gib"), 10, 65536)
+    return network, gateway, vip, pool, node_ips, provisioner
+
+
+def _check_versions(c):
+    talos = c.top("cellplatform_talos_version")
+    k8s = c.top("cellplatform_kubernetes_version")
+    supported = _supported_text()
+    talos_fix = "use a Talos release such as v1.13.9 (supported: %s)." % supported
+    k8s_fix = "use a full Kubernetes version such as 1.36.3 (supported: %s)." % supported
+    tv = kv = None
+    if c.want_present("cellplatform_talos_version", talos, talos_fix):
+        if not isinstance(talos, str):
+            c.add("cellplatform_talos_version", talos, "must be a version string, not %s" % _type_name(talos),
+                  "quote it and write it in full, e.g. \"v1.13.9\".")
+        else:
+            match = _TALOS_VERSION_RE.match(talos)
+            if not match:
+                c.add("cellplatform_talos_version", talos, "is not a Talos version of the form vMAJOR.MINOR.PATCH",
+                      ("write it with a leading v, e.g. v%s." % talos) if _K8S_VERSION_RE.match(talos) else talos_fix)
+            else:
+                tv = tuple(int(x) for x in match.groups())
+                if tv[:2] not in SUPPORTED_VERSIONS:
+                    c.add("cellplatform_talos_version", talos, "is not a supported Talos release", talos_fix)
+                    tv = None
+    if c.want_present("cellplatform_kubernetes_version", k8s, k8s_fix):
+        if not isinstance(k8s, str):
+            c.add("cellplatform_kubernetes_version", k8s, "must be a version string, not %s" % _type_name(k8s),
+                  "quote it and write it in full, e.g. \"1.36.3\".")
+        else:
+            match = _K8S_VERSION_RE.match(k8s)
+            if not match:
+                fix = k8s_fix
+                if k8s.startswith("v") and _K8S_VERSION_RE.match(k8s[1:]):
+                    fix = "drop the leading v: %s." % k8s[1:]
+                c.add("cellplatform_kubernetes_version", k8s, "is not a Kubernetes version of the form MAJOR.MINOR.PATCH", fix)
+            else:
+                kv = tuple(int(x) for x in match.groups())
+    if tv is not None and kv is not None:
+        low, high = SUPPORTED_VERSIONS[tv[:2]]
+        if not low <= kv[:2] <= high:
+            c.add("cellplatform_kubernetes_version", k8s,
+                  "is not supported by Talos %s (it supports Kubernetes %d.%d-%d.%d)" % ((talos,) + low + high),
+                  "use Kubernetes %d.%d-%d.%d with Talos v%d.%d.x, or change cellplatform_talos_version (supported: %s)." % (
+                      low + high + tv[:2] + (supported,)))
+
+
+def _check_proxmox(c, nodes, node_ips):
+    fix = "set cellplatform_proxmox: {endpoint, insecure, node_name, datastore, image_datastore, bridge, vm_id_base}."
+    pve = c.want_dict("cellplatform_proxmox", c.top("cellplatform_proxmox"), fix)
+    if pve is None:
+        return
+    endpoint = c.sub(pve, "endpoint")
+    ep_fix = "use the Proxmox API URL, e.g. https://pve.example.lan:8006/."
+    if c.want_str("cellplatform_proxmox.endpoint", endpoint, ep_fix) is not None:
+        if not _url_ok(endpoint, ("https",)):
+            c.add("cellplatform_proxmox.endpoint", endpoint, "is not an https:// URL with a host", ep_fix)
+    c.want_bool("cellplatform_proxmox.insecure", c.sub(pve, "insecure"))
+    for key, example in (("node_name", "pve1"), ("datastore", "local-lvm"), ("image_datastore", "local"), ("bridge", "vmbr0")):
+        c.want_str("cellplatform_proxmox.%s" % key, c.sub(pve, key), "set the Proxmox %s, e.g. %s." % (key.replace("_", " "), example))
+    base = c.want_int("cellplatform_proxmox.vm_id_base", c.sub(pve, "vm_id_base"), VM_ID_RANGE[0], VM_ID_RANGE[1] - 255)
+    ips = dict(node_ips)
+    seen = {}
+    for hostname, _role, hvars in nodes:
+        override = hvars.get("cellplatform_node_vm_id", MISSING)
+        field = "%s.cellplatform_node_vm_id" % hostname
+        if override is not MISSING and override is not None:
+            vm_id = c.want_int(field, override, VM_ID_RANGE[0], VM_ID_RANGE[1])
+        elif base is not None and hostname in ips:
+            vm_id = base + int(str(ips[hostname]).rsplit(".", 1)[1])
+            field = "cellplatform_proxmox.vm_id_base"
+        else:
+            vm_id = None
+        if vm_id is None:
+            continue
+        if vm_id in seen:
+            c.add("%s.cellplatform_node_vm_id" % hostname, vm_id, "is also the VM ID of node %s" % seen[vm_id],
+                  "set a unique cellplatform_node_vm_id on %s." % hostname)
+        else:
+            seen[vm_id] = hostname
+
+
+def _url_ok(value, schemes):
+    try:
+        from urllib.parse import urlsplit
+    except ImportError:  # pragma: no cover
+        from urlparse import urlsplit  # type: ignore
+    if not isinstance(value, str) or any(ch.isspace() for ch in value):
+        return False
+    try:
+        parts = urlsplit(value)
+        port = parts.port  # raises ValueError on a bad port
+    except ValueError:
+        return False
+    del port
+    return parts.scheme in schemes and bool(parts.hostname) and is_host(parts.hostname.lower())
+
+
+def _check_karpenter(c, network, gateway, vip, pool, node_ips, required):
+    field = "cellplatform_karpenter"
+    value = c.top(field)
+    karp = c.want_dict(field, value, "set cellplatform_karpenter: {enabled, min_nodes, max_nodes, ..., address_range}.",
+                       required=required)
+    if karp is None:
+        return
+    enabled = c.want_bool(field + ".enabled", c.sub(karp, "enabled"))
+    if enabled is False:
+        return
+    low = c.want_int(field + ".min_nodes", c.sub(karp, "min_nodes"), 0, KARPENTER_MAX_NODES_CAP)
+    high = c.want_int(field + ".max_nodes", c.sub(karp, "max_nodes"), 0, KARPENTER_MAX_NODES_CAP,
+                      fix="set an integer between 0 and %d (a YAML number, without quotes)." % KARPENTER_MAX_NODES_CAP)
+    if low is not None and high is not None and high < low:
+        c.add(field + ".max_nodes", high, "is smaller than min_nodes %d" % low,
+              "set max_nodes to at least %d, or lower min_nodes." % low)
+        high = None
+    c.want_int(field + ".node_cores", c.sub(karp, "node_cores"), 1, 512)
+    c.want_int(field + ".node_memory_mib", c.sub(karp, "node_memory_mib"), 1024, 4194304)
+    c.want_int(field + ".node_disk_gib", c.sub(karp, "node_disk_gib"), 10, 65536)
+    c.want_str(field + ".proxmox_region", c.sub(karp, "proxmox_region"), "set the Proxmox cluster region name, e.g. pve.")
+    c.want_str(field + ".template_name", c.sub(karp, "template_name"), "set the Proxmox VM template name, e.g. talos-nocloud.")
+    rng = _as_ip_range(c, field + ".address_range", c.sub(karp, "address_range"), network,
+                       "dynamic-worker range", ", disjoint from nodes, VIP, gateway and the LoadBalancer pool")
+    if not rng:
+        return
+    shown = "%s-%s" % rng
+    size = int(rng[1]) - int(rng[0]) + 1
+    if high is not None and size < high:
+        c.add(field + ".address_range", shown, "holds %d addresses, fewer than max_nodes %d" % (size, high),
+              "widen the range to at least %d addresses or lower max_nodes." % high)
+    fix = "move the dynamic-worker range to free addresses (disjoint from nodes, VIP, gateway and the LoadBalancer pool)."
+    for hostname, ip in node_ips:
+        if rng[0] <= ip <= rng[1]:
+            c.add(field + ".address_range", shown, "holds %s, the address of node %s" % (ip, hostname), fix)
+    if vip is not None and rng[0] <= vip <= rng[1]:
+        c.add(field + ".address_range", shown, "holds %s, the API VIP" % vip, fix)
+    if gateway is not None and rng[0] <= gateway <= rng[1]:
+        c.add(field + ".address_range", shown, "holds %s, the gateway address" % gateway, fix)
+    if pool and rng[0] <= pool[1] and pool[0] <= rng[1]:
+        c.add(field + ".address_range", shown, "overlaps the LoadBalancer pool %s-%s" % pool, fix)
+
+
+def _check_l1(c):
+    domain = c.top("cellplatform_dns_domain")
+    dom_fix = "set the cell's DNS domain, e.g. cell.lan."
+    if c.want_str("cellplatform_dns_domain", domain, dom_fix) is not None and not is_dns_name(domain):
+        c.add("cellplatform_dns_domain", domain, "is not a valid DNS name", "use a lowercase domain such as cell.lan.")
+        domain = None
+    elif not isinstance(domain, str):
+        domain = None
+    field = "cellplatform_external_dns"
+    edns = c.want_dict(field, c.top(field), "set cellplatform_external_dns: {provider, policy, txt_owner_id, domain_filters, rfc2136|pdns}.")
+    if edns is None:
+        return
+    provider = c.want_choice(field + ".provider", c.sub(edns, "provider"), EXTERNAL_DNS_PROVIDERS)
+    policy = c.want_choice(field + ".policy", c.sub(edns, "policy"), EXTERNAL_DNS_POLICIES)
+    owner = c.sub(edns, "txt_owner_id")
+    owner_fix = "set a short identifier of this cell, e.g. the cell name."
+    if c.want_str(field + ".txt_owner_id", owner, owner_fix) is not None and not _OWNER_ID_RE.match(owner):
+        c.add(field + ".txt_owner_id", owner, "may only contain letters, digits, '.', '_' and '-'", owner_fix)
+    filters = c.want_list(field + ".domain_filters", c.sub(edns, "domain_filters"),
+                          "list the domains external-dns may manage, e.g. [%s]." % (domain or "cell.lan"), non_empty=True)
+    good_filters = []
+    for idx, item in enumerate(filters or []):
+        ffield = "%s.domain_filters[%d]" % (field, idx)
+        if not is_dns_name(item):
+            c.add(ffield, item, "is not a valid DNS name", "use a lowercase domain such as %s." % (domain or "cell.lan"))
+        elif domain is not None and not _within(item, domain):
+            c.add(ffield, item, "is not within cellplatform_dns_domain %s" % domain,
+                  "use %s or a subdomain of it." % domain)
+        else:
+            good_filters.append(item)
+    if provider == "rfc2136":
+        sub = field + ".rfc2136"
+        rfc = c.want_dict(sub, c.sub(edns, "rfc2136"), "set %s: {host, port, zone, tsig_keyname, tsig_algorithm, axfr}." % sub)
+        if rfc is not None:
+            host = c.sub(rfc, "host")
+            host_fix = "set the DNS server's IP address or host name, e.g. 192.168.100.1."
+            if c.want_str(sub + ".host", host, host_fix) is not None and not is_host(host):
+                c.add(sub + ".host", host, "is neither an IP address nor a valid host name", host_fix)
+            c.want_int(sub + ".port", c.sub(rfc, "port"), 1, 65535)
+            zone = c.sub(rfc, "zone")
+            zone_fix = "set the zone the TSIG key may update, e.g. %s." % (domain or "cell.lan")
+            if c.want_str(sub + ".zone", zone, zone_fix) is not None:
+                if not is_dns_name(zone):
+                    c.add(sub + ".zone", zone, "is not a valid DNS name", zone_fix)
+                else:
+                    for item in good_filters:
+                        if not _within(item, zone):
+                            c.add(sub + ".zone", zone, "is not equal to or a parent of domain filter %s" % item,
+                                  "set the zone to %s or a parent of it, or change the domain filter." % item)
+            c.want_str(sub + ".tsig_keyname", c.sub(rfc, "tsig_keyname"), "set the TSIG key name, e.g. externaldns-key.")
+            c.want_choice(sub + ".tsig_algorithm", c.sub(rfc, "tsig_algorithm"), TSIG_ALGORITHMS)
+            axfr = c.want_bool(sub + ".axfr", c.sub(rfc, "axfr"))
+            if policy == "sync" and axfr is False:
+                c.add(sub + ".axfr", axfr, "is false, but policy sync needs zone transfers to find records to delete",
+                      "set axfr: true (and allow AXFR for the TSIG key), or use policy upsert-only.")
+    elif provider == "pdns":
+        sub = field + ".pdns"
+        pdns = c.want_dict(sub, c.sub(edns, "pdns"), "set %s: {server, server_id}." % sub)
+        if pdns is not None:
+            server = c.sub(pdns, "server")
+            srv_fix = "set the PowerDNS API URL, e.g. http://192.168.100.1:8081."
+            if c.want_str(sub + ".server", server, srv_fix) is not None and not _url_ok(server, ("http", "https")):
+                c.add(sub + ".server", server, "is not an http(s):// URL with a host", srv_fix)
+            c.want_str(sub + ".server_id", c.sub(pdns, "server_id"), "set the PowerDNS server ID, usually localhost.")
+
+
+def _check_l2(c):
+    field = "cellplatform_gitops"
+    git = c.want_dict(field, c.top(field), "set cellplatform_gitops: {repo_url, revision, path}.")
+    if git is not None:
+        url = c.sub(git, "repo_url")
+        url_fix = "use https://host/org/repo.git, ssh://git@host/org/repo.git or git@host:org/repo.git."
+        if c.want_str(field + ".repo_url", url, url_fix) is not None:
+            if url.startswith("http://"):
+                c.add(field + ".repo_url", url, "uses plain http", "use https:// (credentials and manifests must not travel in clear text).")
+            elif not _git_url_ok(url):
+                c.add(field + ".repo_url", url, "is not a Git URL Argo CD can clone", url_fix)
+        c.want_str(field + ".revision", c.sub(git, "revision"), "set a branch, tag or commit, e.g. main.")
+        path = c.sub(git, "path")
+        path_fix = "use a path relative to the repository root without '..', e.g. apps."
+        if c.want_str(field + ".path", path, path_fix) is not None:
+            if path.startswith("/") or "\\" in path:
+                c.add(field + ".path", path, "is not a relative path", path_fix)
+            elif ".." in path.split("/"):
+                c.add(field + ".path", path, "leaves the repository ('..')", path_fix)
+    domain = c.top("cellplatform_argocd_domain")
+    dom_fix = "set the host name Argo CD is served under, e.g. argocd.cell.lan."
+    if c.want_str("cellplatform_argocd_domain", domain, dom_fix) is not None and not is_dns_name(domain):
+        c.add("cellplatform_argocd_domain", domain, "is not a valid DNS name", dom_fix)
+    c.want_choice("cellplatform_policy_mode", c.top("cellplatform_policy_mode"), POLICY_MODES)
+    field = "cellplatform_linkerd"
+    lk = c.want_dict(field, c.top(field), "set cellplatform_linkerd: {trust_anchor_lifetime_days, issuer_lifetime_days, issuer_renew_before_days}.")
+    if lk is None:
+        return
+    anchor = c.want_int(field + ".trust_anchor_lifetime_days", c.sub(lk, "trust_anchor_lifetime_days"), 1, 36500)
+    issuer = c.want_int(field + ".issuer_lifetime_days", c.sub(lk, "issuer_lifetime_days"), 1, LINKERD_ISSUER_MAX_DAYS)
+    renew = c.want_int(field + ".issuer_renew_before_days", c.sub(lk, "issuer_renew_before_days"), 1, LINKERD_ISSUER_MAX_DAYS)
+    if anchor is not None and issuer is not None and not anchor > issuer:
+        c.add(field + ".issuer_lifetime_days", issuer, "is not shorter than trust_anchor_lifetime_days %d" % anchor,
+              "keep the issuer lifetime below the trust anchor's, e.g. 365 with a 3650-day anchor.")
+    if issuer is not None and renew is not None and not issuer > renew:
+        c.add(field + ".issuer_renew_before_days", renew, "is not shorter than issuer_lifetime_days %d" % issuer,
+              "renew some days before expiry, e.g. 30 with a 365-day issuer.")
+
+
+def _git_url_ok(url):
+    """https://host/path, ssh://[user@]host[:port]/path or scp-like user@host:path."""
+    if url.startswith(("https://", "ssh://")):
+        if not _url_ok(url, ("https", "ssh")):
+            return False
+        path = url.split("://", 1)[1].split("/", 1)
+        return len(path) == 2 and bool(path[1].strip("/"))
+    match = _SCP_GIT_RE.match(url)
+    return bool(match) and is_host(match.group(1).lower())
+
+
+def validate(variables, hosts, layers=None, mode=None):
+    """Every problem of the inventory at once: a list of {field, value, message, fix}.
+
+    ``layers``: iterable of l0/l1/l2 (default: all). L0 is always checked: every layer needs
+    the cell model. ``mode``: overrides ``cellplatform_mode`` (validated the same way).
+    """
+    selected = _layers(layers)
+    checker = _Checker(variables or {})
+    network, gateway, vip, pool, node_ips, _prov = _check_l0(checker, hosts, mode)
+    karpenter_needed = "l1" in selected
+    if karpenter_needed or checker.top("cellplatform_karpenter") is not MISSING:
+        _check_karpenter(checker, network, gateway, vip, pool, node_ips, required=karpenter_needed)
+    if "l1" in selected:
+        _check_l1(checker)
+    if "l2" in selected:
+        _check_l2(checker)
+    return checker.problems
+
+
+def format_problems(problems):
+    """The numbered list used as the failure message."""
+    lines = ["Preflight found %d problem%s in the inventory (nothing was changed):" % (
+        len(problems), "" if len(problems) == 1 else "s")]
+    for idx, prob in enumerate(problems, 1):
+        lines.append("%d. %s. Fix: %s" % (idx, prob["message"], prob["fix"]))
+    return "\n".join(lines)
+
+
+def build_cell_model(variables, hosts, mode=None):
+    """The normalised ``cellplatform_cell`` structure (inventory must be valid)."""
+    v = variables
+    network = ipaddress.ip_network(v["cellplatform_network"]["cidr"])
+    net = v["cellplatform_network"]
+    name = v["cellplatform_cell_name"]
+    vip = str(ipaddress.ip_address(v["cellplatform_api_vip"]))
+    port = int(v["cellplatform_api_port"])
+    dns_name = v.get("cellplatform_api_dns_name")
+    start = ipaddress.ip_address(v["cellplatform_lb_pool"]["start"])
+    end = ipaddress.ip_address(v["cellplatform_lb_pool"]["end"])
+    talos_version = v["cellplatform_talos_version"]
+    major, minor = _TALOS_VERSION_RE.match(talos_version).groups()[:2]
+    platform = v["cellplatform_talos_platform"]
+    schematic = v["cellplatform_talos_schematic_id"]
+    default_disk = v["cellplatform_talos_install_disk"]
+    proxmox = v.get("cellplatform_proxmox") if isinstance(v.get("cellplatform_proxmox"), Mapping) else {}
+    vm_id_base = proxmox.get("vm_id_base")
+
+    nodes = []
+    groups = (("controlplane", "controlplane"), ("workers", "worker"))
+    for group, role in groups:
+        for host, hvars in (hosts.get(group) or {}).items():
+            if role == "worker" and host in (hosts.get("controlplane") or {}):
+                continue
+            hvars = hvars or {}
+            ip = ipaddress.ip_address(hvars["cellplatform_node_ip"])
+            vm_id = hvars.get("cellplatform_node_vm_id")
+            if vm_id is None and isinstance(vm_id_base, int) and not isinstance(vm_id_base, bool):
+                vm_id = vm_id_base + int(str(ip).rsplit(".", 1)[1])
+            nodes.append({
+                "name": host,
+                "ip": str(ip),
+                "address": "%s/%d" % (ip, network.prefixlen),
+                "role": role,
+                "install_disk": hvars.get("cellplatform_node_install_disk") or default_disk,
+                "vm_id": vm_id,
+            })
+    controlplane = [n["name"] for n in nodes if n["role"] == "controlplane"]
+    return {
+        "name": name,
+        "mode": mode if mode else v["cellplatform_mode"],
+        "build_dir": os.path.join(os.path.realpath(v["cellplatform_build_root"]), name),
+        "secrets_dir": os.path.realpath(v["cellplatform_secrets_dir"]),
+        "network": {
+            "cidr": str(network),
+            "prefixlen": network.prefixlen,
+            "gateway": str(ipaddress.ip_address(net["gateway"])),
+            "nameservers": [str(x) for x in net.get("nameservers") or []],
+            "ntp_servers": [str(x) for x in net.get("ntp_servers") or []],
+            "search_domains": [str(x) for x in net.get("search_domains") or []],
+            "mtu": int(net["mtu"]),
+            "link_selector": str(net["link_selector"]),
+        },
+        "api": {
+            "vip": vip,
+            "port": port,
+            "endpoint": "https://%s:%d" % (vip, port),
+            "dns_name": dns_name,
+            "cert_sans": [vip] + ([dns_name] if dns_name else []),
+        },
+        "lb_pool": {
+            "start": str(start),
+            "end": str(end),
+            "range": "%s-%s" % (start, end),
+            "size": int(end) - int(start) + 1,
+        },
+        "pod_cidr": str(v["cellplatform_pod_cidr"]),
+        "service_cidr": str(v["cellplatform_service_cidr"]),
+        "talos": {
+            "version": talos_version,
+            "contract": "v%s.%s" % (major, minor),
+            "kubernetes_version": str(v["cellplatform_kubernetes_version"]),
+            "platform": platform,
+            "schematic_id": schematic,
+            "installer_image": "factory.talos.dev/%s-installer/%s:%s" % (platform, schematic, talos_version),
+            "install_disk": default_disk,
+        },
+        "nodes": nodes,
+        "controlplane": controlplane,
+        "workers": [n["name"] for n in nodes if n["role"] == "worker"],
+        "bootstrap_node": controlplane[0] if controlplane else None,
+        "talos_endpoints": [n["ip"] for n in nodes if n["role"] == "controlplane"],
+    }

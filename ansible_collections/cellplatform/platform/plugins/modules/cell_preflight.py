@@ -1,0 +1,137 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+---
+module: cell_preflight
+short_description: Validate every cellplatform_* inventory variable at once and build the cell model
+version_added: 0.1.0
+author:
+  - cellplatform contributors (@cellplatform)
+description:
+  - Reads every C(cellplatform_*) variable of the current host, the groups C(cell),
+    C(controlplane) and C(workers), and each node's C(cellplatform_node_ip) (plus the optional
+    C(cellplatform_node_install_disk) and C(cellplatform_node_vm_id)) from C(hostvars).
+  - Checks the address plan (node network, node addresses, gateway, API VIP, LoadBalancer pool,
+    Karpenter dynamic-worker range, pod and service CIDRs), host names, the control-plane count,
+    the Talos/Kubernetes version pair, Proxmox and machine settings, age recipients (required in
+    C(apply) mode), types and required values; with layer C(l1) also the DNS domain,
+    external-dns and Karpenter settings; with layer C(l2) the GitOps repository, Argo CD domain,
+    policy mode and Linkerd certificate lifetimes.
+  - Reports every problem at once, each naming the field, the value and the fix, and fails
+    before anything is touched. When the inventory is clean it sets the fact C(cellplatform_cell),
+    the normalised cell model every role uses.
+  - Pure and controller-side. It runs no command, opens no connection and touches no file (it only
+    resolves the build and secrets directories with C(realpath)).
+options:
+  layers:
+    description:
+      - The layers whose checks run. C(l0) is always checked because every layer needs the cell
+        model; C(l1) and C(l2) variables are only required when their layer is selected
+        (C(cellplatform_karpenter) is checked whenever it is set).
+    type: list
+    elements: str
+    choices: [l0, l1, l2]
+    default: [l0, l1, l2]
+  mode:
+    description:
+      - Overrides C(cellplatform_mode) (validated the same way).
+    type: str
+    choices: [render, apply]
+attributes:
+  check_mode:
+    support: full
+    description: Validation is the same in check mode; nothing is ever changed.
+  diff_mode:
+    support: none
+    description: There is nothing to diff; the module never changes anything.
+  action:
+    support: full
+    description: Runs on the controller as an action plugin.
+  async:
+    support: none
+    description: Validation takes milliseconds.
+notes:
+  - This is an action plugin; it runs on the controller only.
+seealso:
+  - name: The cell model
+    description: The C(cellplatform_cell) structure, in docs/development.md.
+    link: https://example.invalid/cellplatform/cellplatform/docs/development.md
+'''
+
+EXAMPLES = r'''
+- name: Preflight every layer
+  cellplatform.platform.cell_preflight:
+
+- name: Preflight only what L0 needs, for an apply run
+  cellplatform.platform.cell_preflight:
+    layers: [l0]
+    mode: apply
+'''
+
+RETURN = r'''
+ansible_facts:
+  description: The cell model, set only when the inventory is clean.
+  returned: success
+  type: dict
+  contains:
+    cellplatform_cell:
+      description:
+        - The normalised cell with C(name), C(mode), C(build_dir), C(secrets_dir), C(network), C(api),
+          C(lb_pool), C(pod_cidr), C(service_cidr), C(talos), C(nodes) (control planes first,
+          then workers, in inventory order), C(controlplane), C(workers), C(bootstrap_node),
+          C(talos_endpoints).
+      type: dict
+      returned: success
+problems:
+  description: Every problem found (empty on success).
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    field:
+      description: The variable (dotted path) or inventory item at fault.
+      type: str
+    value:
+      description: The offending value (null when it is not set).
+      type: raw
+    message:
+      description: What is wrong, naming the field and the value.
+      type: str
+    fix:
+      description: How to fix it.
+      type: str
+  sample:
+    - field: cellplatform_api_vip
+      value: 192.168.100.61
+      message: "cellplatform_api_vip: 192.168.100.61 is also the address of node worker-1"
+      fix: pick a free address in 192.168.100.0/24 outside the LoadBalancer pool, e.g. 192.168.100.2.
+layers:
+  description: The layers that were checked.
+  returned: success
+  type: list
+  elements: str
+  sample: [l0, l1, l2]
+'''
+
+from ansible.module_utils.basic import AnsibleModule
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            layers=dict(type="list", elements="str", choices=["l0", "l1", "l2"], default=["l0", "l1", "l2"]),
+            mode=dict(type="str", choices=["render", "apply"]),
+        ),
+        supports_check_mode=True,
+    )
+    module.fail_json(msg="cellplatform.platform.cell_preflight is an action plugin and runs on the controller only.")
+
+
+if __name__ == "__main__":
+    main()

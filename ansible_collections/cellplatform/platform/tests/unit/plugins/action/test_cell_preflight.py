@@ -1,0 +1,222 @@
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""action/cell_preflight.py in-process: task_vars in, cell model or every problem out, nothing run."""
+
+from __future__ import annotations
+
+import copy
+import os
+import subprocess
+from unittest import mock
+
+import pytest
+
+from ansible.errors import AnsibleActionFail
+from ansible.parsing.dataloader import DataLoader
+from ansible.template import Templar, trust_as_template
+
+from ansible_collections.cellplatform.platform.plugins.action.cell_preflight import ActionModule
+
+SCHEMATIC = "ce4c980550dd2ab1b17bbf2b08801c7eb59418eafe8f279833297925d67c7515"
+AGE_KEY = "age1jrt4wcqq6sc0gexnntep0xecwky60ugk0euv67me6xm7c7me7udq7r0003"
+
+CELL_VARS = {
+    "cellplatform_cell_name": "cell",
+    "cellplatform_mode": "render",
+    "cellplatform_build_root": trust_as_template("{{ inventory_dir }}/../../build"),
+    "cellplatform_secrets_dir": trust_as_template("{{ inventory_dir }}/secrets"),
+    "cellplatform_network": {
+        "cidr": "192.168.100.0/24", "gateway": "192.168.100.1", "nameservers": ["192.168.100.1"],
+        "ntp_servers": ["192.168.100.1"], "search_domains": ["cell.lan"], "mtu": 1500,
+        "link_selector": 'link.driver == "virtio_net"',
+    },
+    "cellplatform_api_vip": "192.168.100.50",
+    "cellplatform_api_port": 6443,
+    "cellplatform_api_dns_name": trust_as_template("api.{{ cellplatform_dns_domain }}"),
+    "cellplatform_lb_pool": {"start": "192.168.100.200", "end": "192.168.100.250"},
+    "cellplatform_pod_cidr": "10.244.0.0/16",
+    "cellplatform_service_cidr": "10.96.0.0/16",
+    "cellplatform_cluster_dns_domain": "cluster.local",
+    "cellplatform_talos_version": "v1.13.9",
+    "cellplatform_kubernetes_version": "1.36.3",
+    "cellplatform_talos_schematic_id": SCHEMATIC,
+    "cellplatform_talos_platform": "nocloud",
+    "cellplatform_talos_install_disk": "/dev/sda",
+    "cellplatform_age_recipients": [],
+    "cellplatform_age_identity": "~/.config/sops/age/keys.txt",
+    "cellplatform_provisioner": "proxmox",
+    "cellplatform_proxmox": {
+        "endpoint": "https://pve.cell.lan:8006/", "insecure": False, "node_name": "pve1",
+        "datastore": "local-lvm", "image_datastore": "local", "bridge": "vmbr0", "vm_id_base": 100,
+    },
+    "cellplatform_node_sizes": {
+        "controlplane": {"cores": 2, "memory_mib": 4096, "disk_gib": 40},
+        "worker": {"cores": 4, "memory_mib": 8192, "disk_gib": 80},
+    },
+    "cellplatform_dns_domain": "cell.lan",
+    "cellplatform_external_dns": {
+        "provider": "rfc2136", "policy": "upsert-only", "txt_owner_id": "cell", "domain_filters": ["cell.lan"],
+        "rfc2136": {"host": "192.168.100.1", "port": 53, "zone": "cell.lan", "tsig_keyname": "externaldns-key",
+                    "tsig_algorithm": "hmac-sha256", "axfr": True},
+    },
+    "cellplatform_karpenter": {
+        "enabled": True, "min_nodes": 0, "max_nodes": 10, "node_cores": 4, "node_memory_mib": 8192,
+        "node_disk_gib": 40, "proxmox_region": "pve", "template_name": "talos-nocloud",
+        "address_range": {"start": "192.168.100.100", "end": "192.168.100.149"},
+    },
+    "cellplatform_gitops": {"repo_url": "https://gitea.cell.lan/platform/cell.git", "revision": "main", "path": "apps"},
+    "cellplatform_argocd_domain": "argocd.cell.lan",
+    "cellplatform_policy_mode": "audit",
+    "cellplatform_linkerd": {"trust_anchor_lifetime_days": 3650, "issuer_lifetime_days": 365,
+                             "issuer_renew_before_days": 30},
+}
+NODES = {"cp-1": "192.168.100.51", "cp-2": "192.168.100.52", "cp-3": "192.168.100.53",
+         "worker-1": "192.168.100.61", "worker-2": "192.168.100.62", "worker-3": "192.168.100.63"}
+
+
+def task_vars(tmp_path, **overrides):
+    inventory_dir = str(tmp_path / "inventories" / "production")
+    variables = copy.deepcopy(CELL_VARS)
+    variables.update(overrides)
+    hostvars = {name: dict(variables, cellplatform_node_ip=ip, inventory_hostname=name) for name, ip in NODES.items()}
+    hostvars["localhost"] = dict(variables, inventory_hostname="localhost")
+    result = dict(variables)
+    result.update({
+        "inventory_dir": inventory_dir,
+        "inventory_hostname": "localhost",
+        "groups": {"all": ["localhost"] + list(NODES), "ungrouped": [], "cell": list(NODES),
+                   "controlplane": ["cp-1", "cp-2", "cp-3"], "workers": ["worker-1", "worker-2", "worker-3"]},
+        "hostvars": hostvars,
+        "unrelated_var": trust_as_template("{{ undefined_thing }}"),  # not a cellplatform_* variable: never templated
+    })
+    return result
+
+
+def make_action(tvars, **args):
+    task = mock.MagicMock()
+    task.args = args
+    task.async_val = 0
+    task.check_mode = False
+    task.action = "cellplatform.platform.cell_preflight"
+    connection = mock.MagicMock()
+    connection._shell.tmpdir = "/nonexistent-remote-tmp"
+    action = ActionModule(task, connection, mock.MagicMock(), DataLoader(),
+                          Templar(loader=DataLoader(), variables=tvars), None)
+    return action, connection
+
+
+@pytest.fixture(autouse=True)
+def no_commands(monkeypatch):
+    """Any attempt to run a process fails the test."""
+    def forbidden(*_args, **_kwargs):
+        raise AssertionError("cell_preflight tried to run an external command")
+    monkeypatch.setattr(subprocess, "Popen", forbidden)
+    monkeypatch.setattr(os, "system", forbidden)
+    monkeypatch.setattr(os, "execvpe", forbidden)
+
+
+def run(tmp_path, args=None, **overrides):
+    tvars = task_vars(tmp_path, **overrides)
+    action, connection = make_action(tvars, **(args or {}))
+    with mock.patch.object(ActionModule, "_execute_module", side_effect=AssertionError("module executed")), \
+            mock.patch.object(ActionModule, "_low_level_execute_command", side_effect=AssertionError("command run")):
+        result = action.run(task_vars=tvars)
+    assert not connection.exec_command.called
+    assert not connection.put_file.called
+    return result
+
+
+def test_clean_inventory_sets_the_fact(tmp_path):
+    pool = {"start": trust_as_template("{{ pool_base }}.200"), "end": "192.168.100.250"}
+    tvars = task_vars(tmp_path, cellplatform_lb_pool=pool)
+    tvars["pool_base"] = "192.168.100"
+    action, _conn = make_action(tvars)
+    result = action.run(task_vars=tvars)
+    assert result["ansible_facts"]["cellplatform_cell"]["lb_pool"]["range"] == "192.168.100.200-192.168.100.250"
+    result = run(tmp_path)
+    assert result.get("failed") is not True, result.get("msg")
+    assert result["changed"] is False
+    assert result["problems"] == []
+    assert result["layers"] == ["l0", "l1", "l2"]
+    cell = result["ansible_facts"]["cellplatform_cell"]
+    assert cell["build_dir"] == os.path.join(os.path.realpath(str(tmp_path / "build")), "cell")
+    assert cell["secrets_dir"] == os.path.realpath(str(tmp_path / "inventories" / "production" / "secrets"))
+    assert cell["api"]["dns_name"] == "api.cell.lan"  # templated
+    assert [n["name"] for n in cell["nodes"]] == list(NODES)
+    assert [n["vm_id"] for n in cell["nodes"]] == [151, 152, 153, 161, 162, 163]
+    assert not os.listdir(str(tmp_path))  # realpath only: nothing created
+
+
+def test_every_problem_at_once(tmp_path):
+    result = run(tmp_path, cellplatform_api_vip="192.168.100.61", cellplatform_kubernetes_version="1.30.0",
+                 cellplatform_policy_mode="warn")
+    assert result["failed"] is True
+    assert result["changed"] is False
+    assert "ansible_facts" not in result
+    assert [p["field"] for p in result["problems"]] == [
+        "cellplatform_api_vip", "cellplatform_kubernetes_version", "cellplatform_policy_mode"]
+    lines = result["msg"].splitlines()
+    assert lines[0] == "Preflight found 3 problems in the inventory (nothing was changed):"
+    assert lines[1].startswith("1. cellplatform_api_vip: 192.168.100.61 is also the address of node worker-1. Fix: ")
+    assert lines[2].startswith("2. cellplatform_kubernetes_version: 1.30.0 is not supported by Talos v1.13.9")
+    assert lines[3].startswith("3. cellplatform_policy_mode: warn is not one of audit, enforce. Fix: use one of")
+
+
+def test_node_overrides_come_from_hostvars(tmp_path):
+    tvars = task_vars(tmp_path)
+    tvars["hostvars"]["worker-2"]["cellplatform_node_install_disk"] = "/dev/vdb"
+    tvars["hostvars"]["worker-3"]["cellplatform_node_vm_id"] = 777
+    tvars["hostvars"]["cp-2"]["cellplatform_node_ip"] = "192.168.100.51"
+    action, _conn = make_action(tvars)
+    result = action.run(task_vars=tvars)
+    assert [p["message"] for p in result["problems"]] == [
+        "cp-2.cellplatform_node_ip: 192.168.100.51 is also the address of node cp-1"]
+    del tvars["hostvars"]["cp-2"]["cellplatform_node_ip"]
+    tvars["hostvars"]["cp-2"]["cellplatform_node_ip"] = "192.168.100.52"
+    result = action.run(task_vars=tvars)
+    nodes = {n["name"]: n for n in result["ansible_facts"]["cellplatform_cell"]["nodes"]}
+    assert nodes["worker-2"]["install_disk"] == "/dev/vdb"
+    assert nodes["worker-3"]["vm_id"] == 777
+
+
+def test_untemplatable_variable_is_a_problem(tmp_path):
+    result = run(tmp_path, cellplatform_argocd_domain=trust_as_template("argocd.{{ no_such_variable }}"))
+    assert result["failed"] is True
+    fields = [p["field"] for p in result["problems"]]
+    assert fields[0] == "cellplatform_argocd_domain"
+    assert "cannot be templated" in result["problems"][0]["message"]
+    assert "no_such_variable" in result["problems"][0]["message"]
+    assert fields == ["cellplatform_argocd_domain"]  # not reported again as "not set"
+
+
+def test_implicit_localhost_without_inventory_dir(tmp_path):
+    tvars = task_vars(tmp_path)
+    del tvars["inventory_dir"]
+    action, _conn = make_action(tvars)
+    result = action.run(task_vars=tvars)
+    assert [p["field"] for p in result["problems"]] == ["cellplatform_build_root", "cellplatform_secrets_dir"]
+    assert all("inventory_dir" in p["message"] and "explicit host" in p["fix"] for p in result["problems"])
+
+
+def test_layers_option(tmp_path):
+    result = run(tmp_path, args={"layers": ["l0"]}, cellplatform_policy_mode="warn")
+    assert result.get("failed") is not True
+    assert result["layers"] == ["l0"]
+    result = run(tmp_path, args={"layers": "l0,l2"}, cellplatform_policy_mode="warn")
+    assert [p["field"] for p in result["problems"]] == ["cellplatform_policy_mode"]
+    result = run(tmp_path, args={"layers": ["l0", "l9"]})
+    assert [p["field"] for p in result["problems"]] == ["layers (task option)"]
+    assert result["failed"] is True
+
+
+def test_mode_option(tmp_path):
+    result = run(tmp_path, args={"mode": "apply"})
+    assert [p["field"] for p in result["problems"]] == ["cellplatform_age_recipients"]
+    result = run(tmp_path, args={"mode": "apply"}, cellplatform_age_recipients=[AGE_KEY])
+    assert result["ansible_facts"]["cellplatform_cell"]["mode"] == "apply"
+    result = run(tmp_path, args={"mode": "yolo"})
+    assert [p["field"] for p in result["problems"]] == ["mode (task option)"]
+
+
+def test_unknown_option_is_rejected(tmp_path):
+    with pytest.raises(AnsibleActionFail):
+        run(tmp_path, args={"layer": ["l0"]})

@@ -1,0 +1,398 @@
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""module_utils/cell_model.py: the cell model and the validation rules (pure, in-process)."""
+
+from __future__ import annotations
+
+import copy
+import os
+
+import pytest
+
+from ansible_collections.cellplatform.platform.plugins.module_utils import cell_model as cm
+
+SCHEMATIC = "ce4c980550dd2ab1b17bbf2b08801c7eb59418eafe8f279833297925d67c7515"
+AGE_KEY = "age1jrt4wcqq6sc0gexnntep0xecwky60ugk0euv67me6xm7c7me7udq7r0003"
+
+REFERENCE_VARS = {
+    "cellplatform_cell_name": "cell",
+    "cellplatform_mode": "render",
+    "cellplatform_build_root": "/srv/repo/inventories/production/../../build",
+    "cellplatform_secrets_dir": "/srv/repo/inventories/production/secrets",
+    "cellplatform_network": {
+        "cidr": "192.168.100.0/24", "gateway": "192.168.100.1", "nameservers": ["192.168.100.1"],
+        "ntp_servers": ["192.168.100.1"], "search_domains": ["cell.lan"], "mtu": 1500,
+        "link_selector": 'link.driver == "virtio_net"',
+    },
+    "cellplatform_api_vip": "192.168.100.50",
+    "cellplatform_api_port": 6443,
+    "cellplatform_api_dns_name": "api.cell.lan",
+    "cellplatform_lb_pool": {"start": "192.168.100.200", "end": "192.168.100.250"},
+    "cellplatform_pod_cidr": "10.244.0.0/16",
+    "cellplatform_service_cidr": "10.96.0.0/16",
+    "cellplatform_cluster_dns_domain": "cluster.local",
+    "cellplatform_talos_version": "v1.13.9",
+    "cellplatform_kubernetes_version": "1.36.3",
+    "cellplatform_talos_schematic_id": SCHEMATIC,
+    "cellplatform_talos_platform": "nocloud",
+    "cellplatform_talos_install_disk": "/dev/sda",
+    "cellplatform_age_recipients": [],
+    "cellplatform_age_identity": "~/.config/sops/age/keys.txt",
+    "cellplatform_provisioner": "proxmox",
+    "cellplatform_proxmox": {
+        "endpoint": "https://pve.cell.lan:8006/", "insecure": False, "node_name": "pve1",
+        "datastore": "local-lvm", "image_datastore": "local", "bridge": "vmbr0", "vm_id_base": 100,
+    },
+    "cellplatform_node_sizes": {
+        "controlplane": {"cores": 2, "memory_mib": 4096, "disk_gib": 40},
+        "worker": {"cores": 4, "memory_mib": 8192, "disk_gib": 80},
+    },
+    "cellplatform_dns_domain": "cell.lan",
+    "cellplatform_external_dns": {
+        "provider": "rfc2136", "policy": "upsert-only", "txt_owner_id": "cell", "domain_filters": ["cell.lan"],
+        "rfc2136": {"host": "192.168.100.1", "port": 53, "zone": "cell.lan", "tsig_keyname": "externaldns-key",
+                    "tsig_algorithm": "hmac-sha256", "axfr": True},
+        "pdns": {"server": "http://192.168.100.1:8081", "server_id": "localhost"},
+    },
+    "cellplatform_karpenter": {
+        "enabled": True, "min_nodes": 0, "max_nodes": 10, "node_cores": 4, "node_memory_mib": 8192,
+        "node_disk_gib": 40, "proxmox_region": "pve", "template_name": "talos-nocloud",
+        "address_range": {"start": "192.168.100.100", "end": "192.168.100.149"},
+    },
+    "cellplatform_gitops": {"repo_url": "https://gitea.cell.lan/platform/cell.git", "revision": "main", "path": "apps"},
+    "cellplatform_argocd_domain": "argocd.cell.lan",
+    "cellplatform_policy_mode": "audit",
+    "cellplatform_linkerd": {"trust_anchor_lifetime_days": 3650, "issuer_lifetime_days": 365,
+                             "issuer_renew_before_days": 30},
+}
+
+L2_VARS = ("cellplatform_gitops", "cellplatform_argocd_domain", "cellplatform_policy_mode", "cellplatform_linkerd")
+L1_VARS = ("cellplatform_dns_domain", "cellplatform_external_dns", "cellplatform_karpenter")
+
+
+def reference_hosts():
+    return {
+        "controlplane": {"cp-1": {"cellplatform_node_ip": "192.168.100.51"},
+                         "cp-2": {"cellplatform_node_ip": "192.168.100.52"},
+                         "cp-3": {"cellplatform_node_ip": "192.168.100.53"}},
+        "workers": {"worker-1": {"cellplatform_node_ip": "192.168.100.61"},
+                    "worker-2": {"cellplatform_node_ip": "192.168.100.62"},
+                    "worker-3": {"cellplatform_node_ip": "192.168.100.63"}},
+        "cell": ["cp-1", "cp-2", "cp-3", "worker-1", "worker-2", "worker-3"],
+    }
+
+
+@pytest.fixture
+def ref():
+    return copy.deepcopy(REFERENCE_VARS), reference_hosts()
+
+
+def fields(problems):
+    return [p["field"] for p in problems]
+
+
+# --------------------------------------------------------------------------------------------
+# The model
+# --------------------------------------------------------------------------------------------
+
+def test_reference_is_clean(ref):
+    assert cm.validate(*ref) == []
+
+
+def test_model_of_the_reference_cell(ref):
+    cell = cm.build_cell_model(*ref)
+    assert cell["name"] == "cell"
+    assert cell["mode"] == "render"
+    assert cell["build_dir"] == os.path.join(os.path.realpath("/srv/repo/build"), "cell")
+    assert cell["secrets_dir"] == os.path.realpath("/srv/repo/inventories/production/secrets")
+    assert cell["network"] == {
+        "cidr": "192.168.100.0/24", "prefixlen": 24, "gateway": "192.168.100.1", "nameservers": ["192.168.100.1"],
+        "ntp_servers": ["192.168.100.1"], "search_domains": ["cell.lan"], "mtu": 1500,
+        "link_selector": 'link.driver == "virtio_net"'}
+    assert cell["api"] == {"vip": "192.168.100.50", "port": 6443, "endpoint": "https://192.168.100.50:6443",
+                           "dns_name": "api.cell.lan", "cert_sans": ["192.168.100.50", "api.cell.lan"]}
+    assert cell["lb_pool"] == {"start": "192.168.100.200", "end": "192.168.100.250",
+                               "range": "192.168.100.200-192.168.100.250", "size": 51}
+    assert cell["pod_cidr"] == "10.244.0.0/16"
+    assert cell["service_cidr"] == "10.96.0.0/16"
+    assert cell["talos"] == {
+        "version": "v1.13.9", "contract": "v1.13", "kubernetes_version": "1.36.3", "platform": "nocloud",
+        "schematic_id": SCHEMATIC,
+        "installer_image": "factory.talos.dev/nocloud-installer/%s:v1.13.9" % SCHEMATIC,
+        "install_disk": "/dev/sda"}
+    assert cell["nodes"][0] == {"name": "cp-1", "ip": "192.168.100.51", "address": "192.168.100.51/24",
+                                "role": "controlplane", "install_disk": "/dev/sda", "vm_id": 151}
+    assert cell["nodes"][3] == {"name": "worker-1", "ip": "192.168.100.61", "address": "192.168.100.61/24",
+                                "role": "worker", "install_disk": "/dev/sda", "vm_id": 161}
+    assert cell["controlplane"] == ["cp-1", "cp-2", "cp-3"]
+    assert cell["workers"] == ["worker-1", "worker-2", "worker-3"]
+    assert cell["bootstrap_node"] == "cp-1"
+    assert cell["talos_endpoints"] == ["192.168.100.51", "192.168.100.52", "192.168.100.53"]
+    assert "192.168.100.50" not in cell["talos_endpoints"]
+    assert sorted(cell) == sorted(["name", "mode", "build_dir", "secrets_dir", "network", "api", "lb_pool", "pod_cidr",
+                                   "service_cidr", "talos", "nodes", "controlplane", "workers", "bootstrap_node",
+                                   "talos_endpoints"])
+
+
+def test_model_is_deterministic(ref):
+    assert cm.build_cell_model(*ref) == cm.build_cell_model(*copy.deepcopy(ref))
+
+
+def test_control_planes_first_then_workers_in_inventory_order(ref):
+    variables, hosts = ref
+    hosts["workers"] = {"worker-b": {"cellplatform_node_ip": "192.168.100.70"},
+                        "worker-a": {"cellplatform_node_ip": "192.168.100.65"}}
+    hosts["controlplane"] = {"cp-z": {"cellplatform_node_ip": "192.168.100.59"}}
+    # a dict given workers first still yields control planes first
+    ordered = {"workers": hosts["workers"], "controlplane": hosts["controlplane"]}
+    assert cm.validate(variables, ordered) == []
+    cell = cm.build_cell_model(variables, ordered)
+    assert [n["name"] for n in cell["nodes"]] == ["cp-z", "worker-b", "worker-a"]
+    assert cell["bootstrap_node"] == "cp-z"
+
+
+def test_per_node_overrides(ref):
+    variables, hosts = ref
+    hosts["workers"]["worker-2"]["cellplatform_node_install_disk"] = "/dev/nvme0n1"
+    hosts["workers"]["worker-3"]["cellplatform_node_vm_id"] = 9001
+    assert cm.validate(variables, hosts) == []
+    nodes = {n["name"]: n for n in cm.build_cell_model(variables, hosts)["nodes"]}
+    assert nodes["worker-2"]["install_disk"] == "/dev/nvme0n1"
+    assert nodes["worker-1"]["install_disk"] == "/dev/sda"
+    assert nodes["worker-3"]["vm_id"] == 9001
+    assert nodes["worker-2"]["vm_id"] == 162
+
+
+def test_vm_id_base_and_talos_1_14(ref):
+    variables, hosts = ref
+    variables["cellplatform_proxmox"]["vm_id_base"] = 1000
+    variables["cellplatform_talos_version"] = "v1.14.2"
+    variables["cellplatform_kubernetes_version"] = "1.37.1"
+    assert cm.validate(variables, hosts) == []
+    cell = cm.build_cell_model(variables, hosts)
+    assert [n["vm_id"] for n in cell["nodes"]] == [1051, 1052, 1053, 1061, 1062, 1063]
+    assert cell["talos"]["contract"] == "v1.14"
+    assert cell["talos"]["installer_image"].endswith(":v1.14.2")
+
+
+def test_build_dir_resolves_symlinks(tmp_path, ref):
+    variables, hosts = ref
+    real = tmp_path / "real"
+    real.mkdir()
+    (tmp_path / "link").symlink_to(real)
+    variables["cellplatform_build_root"] = str(tmp_path / "link" / "sub" / "..")
+    variables["cellplatform_secrets_dir"] = str(tmp_path / "link")
+    cell = cm.build_cell_model(variables, hosts)
+    assert cell["build_dir"] == str(real / "cell")
+    assert cell["secrets_dir"] == str(real)
+    assert sorted(os.listdir(str(real))) == []  # nothing created
+
+
+def test_mode_override(ref):
+    variables, hosts = ref
+    assert fields(cm.validate(variables, hosts, mode="apply")) == ["cellplatform_age_recipients"]
+    variables["cellplatform_age_recipients"] = [AGE_KEY]
+    assert cm.validate(variables, hosts, mode="apply") == []
+    assert cm.build_cell_model(variables, hosts, mode="apply")["mode"] == "apply"
+    assert fields(cm.validate(variables, hosts, mode="deploy")) == ["cellplatform_mode"]
+
+
+def test_provisioner_none_needs_no_proxmox(ref):
+    variables, hosts = ref
+    variables["cellplatform_provisioner"] = "none"
+    variables["cellplatform_talos_platform"] = "metal"
+    del variables["cellplatform_proxmox"]
+    del variables["cellplatform_node_sizes"]
+    assert cm.validate(variables, hosts) == []
+    cell = cm.build_cell_model(variables, hosts)
+    assert cell["nodes"][0]["vm_id"] is None
+    assert cell["talos"]["installer_image"].startswith("factory.talos.dev/metal-installer/")
+
+
+# --------------------------------------------------------------------------------------------
+# Layers
+# --------------------------------------------------------------------------------------------
+
+def test_l0_only_does_not_need_l1_l2_variables(ref):
+    variables, hosts = ref
+    for name in L1_VARS + L2_VARS:
+        del variables[name]
+    assert cm.validate(variables, hosts, layers=["l0"]) == []
+    assert fields(cm.validate(variables, hosts, layers=["l0", "l2"])) == list(L2_VARS)
+    assert fields(cm.validate(variables, hosts, layers=["l1"])) == [
+        "cellplatform_karpenter", "cellplatform_dns_domain", "cellplatform_external_dns"]
+    assert len(cm.validate(variables, hosts)) == 7
+
+
+def test_l0_only_still_checks_a_set_karpenter_range(ref):
+    variables, hosts = ref
+    variables["cellplatform_karpenter"]["address_range"] = {"start": "192.168.100.40", "end": "192.168.100.60"}
+    variables["cellplatform_gitops"] = "not a mapping"
+    problems = cm.validate(variables, hosts, layers=["l0"])
+    assert fields(problems) == ["cellplatform_karpenter.address_range"] * 4
+    assert "the API VIP" in problems[-1]["message"]
+
+
+def test_l1_l2_problems_only_when_selected(ref):
+    variables, hosts = ref
+    variables["cellplatform_policy_mode"] = "warn"
+    variables["cellplatform_external_dns"]["policy"] = "delete"
+    assert cm.validate(variables, hosts, layers=["l0"]) == []
+    assert fields(cm.validate(variables, hosts, layers=["l1"])) == ["cellplatform_external_dns.policy"]
+    assert fields(cm.validate(variables, hosts, layers=["l2"])) == ["cellplatform_policy_mode"]
+
+
+def test_karpenter_disabled_skips_its_checks(ref):
+    variables, hosts = ref
+    variables["cellplatform_karpenter"] = {"enabled": False, "max_nodes": "lots"}
+    assert cm.validate(variables, hosts) == []
+
+
+# --------------------------------------------------------------------------------------------
+# Messages
+# --------------------------------------------------------------------------------------------
+
+def test_problem_shape_and_numbered_message(ref):
+    variables, hosts = ref
+    variables["cellplatform_api_vip"] = "192.168.100.61"
+    variables["cellplatform_api_port"] = True
+    problems = cm.validate(variables, hosts)
+    assert problems == [
+        {"field": "cellplatform_api_vip", "value": "192.168.100.61",
+         "message": "cellplatform_api_vip: 192.168.100.61 is also the address of node worker-1",
+         "fix": "pick a free address in 192.168.100.0/24 outside the LoadBalancer pool, e.g. 192.168.100.2."},
+        {"field": "cellplatform_api_port", "value": True,
+         "message": "cellplatform_api_port: true must be an integer, not a boolean",
+         "fix": "set an integer between 1 and 65535 (a YAML number, without quotes)."},
+    ]
+    text = cm.format_problems(problems)
+    assert text.splitlines() == [
+        "Preflight found 2 problems in the inventory (nothing was changed):",
+        "1. cellplatform_api_vip: 192.168.100.61 is also the address of node worker-1. Fix: pick a free address in "
+        "192.168.100.0/24 outside the LoadBalancer pool, e.g. 192.168.100.2.",
+        "2. cellplatform_api_port: true must be an integer, not a boolean. Fix: set an integer between 1 and 65535 "
+        "(a YAML number, without quotes).",
+    ]
+
+
+def test_free_address_suggestion_skips_used_and_pool(ref):
+    variables, hosts = ref
+    variables["cellplatform_network"]["cidr"] = "192.168.100.0/29"
+    variables["cellplatform_network"]["gateway"] = "192.168.100.1"
+    variables["cellplatform_lb_pool"] = {"start": "192.168.100.5", "end": "192.168.100.5"}
+    variables["cellplatform_api_vip"] = "192.168.100.3"
+    hosts = {"controlplane": {"cp-1": {"cellplatform_node_ip": "192.168.100.3"}},
+             "workers": {"worker-1": {"cellplatform_node_ip": "192.168.100.2"}}}
+    del variables["cellplatform_karpenter"]
+    problems = cm.validate(variables, hosts, layers=["l0"])
+    assert fields(problems) == ["cellplatform_api_vip"]
+    assert problems[0]["fix"].endswith("e.g. 192.168.100.4.")
+
+
+def test_every_problem_at_once_in_a_broken_inventory(ref):
+    variables, hosts = ref
+    variables.update({"cellplatform_cell_name": "", "cellplatform_api_port": 0, "cellplatform_pod_cidr": "x",
+                      "cellplatform_mode": None, "cellplatform_linkerd": []})
+    hosts["workers"]["worker-1"] = {}
+    problems = cm.validate(variables, hosts)
+    assert fields(problems) == ["cellplatform_cell_name", "cellplatform_mode", "worker-1.cellplatform_node_ip",
+                                "cellplatform_api_port", "cellplatform_pod_cidr", "cellplatform_linkerd"]
+    assert all(p["fix"] for p in problems)
+
+
+@pytest.mark.parametrize("value,ok", [
+    ("cp-1", True), ("a", True), ("a" * 63, True), ("a" * 64, False), ("-cp", False), ("cp-", False),
+    ("CP-1", False), ("cp_1", False), ("cp.1", False), ("", False), (1, False),
+])
+def test_dns_label(value, ok):
+    assert cm.is_dns_label(value) is ok
+
+
+@pytest.mark.parametrize("value,ok", [
+    ("cell.lan", True), ("a.b.c", True), ("cell.lan.", False), ("Cell.lan", False), ("a..b", False),
+    (".".join(["a" * 63] * 4), False), ("x" * 10, True),
+])
+def test_dns_name(value, ok):
+    assert cm.is_dns_name(value) is ok
+
+
+def test_age_recipient_checksum():
+    assert cm.is_age_recipient(AGE_KEY)
+    flipped = AGE_KEY[:20] + ("q" if AGE_KEY[20] != "q" else "p") + AGE_KEY[21:]
+    assert not cm.is_age_recipient(flipped)
+    assert not cm.is_age_recipient(AGE_KEY.upper())
+    assert not cm.is_age_recipient(AGE_KEY[:-1])
+
+
+def test_bad_age_checksum_is_reported(ref):
+    variables, hosts = ref
+    variables["cellplatform_age_recipients"] = [AGE_KEY, AGE_KEY[:-1] + ("q" if AGE_KEY[-1] != "q" else "p")]
+    problems = cm.validate(variables, hosts)
+    assert fields(problems) == ["cellplatform_age_recipients[1]"]
+    assert "bad bech32 checksum" in problems[0]["message"]
+
+
+@pytest.mark.parametrize("url,ok", [
+    ("https://gitea.cell.lan/platform/cell.git", True),
+    ("ssh://git@gitea.cell.lan:2222/platform/cell.git", True),
+    ("git@gitea.cell.lan:platform/cell.git", True),
+    ("https://gitea.cell.lan/", False),
+    ("https://gitea.cell.lan", False),
+    ("ssh://git@gitea.cell.lan:99999/x.git", False),
+    ("git@:platform/cell.git", False),
+    ("file:///srv/git/cell.git", False),
+    ("https://gitea cell.lan/x.git", False),
+])
+def test_gitops_urls(ref, url, ok):
+    variables, hosts = ref
+    variables["cellplatform_gitops"]["repo_url"] = url
+    assert (cm.validate(variables, hosts) == []) is ok
+
+
+def test_pdns_provider_ignores_rfc2136_block(ref):
+    variables, hosts = ref
+    variables["cellplatform_external_dns"]["provider"] = "pdns"
+    variables["cellplatform_external_dns"]["rfc2136"] = "unused"
+    assert cm.validate(variables, hosts) == []
+    variables["cellplatform_external_dns"]["pdns"]["server"] = "ftp://192.168.100.1"
+    assert fields(cm.validate(variables, hosts)) == ["cellplatform_external_dns.pdns.server"]
+
+
+def test_zone_may_be_a_parent_and_filters_subdomains(ref):
+    variables, hosts = ref
+    variables["cellplatform_external_dns"]["rfc2136"]["zone"] = "lan"
+    variables["cellplatform_external_dns"]["domain_filters"] = ["apps.cell.lan", "cell.lan"]
+    assert cm.validate(variables, hosts) == []
+    variables["cellplatform_external_dns"]["rfc2136"]["zone"] = "apps.cell.lan"
+    problems = cm.validate(variables, hosts)
+    assert [p["message"] for p in problems] == [
+        "cellplatform_external_dns.rfc2136.zone: apps.cell.lan is not equal to or a parent of domain filter cell.lan"]
+
+
+def test_even_and_single_control_plane(ref):
+    variables, hosts = ref
+    hosts["controlplane"] = {"cp-1": {"cellplatform_node_ip": "192.168.100.51"}}
+    hosts["cell"] = ["cp-1", "worker-1", "worker-2", "worker-3"]
+    assert cm.validate(variables, hosts) == []
+    hosts["controlplane"]["cp-2"] = {"cellplatform_node_ip": "192.168.100.52"}
+    hosts["controlplane"]["cp-3"] = {"cellplatform_node_ip": "192.168.100.53"}
+    hosts["controlplane"]["cp-4"] = {"cellplatform_node_ip": "192.168.100.54"}
+    hosts["cell"] += ["cp-2", "cp-3", "cp-4"]
+    problems = cm.validate(variables, hosts)
+    assert fields(problems) == ["groups.controlplane"]
+    assert problems[0]["fix"] == "use 3 or 5 control-plane nodes."
+
+
+def test_host_in_cell_but_no_child_group(ref):
+    variables, hosts = ref
+    hosts["cell"].append("stray")
+    problems = cm.validate(variables, hosts)
+    assert [p["message"] for p in problems] == [
+        "inventory host stray: stray is in group cell but in neither controlplane nor workers"]
+
+
+def test_extra_vars_integer_given_as_text_is_accepted(ref):
+    # `ansible-playbook -e cellplatform_api_port=6443` always passes a string.
+    variables, hosts = ref
+    variables["cellplatform_api_port"] = "6443"
+    assert cm.validate(variables, hosts) == []
+    assert cm.build_cell_model(variables, hosts)["api"]["endpoint"] == "https://192.168.100.50:6443"
