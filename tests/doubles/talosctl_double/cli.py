@@ -1,0 +1,885 @@
+"""Command line of the talosctl test double: stands in for talosctl v1.13.9.
+
+Honours the CLI contract the collection relies on (platform brief section 1): command and
+flag names, bare cobra-style errors (``unknown flag: --x``, ``unknown shorthand flag: 'n' in
+-n``, ``unknown command "x" for "talosctl"`` + blank line + usage, exit 1), node flags only on
+commands that talk to nodes (and ``config *``), per-node gRPC errors wrapped as
+``1 error occurred:\\n\\t* IP: rpc error: code = X desc = Y``, JSON object streams for
+``get -o json``, the ``apply-config --dry-run`` summary on stderr, maintenance vs configured
+nodes (mTLS to a maintenance node fails with x509, --insecure to a configured node fails the
+handshake), bootstrap/etcd state and ``health`` node-list matching.
+
+The simulated machines live in ``$TALOSCTL_DOUBLE_STATE`` (see state.py). Environment:
+``TALOSCTL_DOUBLE_STRICT=1`` turns silent real-world misuse (``--insecure`` with several
+nodes) into loud failures; ``TALOSCTL_DOUBLE_LATENCY`` adds seconds to every node call;
+``TALOSCTL_DOUBLE_VERSION`` overrides the client version (default v1.13.9).
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import difflib
+import hashlib
+import os
+import re
+import sys
+import time
+
+import yaml
+
+from talosctl_double import state as st
+
+VERSION = "v1.13.9"
+SHA = "4a7f6f3b"
+
+# flag spec: long name -> (shorthand or None, takes_value, default)
+GLOBAL_FLAGS = {
+    "talosconfig": (None, True, None),
+    "nodes": ("n", True, None),
+    "endpoints": ("e", True, None),
+    "context": (None, True, None),
+    "cluster": (None, True, None),
+    "help": ("h", False, False),
+}
+
+COMMANDS = {
+    ("version",): {"client": (None, False, False), "short": (None, False, False), "insecure": ("i", False, False),
+                   "json": (None, False, False)},
+    ("get",): {"output": ("o", True, "table"), "namespace": (None, True, ""), "insecure": ("i", False, False),
+               "watch": ("w", False, False)},
+    ("apply-config",): {"file": ("f", True, ""), "insecure": ("i", False, False), "mode": ("m", True, "auto"),
+                        "dry-run": (None, False, False), "config-patch": ("p", True, None),
+                        "cert-fingerprint": (None, True, None), "timeout": (None, True, "1m0s")},
+    ("bootstrap",): {"recover-from": (None, True, ""), "recover-skip-hash-check": (None, False, False)},
+    ("etcd", "members"): {},
+    ("kubeconfig",): {"force": ("f", False, False), "merge": ("m", False, True),
+                      "force-context-name": (None, True, "")},
+    ("health",): {"wait-timeout": (None, True, "20m0s"), "server": (None, False, True),
+                  "control-plane-nodes": (None, True, ""), "worker-nodes": (None, True, ""),
+                  "init-node": (None, True, ""), "k8s-endpoint": (None, True, ""), "run-e2e": (None, False, False)},
+    ("service",): {},
+}
+# commands dispatched to gen.py (owned by another engineer)
+GEN_COMMANDS = [("gen", "secrets"), ("gen", "config"), ("machineconfig", "patch"), ("validate",),
+                ("config", "endpoint"), ("config", "node"), ("config", "info")]
+OFFLINE_HEADS = {"gen", "machineconfig", "validate"}
+APPLY_MODES = ("auto", "no-reboot", "reboot", "staged", "try")
+PREFIX = {
+    "version": "error getting version",
+    "get": "error getting resources",
+    "apply-config": "error applying new configuration",
+    "bootstrap": "error executing bootstrap",
+    "etcd members": "error getting members",
+    "kubeconfig": "error copying",
+    "service": "error listing services",
+    "health": "error checking health",
+}
+
+RESOURCES = {
+    "machinestatus": ("MachineStatuses.runtime.talos.dev", "runtime", "machinestatuses", "MachineStatus"),
+    "members": ("Members.cluster.talos.dev", "cluster", "member", "Member"),
+    "etcdmember": ("EtcdMembers.etcd.talos.dev", "etcd", "etcdmembers", "EtcdMember"),
+    "services": ("Services.v1alpha1.talos.dev", "runtime", "service", "Service"),
+    "machinetype": ("MachineTypes.config.talos.dev", "config", "machinetypes", "MachineType"),
+}
+# resources the maintenance API serves over --insecure
+MAINTENANCE_RESOURCES = {"machinestatus", "machinetype"}
+
+
+class UsageError(Exception):
+    pass
+
+
+class Fail(Exception):
+    """Exit 1 with this text on stderr."""
+
+
+class Ctx(object):
+    """What a command handler (also gen.py's) gets: state dir, streams, record(), strict."""
+
+    def __init__(self, state_dir, stdout, stderr, strict):
+        self.state_dir = state_dir
+        self.stdout = stdout
+        self.stderr = stderr
+        self.strict = strict
+        self.details = []
+
+    def record(self, data):
+        self.details.append(data)
+
+
+def usage(cmd):
+    return "Usage:\n  talosctl %s [flags]\n\nUse \"talosctl %s --help\" for more information about a command.\n" % (
+        " ".join(cmd), " ".join(cmd))
+
+
+def split_command(argv):
+    """Find the command words (skipping global flags and their values); returns (words, rest)."""
+    words = []
+    rest = []
+    i = 0
+    known = sorted(list(COMMANDS) + GEN_COMMANDS, key=len, reverse=True)
+    taking = True
+    while i < len(argv):
+        a = argv[i]
+        if a.startswith("-"):
+            rest.append(a)
+            name = a.lstrip("-").split("=", 1)[0]
+            if "=" not in a and (name in ("talosconfig", "nodes", "endpoints", "context", "cluster", "n", "e")) \
+                    and i + 1 < len(argv):
+                rest.append(argv[i + 1])
+                i += 1
+            i += 1
+            continue
+        if taking:
+            cand = tuple(words + [a])
+            if any(k[:len(cand)] == cand for k in known):
+                words.append(a)
+                i += 1
+                if cand in known and not any(len(k) > len(cand) and k[:len(cand)] == cand for k in known):
+                    taking = False
+                continue
+            taking = False
+        rest.append(a)
+        i += 1
+    return tuple(words), rest
+
+
+def parse_flags(args, spec):
+    """pflag-like parsing: --x=v, --x v, -s v, -s=v, -sv, bool flags. Returns (flags, positionals)."""
+    by_short = {v[0]: k for k, v in spec.items() if v[0]}
+    flags = {}
+    pos = []
+    i = 0
+    while i < len(args):
+        a = args[i]
+        if a == "--":
+            pos.extend(args[i + 1:])
+            break
+        if a.startswith("--"):
+            name, eq, val = a[2:].partition("=")
+            if name not in spec:
+                raise UsageError("unknown flag: --%s" % name)
+        elif a.startswith("-") and len(a) > 1:
+            short = a[1]
+            if short not in by_short:
+                raise UsageError("unknown shorthand flag: '%s' in %s" % (short, a))
+            name = by_short[short]
+            rest = a[2:]
+            eq, val = ("=", rest[1:]) if rest.startswith("=") else (("=", rest) if rest else ("", ""))
+        else:
+            pos.append(a)
+            i += 1
+            continue
+        _, takes, _ = spec[name]
+        if takes:
+            if not eq:
+                if i + 1 >= len(args):
+                    raise UsageError("flag needs an argument: --%s" % name)
+                val = args[i + 1]
+                i += 1
+            flags.setdefault(name, []).append(val)
+        else:
+            if eq and val not in ("true", "false"):
+                raise UsageError('invalid argument "%s" for "--%s" flag: strconv.ParseBool: parsing "%s": '
+                                 'invalid syntax' % (val, name, val))
+            flags[name] = (val != "false") if eq else True
+        i += 1
+    out = {}
+    for name, (_, takes, default) in spec.items():
+        if name in flags:
+            out[name] = flags[name]
+        else:
+            out[name] = default
+    return out, pos
+
+
+def csv(values):
+    out = []
+    for v in values or []:
+        out.extend(x.strip() for x in v.split(",") if x.strip())
+    return out
+
+
+def last(values):
+    return values[-1] if isinstance(values, list) else values
+
+
+def go_duration(text):
+    total = 0.0
+    for num, unit in re.findall(r"([\d.]+)(ms|h|m|s)", text or ""):
+        total += float(num) * {"ms": 0.001, "s": 1, "m": 60, "h": 3600}[unit]
+    return total
+
+
+def wrap(prefix, errors):
+    """Render per-node errors the way talosctl does: hashicorp multierror
+    ("%d errors occurred:\n\t%s\n\n") printed with Println (one more newline)."""
+    lines = ["%s: %d error%s occurred:" % (prefix, len(errors), "" if len(errors) == 1 else "s")]
+    for ip, code, desc in errors:
+        lines.append("\t* %s: rpc error: code = %s desc = %s" % (ip, code, desc))
+    return "\n".join(lines) + "\n\n\n"
+
+
+def refused_desc(ip, how):
+    if how == "deadline":
+        return ("DeadlineExceeded", "context deadline exceeded")
+    return ("Unavailable", 'connection error: desc = "transport: Error while dialing: dial tcp %s:50000: '
+                           'connect: connection refused"' % ip)
+
+
+X509 = ('connection error: desc = "transport: authentication handshake failed: tls: failed to verify '
+        'certificate: x509: certificate signed by unknown authority"')
+CERT_REQUIRED = ('connection error: desc = "transport: authentication handshake failed: remote error: '
+                 'tls: certificate required"')
+
+
+# --- talosconfig ---------------------------------------------------------------------------
+def load_talosconfig(path, context=None):
+    if not path:
+        path = os.environ.get("TALOSCONFIG")
+        if not path:
+            home = os.path.expanduser("~/.talos/config")
+            path = home if os.path.exists(home) else None
+    if not path:
+        return None
+    if not os.path.exists(path):
+        raise Fail("open %s: no such file or directory" % path)
+    with open(path, encoding="utf-8") as f:
+        data = yaml.safe_load(f) or {}
+    name = context or data.get("context")
+    ctxs = data.get("contexts") or {}
+    if name not in ctxs:
+        raise Fail('context "%s" is not defined in \'contexts\' key in config' % name)
+    return ctxs[name] or {}
+
+
+# --- machine config ------------------------------------------------------------------------
+def read_machine_config(path):
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except OSError:
+        raise Fail("open %s: no such file or directory" % path)
+    try:
+        docs = [d for d in yaml.safe_load_all(text) if d is not None]
+    except yaml.YAMLError as e:
+        raise Fail("failed to parse config: %s" % str(e).splitlines()[0])
+    v1 = None
+    for d in docs:
+        if isinstance(d, dict) and d.get("version") == "v1alpha1" and "kind" not in d:
+            v1 = d
+    return text, docs, v1
+
+
+def canonical(docs):
+    return yaml.safe_dump_all(docs, sort_keys=True, default_flow_style=False)
+
+
+def needs_reboot(old_docs, new_docs):
+    def pick(docs, *path):
+        for d in docs:
+            if isinstance(d, dict) and d.get("version") == "v1alpha1":
+                cur = d
+                for p in path:
+                    cur = (cur or {}).get(p) if isinstance(cur, dict) else None
+                return cur
+        return None
+    return pick(old_docs, "machine", "install") != pick(new_docs, "machine", "install")
+
+
+# --- the simulated node side -----------------------------------------------------------------
+class Session(object):
+    def __init__(self, ctx, command, globals_):
+        self.ctx = ctx
+        self.command = command
+        self.key = " ".join(command)
+        self.globals = globals_
+        if not ctx.state_dir:
+            raise Fail("talosctl double: TALOSCTL_DOUBLE_STATE is not set (the directory holding the simulated cell)")
+
+    def targets(self, insecure):
+        nodes = csv(self.globals.get("nodes"))
+        endpoints = csv(self.globals.get("endpoints"))
+        tc = None
+        if not insecure:
+            tc = load_talosconfig(last(self.globals.get("talosconfig")), last(self.globals.get("context")))
+            if tc is not None:
+                endpoints = endpoints or list(tc.get("endpoints") or [])
+                nodes = nodes or list(tc.get("nodes") or [])
+            if not endpoints:
+                raise Fail("failed to determine endpoints")
+            nodes = nodes or endpoints[:1]
+        else:
+            if not nodes:
+                nodes = endpoints[:1]
+            if not nodes:
+                raise Fail("failed to determine endpoints")
+        return nodes, endpoints, tc
+
+    def injected(self, cell, ip):
+        for f in cell.cluster["fail_next"]:
+            if f["command"] == self.key and f["count"] > 0 and (f.get("node") in (None, ip)):
+                f["count"] -= 1
+                return f["code"], f["desc"]
+        return None
+
+    def tick(self, node):
+        """A call reached *node*: advance installing -> running."""
+        if node["stage"] == "installing":
+            if node["install_calls_left"] > 0:
+                node["install_calls_left"] -= 1
+            if node["install_calls_left"] <= 0:
+                node["stage"] = "running"
+                node["reboots"] += 1
+
+    def connect(self, cell, ips, endpoints, tc, insecure):
+        """Check transport for each target; returns (ok_nodes, errors[(ip, code, desc)]).
+
+        Raises Fail for endpoint-level failures (printed unwrapped, like talosctl)."""
+        prefix = PREFIX.get(self.key, "error")
+        if not insecure:
+            ep = endpoints[0]
+            epn = cell.nodes.get(ep)
+            if epn is None or epn.get("unreachable"):
+                code, desc = refused_desc(ep, epn.get("unreachable") if epn else "refused")
+                raise Fail("%s: rpc error: code = %s desc = %s" % (prefix, code, desc))
+            self.tick(epn)
+            if epn["stage"] == "maintenance" or not tc or (tc.get("ca") or "").strip() != (epn.get("ca") or ""):
+                raise Fail("%s: rpc error: code = Unavailable desc = %s" % (prefix, X509))
+        ok, errors = [], []
+        for ip in ips:
+            n = cell.nodes.get(ip)
+            if n is None or n.get("unreachable"):
+                errors.append((ip,) + refused_desc(ip, n.get("unreachable") if n else "refused"))
+                continue
+            if insecure:
+                self.tick(n)
+                if n["stage"] != "maintenance":
+                    errors.append((ip, "Unavailable", CERT_REQUIRED))
+                    continue
+            elif ip not in endpoints[:1]:
+                self.tick(n)
+                if n["stage"] == "maintenance" or (tc.get("ca") or "").strip() != (n.get("ca") or ""):
+                    errors.append((ip, "Unavailable", X509))
+                    continue
+            inj = self.injected(cell, ip)
+            if inj:
+                errors.append((ip,) + tuple(inj))
+                continue
+            ok.append(n)
+        return ok, errors
+
+
+def latency():
+    try:
+        lat = float(os.environ.get("TALOSCTL_DOUBLE_LATENCY") or 0)
+    except ValueError:
+        lat = 0
+    if lat > 0:
+        time.sleep(lat)
+
+
+def hang(ctx, key):
+    seconds = st.cluster(ctx.state_dir).get("hang", {}).get(key) if ctx.state_dir and os.path.exists(
+        os.path.join(ctx.state_dir, "cluster.json")) else None
+    if seconds:
+        time.sleep(float(seconds))
+
+
+def node_command(ctx, command, flags, pos, handler, insecure=False):
+    """Common frame: latency/hang outside the lock, connect, run handler per node, wrap errors."""
+    sess = Session(ctx, command, flags)
+    latency()
+    hang(ctx, sess.key)
+    with st.locked(ctx.state_dir):
+        cell = st.Cell(ctx.state_dir)
+        try:
+            nodes, endpoints, tc = sess.targets(insecure)
+            ok, errors = sess.connect(cell, nodes, endpoints, tc, insecure)
+            rc = handler(sess, cell, ok, errors, tc, nodes)
+        finally:
+            cell.save()
+    if errors:
+        ctx.stderr.write(wrap(PREFIX.get(sess.key, "error"), errors))
+        return 1
+    return rc
+
+
+# --- commands ------------------------------------------------------------------------------
+def cmd_version(ctx, flags, pos):
+    client = "Client:\n" + ("Talos %s\n" % client_version() if flags["short"] else
+                            "\tTag:         %s\n\tSHA:         %s\n\tBuilt:       \n\tGo version:  go1.25.4\n"
+                            "\tOS/Arch:     linux/amd64\n" % (client_version(), SHA))
+    if flags["client"]:
+        ctx.stdout.write(client)
+        return 0
+
+    def handler(sess, cell, ok, errors, tc, nodes):
+        out = [client, "Server:\n"]
+        for n in ok:
+            if flags["short"]:
+                out.append("\tNODE:        %s\n\tTalos %s\n" % (n["ip"], VERSION))
+            else:
+                out.append("\tNODE:        %s\n\tTag:         %s\n\tSHA:         %s\n\tEnabled:     RBAC\n"
+                           % (n["ip"], VERSION, SHA))
+        ctx.stdout.write("".join(out))
+        if errors and ok:
+            # some nodes answered: talosctl warns and exits 0 (brief 1.0)
+            for ip, code, desc in errors:
+                ctx.stderr.write("WARNING: %s: rpc error: code = %s desc = %s\n" % (ip, code, desc))
+            del errors[:]
+        return 0
+    return node_command(ctx, ("version",), flags, pos, handler, insecure=flags["insecure"])
+
+
+def client_version():
+    return os.environ.get("TALOSCTL_DOUBLE_VERSION") or VERSION
+
+
+def resource_objects(cell, n, rtype):
+    full, ns, _, _ = RESOURCES[rtype]
+    ts = "2026-11-26T10:00:00Z"
+
+    def obj(rid, spec, nsp=ns, phase="running"):
+        return {"node": n["ip"], "metadata": {"namespace": nsp, "type": full, "id": rid, "version": 1,
+                                              "owner": "", "phase": phase, "created": ts, "updated": ts},
+                "spec": spec}
+    if rtype == "machinestatus":
+        ready = n["stage"] == "running"
+        unmet = [] if ready else [{"name": "config", "reason": "waiting for config"}] \
+            if n["stage"] == "maintenance" else [{"name": "install", "reason": "installing"}]
+        return [obj("machine", {"stage": n["stage"], "status": {"ready": ready, "unmetConditions": unmet}})]
+    if rtype == "machinetype":
+        return [obj("machine-type", n["machine_type"] or "unknown")]
+    if rtype == "etcdmember":
+        if n.get("etcd_member_id"):
+            return [obj("local", {"memberID": n["etcd_member_id"]})]
+        return []
+    if rtype == "members":
+        out = []
+        for m in cell.nodes.values():
+            if m["stage"] != "running":
+                continue
+            cp = {"apiServerPort": 6443} if m["machine_type"] == "controlplane" else None
+            out.append(obj(m["name"], {"nodeId": hashlib.sha256(m["ip"].encode()).hexdigest()[:43],
+                                       "addresses": [m["ip"]], "hostname": m["name"],
+                                       "machineType": m["machine_type"], "operatingSystem": "Talos (%s)" % VERSION,
+                                       "controlPlane": cp}))
+        return out
+    if rtype == "services":
+        out = []
+        names = ["apid", "containerd", "cri", "kubelet", "machined", "trustd", "udevd"]
+        if n["machine_type"] == "controlplane":
+            names.append("etcd")
+        for s in sorted(names):
+            running = s != "etcd" or bool(n.get("etcd_member_id"))
+            out.append(obj(s, {"running": running, "healthy": running, "unknown": False}))
+        return out
+    return []
+
+
+def resolve_resource(name):
+    low = name.lower()
+    for key, (full, _, alias, kind) in RESOURCES.items():
+        if low in (key, alias, kind.lower(), full.lower(), full.split(".")[0].lower()):
+            return key
+    return None
+
+
+def emit(ctx, objs, output):
+    import json
+    if output == "json":
+        for o in objs:
+            ctx.stdout.write(json.dumps(o, indent=4) + "\n")
+    elif output == "yaml":
+        for o in objs:
+            ctx.stdout.write("---\n" + yaml.safe_dump(o, sort_keys=False))
+    elif output == "table":
+        ctx.stdout.write("NODE   NAMESPACE   TYPE   ID   VERSION\n")
+        for o in objs:
+            m = o["metadata"]
+            ctx.stdout.write("%s   %s   %s   %s   %s\n" % (o["node"], m["namespace"], m["type"].split(".")[0],
+                                                           m["id"], m["version"]))
+    else:
+        raise UsageError('unknown output format: "%s"' % output)
+
+
+def cmd_get(ctx, flags, pos):
+    if not pos:
+        raise UsageError("requires at least 1 arg(s), only received 0")
+    rtype = resolve_resource(pos[0])
+    output = last(flags["output"])
+    if rtype is None:
+        raise Fail('error getting resources: failed to resolve resource type: resource "%s" is not registered'
+                   % pos[0])
+
+    def handler(sess, cell, ok, errors, tc, nodes):
+        objs = []
+        for n in ok:
+            if flags["insecure"] and rtype not in MAINTENANCE_RESOURCES:
+                errors.append((n["ip"], "PermissionDenied", "not authorized"))
+                continue
+            for o in resource_objects(cell, n, rtype):
+                if len(pos) > 1 and o["metadata"]["id"] != pos[1]:
+                    continue
+                objs.append(o)
+        if len(pos) > 1 and not objs and not errors:
+            errors.extend((n["ip"], "NotFound", 'resource "%s" "%s" not found' % (RESOURCES[rtype][0], pos[1]))
+                          for n in ok)
+        emit(ctx, objs, output)
+        return 0
+    return node_command(ctx, ("get",), flags, pos, handler, insecure=flags["insecure"])
+
+
+def cmd_apply(ctx, flags, pos):
+    mode = last(flags["mode"])
+    if mode not in APPLY_MODES:
+        raise UsageError('invalid argument "%s" for "-m, --mode" flag: valid values are %s'
+                         % (mode, ", ".join(APPLY_MODES)))
+    path = last(flags["file"])
+    if not path:
+        raise Fail("no filename supplied for configuration")
+    if flags["config-patch"]:
+        raise Fail("talosctl double: apply-config --config-patch is not modelled; patch the file first")
+    text, docs, v1 = read_machine_config(path)
+    insecure = flags["insecure"]
+    nodes_req = csv(flags.get("nodes"))
+    if insecure and len(nodes_req) > 1:
+        if ctx.strict:
+            raise Fail("talosctl double (strict): apply-config --insecure with several nodes %s applies only to "
+                       "the first node (siderolabs/talos#11773); call it once per node" % nodes_req)
+        flags = dict(flags, nodes=[nodes_req[0]])
+    ctx.record({"apply_file_sha256": hashlib.sha256(text.encode()).hexdigest(), "mode": mode,
+                "dry_run": flags["dry-run"], "insecure": insecure})
+
+    def handler(sess, cell, ok, errors, tc, nodes):
+        for n in ok:
+            ip = n["ip"]
+            if v1 is None:
+                errors.append((ip, "InvalidArgument", "the applied machine configuration doesn't contain v1alpha1 "
+                                                      "config, did you mean to apply a patch?"))
+                continue
+            mtype = (v1.get("machine") or {}).get("type")
+            if mtype not in ("controlplane", "worker"):
+                errors.append((ip, "InvalidArgument", 'config validation failed: unknown machine type "%s"' % mtype))
+                continue
+            if n["stage"] == "installing":
+                errors.append((ip, "FailedPrecondition", "configuration was already applied and node is rebooting, "
+                                                         "cannot apply more configuration changes until next reboot"))
+                continue
+            if n["machine_type"] and n["machine_type"] != mtype:
+                errors.append((ip, "InvalidArgument", "machine type can't be changed"))
+                continue
+            old_docs = list(yaml.safe_load_all(n["config"])) if n["config"] else []
+            old_docs = [d for d in old_docs if d is not None]
+            reboot = n["stage"] == "maintenance" or needs_reboot(old_docs, docs)
+            if mode == "no-reboot" and reboot and n["stage"] != "maintenance":
+                errors.append((ip, "InvalidArgument", "apply configuration failed: configuration change requires "
+                                                      "a reboot, but mode is no-reboot"))
+                continue
+            if flags["dry-run"]:
+                if n["stage"] == "maintenance":
+                    diff = "".join(difflib.unified_diff([], canonical(docs).splitlines(True), "a", "b"))
+                else:
+                    diff = "".join(difflib.unified_diff(canonical(old_docs).splitlines(True),
+                                                        canonical(docs).splitlines(True), "a", "b"))
+                ctx.stderr.write("Dry run summary:\nApplied configuration %s a reboot (skipped in dry-run).\n"
+                                 "Config diff:\n\n%s\n" % ("with" if reboot else "without",
+                                                          diff.rstrip("\n") if diff else "No changes."))
+                continue
+            n["apply_count"] += 1
+            n["config"] = text
+            n["machine_type"] = mtype
+            machine = v1.get("machine") or {}
+            n["ca"] = ((machine.get("ca") or {}).get("crt") or "").strip()
+            cl = v1.get("cluster") or {}
+            n["cluster"] = {"endpoint": (cl.get("controlPlane") or {}).get("endpoint"),
+                            "name": cl.get("clusterName"), "ca": (cl.get("ca") or {}).get("crt")}
+            if n["stage"] == "maintenance":
+                n["stage"] = "installing"
+                n["install_calls_left"] = int(cell.cluster.get("install_calls") or 0)
+                sess.tick(n) if n["install_calls_left"] == 0 else None
+                ctx.stdout.write("Applied configuration without a reboot\n")
+            elif mode == "staged":
+                ctx.stdout.write("Staged configuration to be applied after a reboot\n")
+            elif reboot or mode == "reboot":
+                n["reboots"] += 1
+                ctx.stdout.write("Applied configuration with a reboot\n")
+            else:
+                ctx.stdout.write("Applied configuration without a reboot\n")
+            if n["stage"] == "running" and n["machine_type"] == "controlplane" and cell.cluster["bootstrapped"] \
+                    and not n["etcd_member_id"]:
+                n["etcd_member_id"] = member_id(n["ip"])
+        return 0
+    return node_command(ctx, ("apply-config",), flags, pos, handler, insecure=insecure)
+
+
+def member_id(ip):
+    return "%016x" % int(hashlib.sha256(ip.encode()).hexdigest()[:15], 16)
+
+
+def cmd_bootstrap(ctx, flags, pos):
+    if len(csv(flags.get("nodes"))) > 1:
+        raise Fail('command "bootstrap" is not supported with multiple nodes')
+
+    def handler(sess, cell, ok, errors, tc, nodes):
+        if len(nodes) > 1:
+            raise Fail('command "bootstrap" is not supported with multiple nodes')
+        for n in ok:
+            if n["etcd_data"]:
+                errors.append((n["ip"], "AlreadyExists", "etcd data directory is not empty"))
+            elif n["stage"] != "running" or n["machine_type"] != "controlplane":
+                errors.append((n["ip"], "FailedPrecondition", "bootstrap is not available yet"))
+            else:
+                n["etcd_data"] = True
+                cell.cluster["bootstrapped"] = True
+                cell.cluster["bootstrap_node"] = n["ip"]
+                for m in cell.nodes.values():
+                    if m["machine_type"] == "controlplane" and m["stage"] == "running":
+                        m["etcd_member_id"] = member_id(m["ip"])
+                        m["etcd_data"] = True
+        return 0
+    return node_command(ctx, ("bootstrap",), flags, pos, handler)
+
+
+def cmd_etcd_members(ctx, flags, pos):
+    def handler(sess, cell, ok, errors, tc, nodes):
+        rows = []
+        for n in ok:
+            if n["machine_type"] != "controlplane":
+                errors.append((n["ip"], "Unimplemented", "etcd is not available on worker nodes"))
+            elif not n.get("etcd_member_id"):
+                errors.append((n["ip"], "Unknown", "failed to create etcd client: etcd is not running "
+                                                   "(waiting to join the cluster)"))
+            else:
+                for m in sorted(cell.etcd_members(), key=lambda x: x["ip"]):
+                    rows.append("%s   %s   %s   https://%s:2380   https://%s:2379   false"
+                                % (n["ip"], m["etcd_member_id"], m["name"], m["ip"], m["ip"]))
+        if rows:
+            ctx.stdout.write("NODE   ID   HOSTNAME   PEER URLS   CLIENT URLS   LEARNER\n" + "\n".join(rows) + "\n")
+        return 0
+    return node_command(ctx, ("etcd", "members"), flags, pos, handler)
+
+
+def cmd_service(ctx, flags, pos):
+    def handler(sess, cell, ok, errors, tc, nodes):
+        for n in ok:
+            objs = resource_objects(cell, n, "services")
+            if pos:
+                objs = [o for o in objs if o["metadata"]["id"] == pos[0]]
+                if not objs:
+                    errors.append((n["ip"], "NotFound", 'service "%s" not found' % pos[0]))
+                    continue
+                spec = objs[0]["spec"]
+                stt = "Running" if spec["running"] else "Preparing"
+                ctx.stdout.write("NODE     %s\nID       %s\nSTATE    %s\nHEALTH   %s\n"
+                                 % (n["ip"], pos[0], stt, "OK" if spec["healthy"] else "?"))
+            else:
+                ctx.stdout.write("NODE   SERVICE   STATE   HEALTH\n")
+                for o in objs:
+                    ctx.stdout.write("%s   %s   %s   %s\n" % (n["ip"], o["metadata"]["id"],
+                                                             "Running" if o["spec"]["running"] else "Preparing",
+                                                             "OK" if o["spec"]["healthy"] else "?"))
+        return 0
+    return node_command(ctx, ("service",), flags, pos, handler)
+
+
+def _cert_pair(cn, serial):
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.timezone.utc)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn),
+                      x509.NameAttribute(NameOID.ORGANIZATION_NAME, "system:masters")])
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(serial + 1).not_valid_before(now - datetime.timedelta(minutes=1))
+            .not_valid_after(now + datetime.timedelta(days=365)).sign(key, hashes.SHA256()))
+    crt = cert.public_bytes(serialization.Encoding.PEM)
+    kb = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                           serialization.NoEncryption())
+    return base64.b64encode(crt).decode(), base64.b64encode(kb).decode()
+
+
+def cmd_kubeconfig(ctx, flags, pos):
+    if len(pos) > 1:
+        raise UsageError("accepts at most 1 arg(s), received %d" % len(pos))
+
+    def handler(sess, cell, ok, errors, tc, nodes):
+        if len(nodes) > 1:
+            raise Fail("error copying: this command supports only a single node")
+        for n in ok:
+            if n["machine_type"] != "controlplane":
+                errors.append((n["ip"], "Unimplemented", "kubeconfig is only available on control plane nodes"))
+                continue
+            cell.cluster["kubeconfig_serial"] += 1
+            crt, key = _cert_pair("admin", cell.cluster["kubeconfig_serial"])
+            name = (n["cluster"] or {}).get("name") or "cluster"
+            ctxname = last(flags["force-context-name"]) or "admin@%s" % name
+            new = {"apiVersion": "v1", "kind": "Config",
+                   "clusters": [{"name": name, "cluster": {"server": (n["cluster"] or {}).get("endpoint"),
+                                                           "certificate-authority-data": (n["cluster"] or {})
+                                                           .get("ca")}}],
+                   "users": [{"name": ctxname, "user": {"client-certificate-data": crt, "client-key-data": key}}],
+                   "contexts": [{"name": ctxname, "context": {"cluster": name, "namespace": "default",
+                                                              "user": ctxname}}],
+                   "current-context": ctxname, "preferences": {}}
+            target = pos[0] if pos else os.path.expanduser("~/.kube/config")
+            if os.path.isdir(target):
+                target = os.path.join(target, "kubeconfig")
+            if os.path.exists(target) and flags["merge"]:
+                with open(target, encoding="utf-8") as f:
+                    cur = yaml.safe_load(f) or {}
+                for section in ("clusters", "users", "contexts"):
+                    entries = cur.get(section) or []
+                    for e in new[section]:
+                        names = [x.get("name") for x in entries]
+                        if e["name"] in names:
+                            if flags["force"]:
+                                entries[names.index(e["name"])] = e
+                                continue
+                            i = 1
+                            while "%s-%d" % (e["name"], i) in names:
+                                i += 1
+                            e = dict(e, name="%s-%d" % (e["name"], i))
+                        entries.append(e)
+                    cur[section] = entries
+                cur["current-context"] = new["current-context"]
+                new = cur
+            fd = os.open(target, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                yaml.safe_dump(new, f, sort_keys=False)
+        return 0
+    return node_command(ctx, ("kubeconfig",), flags, pos, handler)
+
+
+def cmd_health(ctx, flags, pos):
+    wait = go_duration(last(flags["wait-timeout"]))
+    cps = csv(flags["control-plane-nodes"] and [last(flags["control-plane-nodes"])])
+    workers = csv(flags["worker-nodes"] and [last(flags["worker-nodes"])])
+    if flags["server"] and len(csv(flags.get("nodes"))) > 1:
+        raise Fail("health check in server mode requires exactly one node; use --server=false for client mode")
+    result = {}
+
+    def handler(sess, cell, ok, errors, tc, nodes):
+        if not ok:
+            return 1
+        problems = []
+        running = [m for m in cell.nodes.values() if m["stage"] == "running" and m["machine_type"]]
+        if not cell.cluster["bootstrapped"]:
+            problems.append("etcd is not healthy: etcd is not running")
+        if cps or workers:
+            known = set(cps) | set(workers)
+            actual = set(m["ip"] for m in running) | set(cell.cluster.get("extra_k8s_nodes") or [])
+            unexpected = sorted(actual - known)
+            missing = sorted(known - actual)
+            if unexpected:
+                problems.append("unexpected nodes with IPs %s" % unexpected)
+            if missing:
+                problems.append("expected nodes with IPs %s not found" % missing)
+            wrong = [m["ip"] for m in running if (m["ip"] in cps and m["machine_type"] != "controlplane")
+                     or (m["ip"] in workers and m["machine_type"] != "worker")]
+            if wrong:
+                problems.append("nodes with IPs %s have a different machine type" % sorted(wrong))
+        not_ready = sorted(m["ip"] for m in cell.nodes.values() if m["stage"] != "running" and m["machine_type"])
+        if not_ready:
+            problems.append("nodes %s are not ready" % not_ready)
+        if cell.cluster.get("health_blocker"):
+            problems.append(cell.cluster["health_blocker"])
+        result["problems"] = problems
+        ctx.stdout.write("discovered nodes: %s\n" % sorted(m["ip"] for m in running))
+        return 0
+    rc = node_command(ctx, ("health",), flags, pos, handler)
+    if rc != 0:
+        return rc
+    checks = ["etcd to be healthy", "etcd members to be consistent across nodes", "apid to be ready",
+              "all nodes memory sizes", "kubelet to be healthy", "all nodes to finish boot sequence",
+              "all k8s nodes to report", "all control plane static pods to be running",
+              "all k8s nodes to report ready", "kube-proxy to report ready", "coredns to report ready"]
+    if result.get("problems"):
+        time.sleep(min(wait, 5.0))
+        ctx.stdout.write("waiting for %s: %s\n" % (checks[0], result["problems"][0]))
+        ctx.stderr.write("healthcheck error: rpc error: code = DeadlineExceeded desc = context deadline exceeded: "
+                         "%s\n" % "; ".join(result["problems"]))
+        return 1
+    for c in checks:
+        ctx.stdout.write("waiting for %s: ...\nwaiting for %s: OK\n" % (c, c))
+    return 0
+
+
+HANDLERS = {
+    ("version",): cmd_version,
+    ("get",): cmd_get,
+    ("apply-config",): cmd_apply,
+    ("bootstrap",): cmd_bootstrap,
+    ("etcd", "members"): cmd_etcd_members,
+    ("kubeconfig",): cmd_kubeconfig,
+    ("health",): cmd_health,
+    ("service",): cmd_service,
+}
+
+
+def dispatch(argv, ctx):
+    words, rest = split_command(argv)
+    if not words:
+        if any(a in ("-h", "--help") for a in rest) or not rest:
+            ctx.stdout.write("A CLI for out-of-band management of Kubernetes nodes created by Talos\n\n"
+                             "Usage:\n  talosctl [command]\n")
+            return 0
+        unknown = [a for a in argv if not a.startswith("-")]
+        raise UsageError('unknown command "%s" for "talosctl"' % (unknown[0] if unknown else argv[0]))
+    ctx.command = words
+    if words in HANDLERS or (words[0] not in OFFLINE_HEADS and words[0] != "config"):
+        if words not in HANDLERS:
+            raise UsageError('unknown command "%s" for "talosctl"' % " ".join(words))
+        spec = dict(GLOBAL_FLAGS)
+        spec.update(COMMANDS[words])
+        flags, pos = parse_flags(rest, spec)
+        if flags.get("help"):
+            ctx.stdout.write(usage(words))
+            return 0
+        return HANDLERS[words](ctx, flags, pos)
+    # offline and talosconfig commands live in gen.py
+    if words[0] in OFFLINE_HEADS:
+        for a in rest:
+            if a in ("-n", "-e") or a.startswith("-n=") or a.startswith("-e="):
+                raise UsageError("unknown shorthand flag: '%s' in %s" % (a[1], a))
+            if a.startswith("--") and a[2:].split("=", 1)[0] in ("talosconfig", "nodes", "endpoints", "context"):
+                raise UsageError("unknown flag: %s" % a.split("=", 1)[0])
+    try:
+        from talosctl_double import gen
+        commands = getattr(gen, "COMMANDS", {})
+    except ImportError:
+        commands = {}
+    if words not in commands:
+        raise UsageError('unknown command "%s" for "talosctl"' % " ".join(words))
+    return commands[words](rest, ctx)
+
+
+def main(argv=None):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    state_dir = st.state_dir_from_env()
+    ctx = Ctx(state_dir, sys.stdout, sys.stderr, os.environ.get("TALOSCTL_DOUBLE_STRICT") == "1")
+    ctx.command = ()
+    started = time.time()
+    rc = 1
+    try:
+        rc = dispatch(argv, ctx)
+    except UsageError as e:
+        ctx.stderr.write("%s\n\n%s" % (e, usage(ctx.command or ("[command]",))))
+        rc = 1
+    except Fail as e:
+        ctx.stderr.write("%s\n" % e)
+        rc = 1
+    finally:
+        if state_dir:
+            os.makedirs(state_dir, exist_ok=True)
+            rec = {"argv": argv, "command": " ".join(ctx.command), "time": started,
+                   "duration": round(time.time() - started, 4), "rc": rc, "pid": os.getpid()}
+            if ctx.details:
+                rec["details"] = ctx.details
+            st.append_call(state_dir, rec)
+    return rc

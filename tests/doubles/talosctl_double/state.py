@@ -1,0 +1,232 @@
+"""State of the simulated Talos cell behind the talosctl test double.
+
+Stands in for the machines a real talosctl talks to: one JSON file per node
+(``nodes/<ip>.json``) plus ``cluster.json`` in the directory named by the environment
+variable ``TALOSCTL_DOUBLE_STATE``. Every mutation happens under an exclusive ``flock`` on
+``<state>/.lock`` so parallel Ansible forks (one talosctl process per node) are safe.
+Every invocation is appended to ``<state>/calls.jsonl``.
+
+Tests build and steer a cell with the helpers below (create_cell, set_unreachable,
+inject_failure, set_hang, calls, count_calls, ...).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import time
+
+DEFAULT_CLUSTER = {
+    # node-touching calls a freshly applied node spends in stage "installing"
+    "install_calls": 0,
+    # one-shot/N-shot failures: {"command": "bootstrap", "node": ip|None, "code", "desc", "count"}
+    "fail_next": [],
+    # {"command": "health", "seconds": 5}: sleep before handling the command
+    "hang": {},
+    # IPs of Kubernetes nodes that are not Talos nodes of this cell (e.g. Karpenter workers)
+    "extra_k8s_nodes": [],
+    # health: when set, the check never passes and reports this text when --wait-timeout expires
+    "health_blocker": None,
+    "bootstrapped": False,
+    "kubeconfig_serial": 0,
+}
+
+
+def state_dir_from_env():
+    return os.environ.get("TALOSCTL_DOUBLE_STATE") or None
+
+
+def _nodes_dir(state_dir):
+    return os.path.join(state_dir, "nodes")
+
+
+def _write_json(path, data):
+    tmp = "%s.tmp.%d" % (path, os.getpid())
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=2, sort_keys=True)
+    os.replace(tmp, path)
+
+
+@contextlib.contextmanager
+def locked(state_dir):
+    """Exclusive lock over the whole state directory."""
+    os.makedirs(state_dir, exist_ok=True)
+    fd = os.open(os.path.join(state_dir, ".lock"), os.O_CREAT | os.O_RDWR, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+def new_node(name, ip):
+    return {
+        "name": name,
+        "ip": ip,
+        "stage": "maintenance",  # maintenance | installing | running
+        "machine_type": None,  # set from the applied config
+        "ca": None,  # machine.ca.crt of the applied config (what mTLS clients must trust)
+        "config": None,  # text of the applied config
+        "cluster": None,  # cluster.controlPlane.endpoint / clusterName / ca of the applied config
+        "install_calls_left": 0,
+        "etcd_member_id": None,
+        "etcd_data": False,
+        "unreachable": None,  # None | "refused" | "deadline"
+        "apply_count": 0,
+        "reboots": 0,
+    }
+
+
+class Cell(object):
+    """Loaded state (use inside ``locked``); ``save()`` writes it back."""
+
+    def __init__(self, state_dir):
+        self.state_dir = state_dir
+        path = os.path.join(state_dir, "cluster.json")
+        if os.path.exists(path):
+            with open(path, encoding="utf-8") as f:
+                self.cluster = json.load(f)
+        else:
+            self.cluster = dict(DEFAULT_CLUSTER)
+        for k, v in DEFAULT_CLUSTER.items():
+            self.cluster.setdefault(k, v if not isinstance(v, (list, dict)) else type(v)(v))
+        self.nodes = {}
+        nd = _nodes_dir(state_dir)
+        if os.path.isdir(nd):
+            for fn in sorted(os.listdir(nd)):
+                if fn.endswith(".json"):
+                    with open(os.path.join(nd, fn), encoding="utf-8") as f:
+                        node = json.load(f)
+                    self.nodes[node["ip"]] = node
+
+    def save(self):
+        os.makedirs(_nodes_dir(self.state_dir), exist_ok=True)
+        _write_json(os.path.join(self.state_dir, "cluster.json"), self.cluster)
+        for ip, node in self.nodes.items():
+            _write_json(os.path.join(_nodes_dir(self.state_dir), "%s.json" % ip), node)
+
+    def etcd_members(self):
+        return [n for n in self.nodes.values() if n.get("etcd_member_id")]
+
+
+# --- helpers for tests ------------------------------------------------------------------
+def create_cell(state_dir, nodes, install_calls=0):
+    """Declare a cell of machines booted into maintenance mode.
+
+    ``nodes``: iterable of (name, ip). Returns the state directory.
+    """
+    os.makedirs(state_dir, exist_ok=True)
+    with locked(state_dir):
+        cell = Cell(state_dir)
+        cell.cluster["install_calls"] = install_calls
+        for name, ip in nodes:
+            cell.nodes[ip] = new_node(name, ip)
+        cell.save()
+    return state_dir
+
+
+def update(state_dir, fn):
+    """Run fn(cell) under the lock and save."""
+    with locked(state_dir):
+        cell = Cell(state_dir)
+        result = fn(cell)
+        cell.save()
+    return result
+
+
+def node(state_dir, ip):
+    return Cell(state_dir).nodes[ip]
+
+
+def cluster(state_dir):
+    return Cell(state_dir).cluster
+
+
+def set_unreachable(state_dir, ip, how="refused"):
+    """Make node *ip* unreachable (``refused`` or ``deadline``); ``how=None`` heals it."""
+    def _f(cell):
+        cell.nodes[ip]["unreachable"] = how
+    update(state_dir, _f)
+
+
+def inject_failure(state_dir, command, code, desc, count=1, node=None):
+    """The next *count* calls of *command* (e.g. ``bootstrap``, ``apply-config``) fail with
+    ``rpc error: code = <code> desc = <desc>`` (for *node* only when given)."""
+    def _f(cell):
+        cell.cluster["fail_next"].append(dict(command=command, code=code, desc=desc, count=count, node=node))
+    update(state_dir, _f)
+
+
+def set_hang(state_dir, command, seconds):
+    """Every call of *command* sleeps *seconds* first (to exercise timeouts)."""
+    def _f(cell):
+        cell.cluster["hang"][command] = seconds
+    update(state_dir, _f)
+
+
+def set_cluster(state_dir, **values):
+    def _f(cell):
+        cell.cluster.update(values)
+    update(state_dir, _f)
+
+
+def calls(state_dir):
+    """Every recorded invocation (dicts with argv, command, time, rc, ...)."""
+    path = os.path.join(state_dir, "calls.jsonl")
+    if not os.path.exists(path):
+        return []
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def count_calls(state_dir, command, flag=None):
+    """How many invocations of *command* (``"bootstrap"``, ``"apply-config"``, ``"etcd members"``)
+    there were, optionally only those whose argv contains *flag*."""
+    return sum(1 for c in calls(state_dir)
+               if c.get("command") == command and (flag is None or flag in c.get("argv", [])))
+
+
+def append_call(state_dir, record):
+    path = os.path.join(state_dir, "calls.jsonl")
+    line = json.dumps(record, sort_keys=True) + "\n"
+    fd = os.open(path, os.O_CREAT | os.O_WRONLY | os.O_APPEND, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        os.write(fd, line.encode("utf-8"))
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+def now():
+    return time.time()
+
+
+def preconfigure(state_dir, configs, bootstrapped=False):
+    """Put nodes straight into the state a successful ``apply-config`` leaves (stage running),
+    for tests whose subject is not the apply itself. ``configs``: {ip: path of machine config}.
+    With ``bootstrapped`` the control planes are etcd members, as after ``bootstrap``."""
+    import hashlib
+
+    import yaml
+
+    def _f(cell):
+        for ip, path in configs.items():
+            with open(path, encoding="utf-8") as f:
+                text = f.read()
+            v1 = [d for d in yaml.safe_load_all(text) if isinstance(d, dict) and d.get("version") == "v1alpha1"][0]
+            n = cell.nodes[ip]
+            cl = v1.get("cluster") or {}
+            n.update(stage="running", machine_type=v1["machine"]["type"], config=text,
+                     ca=((v1["machine"].get("ca") or {}).get("crt") or "").strip(), apply_count=1,
+                     cluster={"endpoint": (cl.get("controlPlane") or {}).get("endpoint"),
+                              "name": cl.get("clusterName"), "ca": (cl.get("ca") or {}).get("crt")})
+            if bootstrapped and n["machine_type"] == "controlplane":
+                n["etcd_member_id"] = "%016x" % int(hashlib.sha256(ip.encode()).hexdigest()[:15], 16)
+                n["etcd_data"] = True
+        if bootstrapped:
+            cell.cluster["bootstrapped"] = True
+    update(state_dir, _f)

@@ -1,0 +1,190 @@
+"""Contract tests of the talosctl test double (tests/doubles/talosctl) against the brief (section 1).
+
+The double is only worth something if it fails where real talosctl v1.13.9 fails, so these
+tests pin the texts, exit codes and output shapes the runner and modules rely on. Most run the
+double's ``main()`` in-process (fast); one runs the executable.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import types
+
+import pytest
+
+from talos_fixtures import (  # pylint: disable=import-error
+    CELL, CONTROLPLANE, DOUBLES, WORKERS, double_state, fake_cell_configs)
+
+import talosctl_double  # noqa: E402  pylint: disable=import-error
+from talosctl_double import cli  # noqa: E402  pylint: disable=import-error
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch):
+    state = str(tmp_path / "state")
+    double_state.create_cell(state, [(n, ip) for n, ip, _ in CELL])
+    bundle, paths, tc = fake_cell_configs(str(tmp_path))
+    monkeypatch.setenv("TALOSCTL_DOUBLE_STATE", state)
+    monkeypatch.delenv("TALOSCTL_DOUBLE_STRICT", raising=False)
+    monkeypatch.delenv("TALOSCONFIG", raising=False)
+    monkeypatch.delenv("TALOSCTL_DOUBLE_VERSION", raising=False)
+    return types.SimpleNamespace(state=state, paths=paths, tc=tc, tmp=tmp_path)
+
+
+def talosctl(capsys, *argv):
+    rc = cli.main(list(argv))
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def test_version_client_short(env, capsys):
+    assert talosctl(capsys, "version", "--client", "--short") == (0, "Client:\nTalos v1.13.9\n", "")
+
+
+def test_node_flags_rejected_on_offline_commands(env, capsys):
+    rc, out, err = talosctl(capsys, "gen", "secrets", "-n", "192.168.100.51")
+    assert rc == 1 and err.startswith("unknown shorthand flag: 'n' in -n\n\nUsage:")
+    rc, out, err = talosctl(capsys, "validate", "--talosconfig", "x", "-c", "a.yaml")
+    assert rc == 1 and err.startswith("unknown flag: --talosconfig\n\n")
+
+
+def test_unknown_command_and_flag(env, capsys):
+    rc, _, err = talosctl(capsys, "frobnicate")
+    assert rc == 1 and err.startswith('unknown command "frobnicate" for "talosctl"\n\nUsage:')
+    rc, _, err = talosctl(capsys, "bootstrap", "--wait")
+    assert rc == 1 and err.startswith("unknown flag: --wait\n\n")
+    rc, _, err = talosctl(capsys, "apply-config", "-f", "x", "--mode", "interactive")
+    assert rc == 1 and "valid values are auto, no-reboot, reboot, staged, try" in err
+
+
+def test_endpoints_required(env, capsys, tmp_path):
+    tc = tmp_path / "empty-tc"
+    tc.write_text("context: c\ncontexts:\n  c:\n    endpoints: []\n    ca: x\n")
+    rc, _, err = talosctl(capsys, "--talosconfig", str(tc), "-n", CONTROLPLANE[0], "version")
+    assert rc == 1 and err.strip() == "failed to determine endpoints"
+
+
+def test_maintenance_get_is_a_json_object_stream(env, capsys):
+    rc, out, _ = talosctl(capsys, "get", "machinestatus", "--insecure", "-n", CONTROLPLANE[0], "-o", "json")
+    assert rc == 0 and not out.lstrip().startswith("[")
+    with pytest.raises(ValueError):
+        json.loads(out + out)  # two objects are not one JSON document
+    obj = json.loads(out)
+    assert obj["node"] == CONTROLPLANE[0] and obj["spec"]["stage"] == "maintenance"
+    assert obj["metadata"]["type"] == "MachineStatuses.runtime.talos.dev" and obj["metadata"]["id"] == "machine"
+
+
+def test_insecure_multiple_nodes(env, capsys, monkeypatch):
+    nodes = ",".join(WORKERS[:2])
+    rc, _, _ = talosctl(capsys, "apply-config", "--insecure", "-n", nodes, "-f", env.paths[WORKERS[0]])
+    assert rc == 0
+    assert double_state.node(env.state, WORKERS[0])["stage"] == "running"
+    assert double_state.node(env.state, WORKERS[1])["stage"] == "maintenance"  # silently skipped (#11773)
+    monkeypatch.setenv("TALOSCTL_DOUBLE_STRICT", "1")
+    rc, _, err = talosctl(capsys, "apply-config", "--insecure", "-n", ",".join(WORKERS[1:]), "-f",
+                          env.paths[WORKERS[1]])
+    assert rc == 1 and "applies only to the first node" in err
+    assert double_state.node(env.state, WORKERS[1])["stage"] == "maintenance"
+
+
+def test_mtls_vs_maintenance_and_configured(env, capsys):
+    ip = CONTROLPLANE[0]
+    rc, _, err = talosctl(capsys, "--talosconfig", env.tc, "-n", ip, "-e", ip, "version")
+    assert rc == 1 and "x509: certificate signed by unknown authority" in err
+    assert talosctl(capsys, "apply-config", "-i", "-n", ip, "-f", env.paths[ip])[0] == 0
+    rc, _, err = talosctl(capsys, "apply-config", "-i", "-n", ip, "-f", env.paths[ip])
+    assert rc == 1 and "tls: certificate required" in err and "\t* %s: rpc error: code = Unavailable" % ip in err
+    rc, out, _ = talosctl(capsys, "--talosconfig", env.tc, "-n", ip, "-e", ip, "version", "--short")
+    assert rc == 0 and "Talos v1.13.9" in out
+
+
+def test_dry_run_summary_and_bare_patch(env, capsys, tmp_path):
+    ip = WORKERS[0]
+    talosctl(capsys, "apply-config", "-i", "-n", ip, "-f", env.paths[ip])
+    rc, out, err = talosctl(capsys, "apply-config", "--talosconfig", env.tc, "-n", ip, "-e", ip, "-f",
+                            env.paths[ip], "--dry-run")
+    assert rc == 0 and out == ""
+    assert err == ("Dry run summary:\nApplied configuration without a reboot (skipped in dry-run).\n"
+                   "Config diff:\n\nNo changes.\n")
+    patch = tmp_path / "p.yaml"
+    patch.write_text("apiVersion: v1alpha1\nkind: HostnameConfig\nauto: \"off\"\nhostname: x\n")
+    rc, _, err = talosctl(capsys, "apply-config", "--talosconfig", env.tc, "-n", ip, "-e", ip, "-f", str(patch))
+    assert rc == 1 and "code = InvalidArgument desc = the applied machine configuration doesn't contain v1alpha1" in err
+
+
+def test_bootstrap_contract(env, capsys):
+    ip = CONTROLPLANE[0]
+    double_state.preconfigure(env.state, dict((n, env.paths[n]) for n in CONTROLPLANE))
+    rc, _, err = talosctl(capsys, "--talosconfig", env.tc, "-n", ",".join(CONTROLPLANE), "bootstrap")
+    assert rc == 1 and err.strip() == 'command "bootstrap" is not supported with multiple nodes'
+    rc, _, err = talosctl(capsys, "--talosconfig", env.tc, "-n", ip, "-e", ip, "etcd", "members")
+    assert rc == 1 and "error getting members" in err
+    assert talosctl(capsys, "--talosconfig", env.tc, "-n", ip, "-e", ip, "bootstrap")[0] == 0
+    rc, _, err = talosctl(capsys, "--talosconfig", env.tc, "-n", ip, "-e", ip, "bootstrap")
+    assert rc == 1 and err == ("error executing bootstrap: 1 error occurred:\n\t* %s: rpc error: code = "
+                               "AlreadyExists desc = etcd data directory is not empty\n\n\n" % ip)
+    rc, out, _ = talosctl(capsys, "--talosconfig", env.tc, "-n", CONTROLPLANE[1], "-e", ip, "etcd", "members")
+    assert rc == 0 and out.splitlines()[0].split() == ["NODE", "ID", "HOSTNAME", "PEER", "URLS", "CLIENT", "URLS",
+                                                       "LEARNER"]
+    assert len(out.splitlines()) == 4
+    assert double_state.count_calls(env.state, "bootstrap") == 3
+
+
+def test_faults_and_partial_version(env, capsys):
+    double_state.preconfigure(env.state, dict((n, env.paths[n]) for n in CONTROLPLANE))
+    double_state.set_unreachable(env.state, CONTROLPLANE[2], "refused")
+    rc, out, err = talosctl(capsys, "--talosconfig", env.tc, "-e", CONTROLPLANE[0], "-n",
+                            ",".join(CONTROLPLANE), "version")
+    assert rc == 0 and out.count("NODE:") == 2
+    assert err.startswith("WARNING: %s: rpc error: code = Unavailable" % CONTROLPLANE[2])
+    assert "connect: connection refused" in err
+    double_state.inject_failure(env.state, "bootstrap", "FailedPrecondition", "bootstrap is not available yet")
+    rc, _, err = talosctl(capsys, "--talosconfig", env.tc, "-n", CONTROLPLANE[0], "bootstrap")
+    assert rc == 1 and "code = FailedPrecondition desc = bootstrap is not available yet" in err
+    assert talosctl(capsys, "--talosconfig", env.tc, "-n", CONTROLPLANE[0], "bootstrap")[0] == 0
+
+
+def test_health_node_lists(env, capsys):
+    double_state.preconfigure(env.state, env.paths, bootstrapped=True)
+    base = ["--talosconfig", env.tc, "-n", CONTROLPLANE[0], "-e", CONTROLPLANE[0], "health", "--wait-timeout", "1s"]
+    rc, out, _ = talosctl(capsys, *(base + ["--control-plane-nodes", ",".join(CONTROLPLANE),
+                                            "--worker-nodes", ",".join(WORKERS)]))
+    assert rc == 0 and "waiting for all k8s nodes to report ready: OK" in out
+    rc, _, err = talosctl(capsys, *(base + ["--control-plane-nodes", ",".join(CONTROLPLANE),
+                                            "--worker-nodes", WORKERS[0]]))
+    assert rc == 1 and "unexpected nodes with IPs ['%s', '%s']" % (WORKERS[1], WORKERS[2]) in err
+    rc, _, err = talosctl(capsys, "--talosconfig", env.tc, "-n", ",".join(CONTROLPLANE), "health")
+    assert rc == 1 and "exactly one node" in err
+
+
+def test_gen_commands_dispatch_to_gen_module(env, capsys, monkeypatch):
+    seen = {}
+
+    def handler(args, ctx):
+        seen.update(args=args, strict=ctx.strict, state_dir=ctx.state_dir)
+        ctx.record({"handled": True})
+        ctx.stdout.write("done\n")
+        return 0
+
+    fake = types.ModuleType("talosctl_double.gen")
+    fake.COMMANDS = {("config", "endpoint"): handler}
+    monkeypatch.setitem(sys.modules, "talosctl_double.gen", fake)
+    monkeypatch.setattr(talosctl_double, "gen", fake, raising=False)
+    rc, out, _ = talosctl(capsys, "--talosconfig", "tc", "config", "endpoint", "1.2.3.4")
+    assert (rc, out) == (0, "done\n")
+    assert seen == dict(args=["--talosconfig", "tc", "1.2.3.4"], strict=False, state_dir=env.state)
+    assert double_state.calls(env.state)[-1]["details"] == [{"handled": True}]
+    rc, _, err = talosctl(capsys, "gen", "secrets")
+    assert rc == 1 and err.startswith('unknown command "gen secrets" for "talosctl"')
+
+
+def test_executable_records_calls(env):
+    path = os.pathsep.join([os.path.dirname(sys.executable), os.environ["PATH"]])
+    proc = subprocess.run([os.path.join(DOUBLES, "talosctl"), "version", "--client"], capture_output=True, text=True,
+                          env=dict(os.environ, PATH=path), check=False)
+    assert proc.returncode == 0 and "\tTag:         v1.13.9" in proc.stdout
+    last = double_state.calls(env.state)[-1]
+    assert last["argv"] == ["version", "--client"] and last["command"] == "version" and last["rc"] == 0
