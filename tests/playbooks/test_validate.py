@@ -120,7 +120,7 @@ def test_reference_inventory_through_ansible_playbook(tmp_path):
     result = first_result(data)
     assert result["changed"] is False
     assert result["problems"] == []
-    cell = result["ansible_facts"]["cellplatform_cell"]
+    cell = result["cell"]
     variables, hosts = pc.in_process({"name": "reference"}, inventory_dir=pc.REFERENCE)
     assert cell == cell_model.build_cell_model(variables, hosts)
     assert cell["build_dir"] == os.path.join(os.path.realpath(os.path.join(pc.REPO, "build")), "cell")
@@ -145,7 +145,7 @@ def test_case_through_ansible_playbook(name, tmp_path):
     for idx, want in enumerate(case["expect"], 1):
         line = [ln for ln in result["msg"].splitlines() if ln.startswith("%d. " % idx)]
         assert line and want in line[0] and " Fix: " in line[0], (want, result["msg"])
-    assert "ansible_facts" not in result
+    assert "cell" not in result
     assert not log.exists() or log.read_text() == ""
 
 
@@ -158,7 +158,7 @@ def test_l0_only_layers_do_not_need_l2_variables(tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:]
     result = first_result(data)
     assert result["layers"] == ["l0"]
-    assert result["ansible_facts"]["cellplatform_cell"]["name"] == "cell"
+    assert result["cell"]["name"] == "cell"
     # with every layer selected the same inventory fails: test_case_in_process[l2_missing_when_selected]
 
 
@@ -169,7 +169,7 @@ def test_apply_mode_from_extra_vars(tmp_path):
     proc, data = run_playbook("validate.yml", inventory, "-e", "cellplatform_mode=apply",
                               "-e", json.dumps({"cellplatform_age_recipients": [AGE_RECIPIENT]}), tmp=tmp_path)
     assert proc.returncode == 0, proc.stdout[-3000:]
-    assert first_result(data)["ansible_facts"]["cellplatform_cell"]["mode"] == "apply"
+    assert first_result(data)["cell"]["mode"] == "apply"
 
 
 # --------------------------------------------------------------------------------------------

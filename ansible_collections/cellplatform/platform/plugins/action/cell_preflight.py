@@ -11,6 +11,11 @@ from ansible.errors import AnsibleError
 from ansible.module_utils.common.text.converters import to_text
 from ansible.plugins.action import ActionBase
 
+try:
+    from ansible.plugins.action import VariableLayer
+except ImportError:  # pragma: no cover - ansible-core < 2.21
+    VariableLayer = None
+
 from ansible_collections.cellplatform.platform.plugins.module_utils.cell_model import (
     LAYERS,
     MODES,
@@ -105,7 +110,14 @@ class ActionModule(ActionBase):
             result["msg"] = format_problems(problems)
             return result
         cell = build_cell_model(variables, hosts, mode=mode)
-        result["ansible_facts"] = {"cellplatform_cell": cell}
+        if VariableLayer is not None:
+            # Like set_fact: a host variable for this play, not a gathered fact (ansible-core
+            # 2.21 deprecates reading injected facts as top-level variables).
+            self.register_host_variables({"cellplatform_cell": cell}, VariableLayer.EPHEMERAL_FACT)
+            self.register_host_variables({}, VariableLayer.CACHEABLE_FACT)
+        else:  # pragma: no cover - ansible-core < 2.21
+            result["ansible_facts"] = {"cellplatform_cell": cell}
+        result["cell"] = cell
         result["layers"] = sorted(set(layers) | {"l0"})
         result["problems"] = []
         result["msg"] = "Preflight passed: cell %s, %d nodes, layers %s." % (

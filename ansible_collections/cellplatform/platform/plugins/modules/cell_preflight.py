@@ -75,19 +75,17 @@ EXAMPLES = r'''
 '''
 
 RETURN = r'''
-ansible_facts:
-  description: The cell model, set only when the inventory is clean.
+cell:
+  description:
+    - The normalised cell model, returned only when the inventory is clean. The same value is
+      set as the host variable C(cellplatform_cell) for the rest of the play (like
+      M(ansible.builtin.set_fact); run it with C(run_once) to set it on every host of the play).
+    - Keys are C(name), C(mode), C(build_dir), C(secrets_dir), C(network), C(api), C(lb_pool),
+      C(pod_cidr), C(service_cidr), C(talos), C(nodes) (control planes first, then workers, in
+      inventory order), C(controlplane), C(workers), C(bootstrap_node), C(talos_endpoints).
   returned: success
   type: dict
-  contains:
-    cellplatform_cell:
-      description:
-        - The normalised cell with C(name), C(mode), C(build_dir), C(secrets_dir), C(network), C(api),
-          C(lb_pool), C(pod_cidr), C(service_cidr), C(talos), C(nodes) (control planes first,
-          then workers, in inventory order), C(controlplane), C(workers), C(bootstrap_node),
-          C(talos_endpoints).
-      type: dict
-      returned: success
+  sample: {"name": "cell", "bootstrap_node": "cp-1", "talos_endpoints": ["192.168.100.51"]}
 problems:
   description: Every problem found (empty on success).
   returned: always

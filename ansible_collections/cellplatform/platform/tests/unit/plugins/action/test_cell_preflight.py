@@ -101,6 +101,10 @@ def make_action(tvars, **args):
     connection._shell.tmpdir = "/nonexistent-remote-tmp"
     action = ActionModule(task, connection, mock.MagicMock(), DataLoader(),
                           Templar(loader=DataLoader(), variables=tvars), None)
+    # Outside a running play there is no task context to register host variables in;
+    # record them instead, so tests can assert what the play would see.
+    action.registered = {}
+    action.register_host_variables = lambda variables, layer: action.registered.setdefault(layer.name, {}).update(variables)
     return action, connection
 
 
@@ -131,13 +135,13 @@ def test_clean_inventory_sets_the_fact(tmp_path):
     tvars["pool_base"] = "192.168.100"
     action, _conn = make_action(tvars)
     result = action.run(task_vars=tvars)
-    assert result["ansible_facts"]["cellplatform_cell"]["lb_pool"]["range"] == "192.168.100.200-192.168.100.250"
+    assert result["cell"]["lb_pool"]["range"] == "192.168.100.200-192.168.100.250"
     result = run(tmp_path)
     assert result.get("failed") is not True, result.get("msg")
     assert result["changed"] is False
     assert result["problems"] == []
     assert result["layers"] == ["l0", "l1", "l2"]
-    cell = result["ansible_facts"]["cellplatform_cell"]
+    cell = result["cell"]
     assert cell["build_dir"] == os.path.join(os.path.realpath(str(tmp_path / "build")), "cell")
     assert cell["secrets_dir"] == os.path.realpath(str(tmp_path / "inventories" / "production" / "secrets"))
     assert cell["api"]["dns_name"] == "api.cell.lan"  # templated
@@ -151,7 +155,7 @@ def test_every_problem_at_once(tmp_path):
                  cellplatform_policy_mode="warn")
     assert result["failed"] is True
     assert result["changed"] is False
-    assert "ansible_facts" not in result
+    assert "cell" not in result
     assert [p["field"] for p in result["problems"]] == [
         "cellplatform_api_vip", "cellplatform_kubernetes_version", "cellplatform_policy_mode"]
     lines = result["msg"].splitlines()
@@ -173,7 +177,7 @@ def test_node_overrides_come_from_hostvars(tmp_path):
     del tvars["hostvars"]["cp-2"]["cellplatform_node_ip"]
     tvars["hostvars"]["cp-2"]["cellplatform_node_ip"] = "192.168.100.52"
     result = action.run(task_vars=tvars)
-    nodes = {n["name"]: n for n in result["ansible_facts"]["cellplatform_cell"]["nodes"]}
+    nodes = {n["name"]: n for n in result["cell"]["nodes"]}
     assert nodes["worker-2"]["install_disk"] == "/dev/vdb"
     assert nodes["worker-3"]["vm_id"] == 777
 
@@ -212,7 +216,7 @@ def test_mode_option(tmp_path):
     result = run(tmp_path, args={"mode": "apply"})
     assert [p["field"] for p in result["problems"]] == ["cellplatform_age_recipients"]
     result = run(tmp_path, args={"mode": "apply"}, cellplatform_age_recipients=[AGE_KEY])
-    assert result["ansible_facts"]["cellplatform_cell"]["mode"] == "apply"
+    assert result["cell"]["mode"] == "apply"
     result = run(tmp_path, args={"mode": "yolo"})
     assert [p["field"] for p in result["problems"]] == ["mode (task option)"]
 
@@ -220,3 +224,12 @@ def test_mode_option(tmp_path):
 def test_unknown_option_is_rejected(tmp_path):
     with pytest.raises(AnsibleActionFail):
         run(tmp_path, args={"layer": ["l0"]})
+
+
+def test_cell_is_registered_as_a_host_variable_not_a_fact(tmp_path):
+    tvars = task_vars(tmp_path)
+    action, _connection = make_action(tvars)
+    result = action.run(task_vars=tvars)
+    assert "ansible_facts" not in result
+    assert action.registered["EPHEMERAL_FACT"]["cellplatform_cell"] == result["cell"]
+    assert action.registered["CACHEABLE_FACT"] == {}
