@@ -1,0 +1,381 @@
+"""End to end: ``playbooks/site.yml -t talos`` takes six maintenance nodes to a bootstrapped
+cluster, and a second run applies and bootstraps nothing (issue 2, "Done when").
+
+Real parts: ansible-playbook, the whole collection (preflight, render, talos_secrets,
+talos_config, talos_apply on every node in parallel, talos_bootstrap, talos_kubeconfig,
+talos_health, age_file), real age keys (pyrage). Stand-in: the talosctl test double
+(tests/doubles/talosctl, TALOSCTL_DOUBLE_STRICT=1) with a fresh state of six nodes in
+maintenance mode; for the Cilium/gate test also the helm double and the in-process fake
+Kubernetes API (127.0.0.1). Everything runs inside scripts/netns-run (loopback only):
+
+    scripts/netns-run .venv/bin/python -m pytest -q tests/playbooks/test_site_talos.py
+
+CELLPLATFORM_PROFILE=1 (with -s) prints each run's recap with per-task timings.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+DOUBLES = REPO / 'tests' / 'doubles'
+if str(DOUBLES) not in sys.path:
+    sys.path.insert(0, str(DOUBLES))
+
+from talosctl_double import state as double  # noqa: E402  pylint: disable=wrong-import-position
+
+pyrage = pytest.importorskip('pyrage')  # a declared test dependency; missing means a broken venv
+
+NODES = [('cp-1', '192.168.100.51'), ('cp-2', '192.168.100.52'), ('cp-3', '192.168.100.53'),
+         ('worker-1', '192.168.100.61'), ('worker-2', '192.168.100.62'), ('worker-3', '192.168.100.63')]
+RECAP_RE = re.compile(r'^(?P<host>\S+)\s+:\s+ok=(?P<ok>\d+)\s+changed=(?P<changed>\d+)\s+unreachable=(?P<unreachable>\d+)'
+                      r'\s+failed=(?P<failed>\d+)', re.M)
+
+
+@pytest.fixture(scope='module')
+def cell(tmp_path_factory):
+    """A copy of the reference inventory, an age key, a work dir and a fresh double state."""
+    root = tmp_path_factory.mktemp('site_talos')
+    inv = root / 'inventories' / 'production'
+    shutil.copytree(REPO / 'inventories' / 'production', inv)
+    for old in (inv / 'secrets').glob('*.age'):
+        old.unlink()
+    identity = pyrage.x25519.Identity.generate()
+    keys = root / 'age' / 'keys.txt'
+    keys.parent.mkdir(mode=0o700)
+    keys.write_text('# test key\n%s\n' % identity)
+    keys.chmod(0o600)
+    state = root / 'double'
+    double.create_cell(str(state), NODES)
+    home = root / 'home'
+    home.mkdir()
+    extra = {
+        'cellplatform_age_recipients': [str(identity.to_public())],
+        'cellplatform_age_identity': str(keys),
+        'cellplatform_work_dir': str(root / 'work'),
+    }
+    env = dict(os.environ)
+    env.update({
+        'PATH': os.pathsep.join([str(DOUBLES), os.path.dirname(sys.executable), env.get('PATH', '')]),
+        'TALOSCTL_DOUBLE_STATE': str(state),
+        'TALOSCTL_DOUBLE_STRICT': '1',
+        'ANSIBLE_COLLECTIONS_PATH': str(REPO),
+        'ANSIBLE_CONFIG': str(REPO / 'ansible.cfg'),
+        'ANSIBLE_FORCE_COLOR': '0',
+        'ANSIBLE_NOCOLOR': '1',
+        'HOME': str(home),
+    })
+    if os.environ.get('CELLPLATFORM_PROFILE'):
+        env['ANSIBLE_CALLBACKS_ENABLED'] = 'ansible.posix.profile_tasks'
+    return {'root': root, 'inv': inv, 'state': state, 'identity': identity, 'keys': keys,
+            'extra': extra, 'env': env, 'build': root / 'build' / 'cell', 'runs': []}
+
+
+def run_site(cell, mode='apply', check=False):
+    ansible_playbook = os.path.join(os.path.dirname(sys.executable), 'ansible-playbook')
+    argv = [str(REPO / 'scripts' / 'netns-run'), ansible_playbook, '-i', str(cell['inv'] / 'hosts.yml'),
+            str(REPO / 'playbooks' / 'site.yml'), '-t', 'talos',
+            '-e', 'cellplatform_provisioner=none', '-e', 'cellplatform_mode=%s' % mode,
+            '-e', json.dumps(cell['extra'])] + (['--check', '--diff'] if check else [])
+    proc = subprocess.run(argv, cwd=str(REPO), env=cell['env'], capture_output=True, text=True, timeout=600)
+    cell['runs'].append(proc)
+    if os.environ.get('CELLPLATFORM_PROFILE'):
+        print(proc.stdout[-4000:])
+    return proc
+
+
+def recap(proc):
+    rows = {m.group('host'): {k: int(m.group(k)) for k in ('ok', 'changed', 'unreachable', 'failed')}
+            for m in RECAP_RE.finditer(proc.stdout)}
+    assert rows, 'no PLAY RECAP in the output:\n%s' % proc.stdout[-3000:]
+    return rows
+
+
+def secret_leaves(cell):
+    """Every secret value of the decrypted bundle (and its base64-decoded form)."""
+    bundle = cell['inv'] / 'secrets' / 'talos-secrets.yaml.age'
+    data = yaml.safe_load(pyrage.decrypt(bundle.read_bytes(), [cell['identity']]).decode())
+    leaves = []
+
+    def walk(value):
+        if isinstance(value, dict):
+            for v in value.values():
+                walk(v)
+        elif isinstance(value, list):
+            for v in value:
+                walk(v)
+        elif isinstance(value, str) and len(value) >= 16:
+            leaves.append(value)
+            try:
+                decoded = base64.b64decode(value, validate=True).decode()
+            except Exception:  # pylint: disable=broad-except
+                return
+            # PEM bodies: every 64-character line of key/cert material
+            leaves.extend(line for line in decoded.splitlines() if len(line) >= 40 and '-----' not in line)
+
+    walk(data.get('secrets', {}))
+    walk(data.get('trustdinfo', {}))
+    walk(data.get('cluster', {}))
+    walk(data.get('certs', {}))
+    assert len(leaves) >= 8, 'the bundle should hold tokens, keys and certificates: %r' % sorted(data)
+    return leaves
+
+
+def _fail(proc):
+    return 'rc=%s\nSTDOUT:\n%s\nSTDERR:\n%s' % (proc.returncode, proc.stdout[-6000:], proc.stderr[-3000:])
+
+
+def test_check_mode_on_a_new_cell_changes_nothing(cell):
+    """--check before the first apply: reports the bundle it would generate, touches no node,
+    writes no secret and stops before configs/apply/bootstrap with a clear message."""
+    state = str(cell['state'])
+    proc = run_site(cell, check=True)
+    try:
+        assert proc.returncode == 0, _fail(proc)
+        assert re.search(r'cannot\s+be\s+previewed\s+yet', proc.stdout), proc.stdout[-5000:]
+        touched = [c['argv'] for c in double.calls(state)
+                   if c.get('command') in ('apply-config', 'bootstrap', 'kubeconfig')]
+        assert touched == []
+        assert list((cell['inv'] / 'secrets').glob('*.age')) == []
+        assert all(double.node(state, ip)['stage'] == 'maintenance' for _n, ip in NODES)
+    finally:
+        cell['runs'].remove(proc)
+
+
+@pytest.fixture(scope='module')
+def first_run(cell):
+    proc = run_site(cell)
+    assert proc.returncode == 0, _fail(proc)
+    return proc
+
+
+def test_first_run_configures_all_six_nodes_and_bootstraps_once(cell, first_run):
+    state = str(cell['state'])
+    for _name, ip in NODES:
+        node = double.node(state, ip)
+        assert node['stage'] != 'maintenance', '%s still in maintenance' % ip
+        assert node['config'], '%s got no config' % ip
+        assert node['apply_count'] == 1, '%s applied %d times' % (ip, node['apply_count'])
+    assert double.count_calls(state, 'bootstrap') == 1
+    bootstrap = [c for c in double.calls(state) if c.get('command') == 'bootstrap']
+    assert '192.168.100.51' in ' '.join(bootstrap[0]['argv']), 'bootstrap must target cp-1: %r' % bootstrap[0]['argv']
+    insecure = [c for c in double.calls(state) if c.get('command') == 'apply-config' and '--insecure' in c['argv']]
+    assert len(insecure) == 6, 'one --insecure apply per node, got %d' % len(insecure)
+    assert double.cluster(state)['bootstrapped'] is True
+    rows = recap(first_run)
+    assert all(r['failed'] == 0 and r['unreachable'] == 0 for r in rows.values()), rows
+    # every node took part in the per-node apply (node-scoped play, not run_once)
+    assert all(rows[name]['ok'] >= 1 for name, _ in NODES), rows
+    secrets = cell['inv'] / 'secrets'
+    for name in ('talos-secrets.yaml.age', 'talosconfig.age', 'kubeconfig.age'):
+        assert (secrets / name).read_bytes().startswith(b'age-encryption.org/v1'), name
+    for name, _ in NODES:
+        assert (cell['build'] / 'talos' / 'machineconfigs' / ('%s.yaml.age' % name)).is_file()
+    # plaintext machine configs are removed after the apply; the work dir stays private
+    work = Path(cell['extra']['cellplatform_work_dir'])
+    assert not list(work.glob('configs/*.yaml')), list(work.glob('configs/*'))
+    assert not (work / 'talosconfig').exists()
+    assert (work / 'kubeconfig').stat().st_mode & 0o077 == 0
+    assert work.stat().st_mode & 0o077 == 0
+
+
+@pytest.fixture(scope='module')
+def second_run(cell, first_run):
+    state = str(cell['state'])
+    cell['bundle_before'] = (cell['inv'] / 'secrets' / 'talos-secrets.yaml.age').read_bytes()
+    cell['calls_before'] = len(double.calls(state))
+    proc = run_site(cell)
+    assert proc.returncode == 0, _fail(proc)
+    return proc
+
+
+def test_second_run_applies_and_bootstraps_nothing(cell, second_run):
+    state = str(cell['state'])
+    new = double.calls(state)[cell['calls_before']:]
+    applies = [c for c in new if c.get('command') == 'apply-config']
+    assert applies, 'the second run should dry-run every node'
+    real = [c['argv'] for c in applies if '--dry-run' not in c['argv']]
+    assert real == [], 'second run applied configs: %r' % real
+    assert len(applies) == 6
+    assert [c for c in new if c.get('command') == 'bootstrap'] == []
+    assert double.count_calls(state, 'bootstrap') == 1
+    for _name, ip in NODES:
+        assert double.node(state, ip)['apply_count'] == 1
+    rows = recap(second_run)
+    changed = {h: r['changed'] for h, r in rows.items() if r['changed']}
+    assert changed == {}, 'second run changed something:\n%s' % second_run.stdout[-6000:]
+
+
+def test_secrets_bundle_unchanged_between_runs(cell, second_run):
+    after = (cell['inv'] / 'secrets' / 'talos-secrets.yaml.age').read_bytes()
+    assert after == cell['bundle_before']
+
+
+def test_no_secret_in_output_or_build_tree(cell, second_run):
+    leaves = secret_leaves(cell)
+    for i, proc in enumerate(cell['runs']):
+        text = proc.stdout + proc.stderr
+        leaked = [leaf[:12] + '...' for leaf in leaves if leaf in text]
+        assert leaked == [], 'run %d printed secret values (prefixes): %r' % (i + 1, leaked)
+    for path in sorted(p for p in cell['build'].rglob('*') if p.is_file()):
+        data = path.read_bytes()
+        if path.suffix == '.age':
+            assert data.startswith(b'age-encryption.org/v1'), path
+            continue
+        text = data.decode('utf-8', 'replace')
+        leaked = [leaf[:12] + '...' for leaf in leaves if leaf in text]
+        assert leaked == [], '%s holds secret values: %r' % (path, leaked)
+
+
+def test_render_mode_with_talosctl_and_bundle_keeps_full_configs(cell, second_run):
+    """Render mode with talosctl on PATH and an existing bundle runs talos_config too; nothing
+    touches a node and the encrypted configs stay byte-identical (changed=0)."""
+    state = str(cell['state'])
+    configs = {p.name: p.read_bytes() for p in (cell['build'] / 'talos' / 'machineconfigs').glob('*.age')}
+    before = len(double.calls(state))
+    proc = run_site(cell, mode='render')
+    assert proc.returncode == 0, _fail(proc)
+    assert re.search(r"Generate every node's machine config.*\n(?:.*\n)*?ok: \[cp-1\]", proc.stdout), proc.stdout[-4000:]
+    assert 'Full per-node machine configs not rendered' not in proc.stdout
+    node_calls = [c['command'] for c in double.calls(state)[before:]
+                  if c.get('command') in ('apply-config', 'bootstrap', 'kubeconfig', 'health')]
+    assert node_calls == []
+    assert {h: r['changed'] for h, r in recap(proc).items() if r['changed']} == {}
+    after = {p.name: p.read_bytes() for p in (cell['build'] / 'talos' / 'machineconfigs').glob('*.age')}
+    assert after == configs and len(after) == 6
+
+
+def _post(url, body):
+    import urllib.request
+    req = urllib.request.Request(url, data=json.dumps(body).encode(), method='POST',
+                                 headers={'Content-Type': 'application/json'})
+    with urllib.request.urlopen(req, timeout=10) as resp:  # loopback only (fake API on 127.0.0.1)
+        return json.loads(resp.read())
+
+
+def test_cilium_and_gate_against_helm_and_kube_doubles(cell, second_run, tmp_path):
+    """-t cilium after the Talos run: the pinned Cilium chart is installed with the rendered values
+    into kube-system, then the gate waits for Talos health, every node Ready and the Cilium
+    DaemonSet on all six nodes; a rerun changes nothing."""
+    import threading
+    from fake_kube_api import FakeKubeAPI  # tests/doubles
+
+    charts = tmp_path / 'charts'
+    charts.mkdir()
+    daemonset = {'apiVersion': 'apps/v1', 'kind': 'DaemonSet',
+                 'metadata': {'name': 'cilium', 'namespace': '{{NAMESPACE}}'},
+                 'spec': {'selector': {'matchLabels': {'k8s-app': 'cilium'}},
+                          'template': {'metadata': {'labels': {'k8s-app': 'cilium'}},
+                                       'spec': {'containers': [{'name': 'cilium-agent', 'image': 'quay.io/cilium/cilium'}]}}}}
+    (charts / 'cilium-1.20.0.yaml').write_text(yaml.safe_dump({
+        'chart': {'apiVersion': 'v2', 'name': 'cilium', 'version': '1.20.0', 'appVersion': '1.20.0'},
+        'manifest': [daemonset]}))
+    api = FakeKubeAPI(auto_ready=False).start()
+    stop = threading.Event()
+
+    def daemonset_controller():
+        # plays the DaemonSet controller: one agent per node of the cell, all ready
+        while not stop.is_set():
+            with api.lock:
+                obj = api.objects.get(('apps/v1', 'DaemonSet', 'kube-system', 'cilium'))
+                if obj is not None and not obj.get('status'):
+                    gen = obj['metadata'].get('generation', 1)
+                    obj['status'] = {'observedGeneration': gen, 'desiredNumberScheduled': 6,
+                                     'currentNumberScheduled': 6, 'numberReady': 6,
+                                     'updatedNumberScheduled': 6, 'numberAvailable': 6}
+            stop.wait(0.2)
+
+    thread = threading.Thread(target=daemonset_controller, daemon=True)
+    thread.start()
+    try:
+        for name, ip in NODES:
+            _post(api.url + '/api/v1/nodes', {
+                'apiVersion': 'v1', 'kind': 'Node', 'metadata': {'name': name},
+                'status': {'addresses': [{'type': 'InternalIP', 'address': ip}],
+                           'conditions': [{'type': 'Ready', 'status': 'True', 'reason': 'KubeletReady'}]}})
+        kubeconfig = tmp_path / 'kubeconfig'
+        api.write_kubeconfig(str(kubeconfig))
+        helm_state = tmp_path / 'helm-state'
+        saved = dict(cell['env']), dict(cell['extra'])
+        cell['env'].update({'HELM_DOUBLE_STATE': str(helm_state), 'HELM_DOUBLE_CHARTS': str(charts)})
+        cell['extra']['cellplatform_kubeconfig'] = str(kubeconfig)
+        try:
+            runs = []
+            for _ in range(2):
+                proc = _run_tags(cell, 'cilium', cell['extra'])
+                assert proc.returncode == 0, _fail(proc)
+                runs.append(proc)
+        finally:
+            cell['env'], cell['extra'] = saved
+        calls = [json.loads(line) for line in (helm_state / 'calls.jsonl').read_text().splitlines()]
+        upgrades = [c for c in calls if c['command'] == 'upgrade']
+        assert len(upgrades) == 1, 'the rerun must not upgrade the release again'
+        argv = upgrades[0]['argv']
+        assert '--version=1.20.0' in argv and '--repo=https://helm.cilium.io/' in argv and argv[-2:] == ['cilium', 'cilium']
+        assert upgrades[0]['namespace'] == 'kube-system'
+        values = str(cell['build'] / 'l0' / 'cilium' / 'values.yaml')
+        assert list(upgrades[0]['values_files']) == [values]
+        assert api.get('apps/v1', 'DaemonSet', 'cilium', 'kube-system')['status']['numberReady'] == 6
+        assert re.search(r'Gate \| Wait until every node of the cell is Ready', runs[0].stdout)
+        assert {h: r['changed'] for h, r in recap(runs[1]).items() if r['changed']} == {}
+        assert double.count_calls(str(cell['state']), 'health') >= 2
+    finally:
+        stop.set()
+        api.stop()
+
+
+def _run_tags(cell, tags, extra):
+    ansible_playbook = os.path.join(os.path.dirname(sys.executable), 'ansible-playbook')
+    argv = [str(REPO / 'scripts' / 'netns-run'), ansible_playbook, '-i', str(cell['inv'] / 'hosts.yml'),
+            str(REPO / 'playbooks' / 'site.yml'), '-t', tags,
+            '-e', 'cellplatform_provisioner=none', '-e', 'cellplatform_mode=apply', '-e', json.dumps(extra)]
+    return subprocess.run(argv, cwd=str(REPO), env=cell['env'], capture_output=True, text=True, timeout=600)
+
+
+def test_terraform_step_never_prints_the_proxmox_token(tmp_path):
+    """-t terraform at -vvv with real terraform (no provider reachable: loopback only): the
+    Proxmox token from platform.yaml.age appears nowhere in the output or on disk outside the
+    encrypted file, and terraform's own error is what the run reports."""
+    assert shutil.which('terraform'), 'terraform must be on PATH for the project tests'
+    inv = tmp_path / 'inventories' / 'production'
+    shutil.copytree(REPO / 'inventories' / 'production', inv)
+    identity = pyrage.x25519.Identity.generate()
+    keys = tmp_path / 'keys.txt'
+    keys.write_text('%s\n' % identity)
+    keys.chmod(0o600)
+    token = 'root@pam!ci=%s' % base64.b32encode(os.urandom(15)).decode()
+    (inv / 'secrets' / 'platform.yaml.age').write_bytes(
+        pyrage.encrypt(('proxmox_api_token: "%s"\n' % token).encode(), [identity.to_public()]))
+    extra = {'cellplatform_age_recipients': [str(identity.to_public())], 'cellplatform_age_identity': str(keys),
+             'cellplatform_work_dir': str(tmp_path / 'work')}
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(REPO), ANSIBLE_CONFIG=str(REPO / 'ansible.cfg'),
+               ANSIBLE_NOCOLOR='1', HOME=str(tmp_path / 'home'), CHECKPOINT_DISABLE='1',
+               TF_CLI_CONFIG_FILE=str(REPO / 'scripts' / 'terraformrc'))
+    ansible_playbook = os.path.join(os.path.dirname(sys.executable), 'ansible-playbook')
+    proc = subprocess.run(
+        [str(REPO / 'scripts' / 'netns-run'), ansible_playbook, '-i', str(inv / 'hosts.yml'),
+         str(REPO / 'playbooks' / 'l0.yml'), '-t', 'terraform', '-vvv', '-e', 'cellplatform_mode=apply',
+         '-e', json.dumps(extra)],
+        cwd=str(REPO), env=env, capture_output=True, text=True, timeout=600)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode != 0, 'no provider is reachable, so terraform must fail'
+    assert 'Terraform | Report the plan' in output and 'bpg/proxmox' in output, output[-4000:]
+    secret = token.split('=', 1)[1]
+    assert secret not in output
+    for path in tmp_path.rglob('*'):
+        if path.is_file() and path.suffix != '.age':
+            assert secret.encode() not in path.read_bytes(), path
+    # the per-cell module copy, never the collection directory
+    assert (tmp_path / 'work' / 'terraform' / 'proxmox' / 'main.tf').is_file()
+    assert not (REPO / 'ansible_collections' / 'cellplatform' / 'platform' / 'roles' / 'l0_infrastructure'
+                / 'files' / 'terraform' / 'proxmox' / '.terraform.lock.hcl').exists()

@@ -1,0 +1,234 @@
+#!/usr/bin/env python3
+"""Validate a rendered cell (build/<cell>/) against the upstream schemas, offline.
+
+    python tests/support/verify_build.py build/<cell> [--layer l0] [--schemas DIR]
+                                         [--kubernetes-version 1.36] [-q]
+
+For the chosen layer (default: every layer in plan.json plus the Talos and Terraform trees):
+
+* ``talos/patches/*.yaml``, ``talos/nodes/*.yaml`` (layer l0): every document against the
+  Talos schema of the pinned version (``talos/<ver>/config.schema.json``);
+* ``terraform/*.json`` (layer l0): must parse as a JSON object;
+* each plan.json component of the layer: its ``values_file`` against the chart's
+  ``values.schema.json`` for the component's ``chart``/``version``, every document of its
+  ``manifests`` and its Argo CD ``application`` against CRD schemas (INDEX.json) or, for
+  built-in kinds, kubernetes-validate for the pinned Kubernetes minor;
+* any other YAML file under ``<layer>/`` that plan.json does not name: as manifests;
+* every file of the layer: no private key material.
+
+Prints every failure (``path [doc n kind/name]: field: message``) and exits 1 when there is
+any; exits 2 when the build tree, plan.json or the schema store is missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from schemacheck import (  # noqa: E402  pylint: disable=wrong-import-position
+    DEFAULT_KUBERNETES_VERSION, SchemaStore, SchemaStoreMissing, load_documents)
+
+_PRIVATE_KEY_RE = re.compile(r'-----BEGIN ([A-Z0-9 ]+ )?PRIVATE KEY-----|AGE-SECRET-KEY-1[0-9A-Z]{50,}')
+
+
+class Report(object):
+    def __init__(self):
+        self.failures = []
+        self.notes = []
+        self.checked = {}
+
+    def fail(self, path, message):
+        self.failures.append('%s: %s' % (path, message))
+
+    def count(self, what):
+        self.checked[what] = self.checked.get(what, 0) + 1
+
+
+def _label(i, doc):
+    if not isinstance(doc, dict):
+        return 'doc %d' % i
+    kind = doc.get('kind') or ('v1alpha1' if 'kind' not in doc and 'apiVersion' not in doc else '?')
+    meta = doc.get('metadata') if isinstance(doc.get('metadata'), dict) else {}
+    name = doc.get('name') or doc.get('hostname') or meta.get('name')
+    return 'doc %d %s%s' % (i, kind, '/%s' % name if name else '')
+
+
+def _read_docs(path, rel, report):
+    try:
+        return load_documents(path.read_text())
+    except Exception as exc:  # pylint: disable=broad-except
+        report.fail(rel, 'not valid YAML: %s' % exc)
+        return None
+
+
+def check_talos_file(store, path, rel, report):
+    docs = _read_docs(path, rel, report)
+    if docs is None:
+        return
+    if not docs:
+        report.fail(rel, 'no documents')
+    for i, doc in enumerate(docs):
+        report.count('talos documents')
+        for err in store.talos_document(doc):
+            report.fail('%s [%s]' % (rel, _label(i, doc)), err)
+
+
+def check_manifest_file(store, path, rel, report):
+    docs = _read_docs(path, rel, report)
+    if docs is None:
+        return
+    if not docs:
+        report.fail(rel, 'no documents')
+    for i, doc in enumerate(docs):
+        report.count('manifests')
+        for err in store.manifest(doc):
+            report.fail('%s [%s]' % (rel, _label(i, doc)), err)
+
+
+def check_values_file(store, path, rel, comp, report):
+    docs = _read_docs(path, rel, report)
+    if docs is None:
+        return
+    if len(docs) > 1:
+        report.fail(rel, 'a values file must be one YAML document, found %d' % len(docs))
+        return
+    values = docs[0] if docs else {}
+    chart, version = comp.get('chart'), comp.get('version')
+    if not chart or not version:
+        report.fail(rel, 'plan.json component %s names this values file but no chart/version' % comp.get('name'))
+        return
+    report.count('values files')
+    errors, notes = store.values(values, chart, version)
+    for err in errors:
+        report.fail('%s [%s %s]' % (rel, chart, version), err)
+    report.notes.extend('%s: %s' % (rel, n) for n in notes)
+
+
+def check_json_file(path, rel, report):
+    report.count('json files')
+    try:
+        data = json.loads(path.read_text())
+    except ValueError as exc:
+        report.fail(rel, 'not valid JSON: %s' % exc)
+        return
+    if not isinstance(data, dict):
+        report.fail(rel, 'top level must be a JSON object')
+
+
+def verify(build, layer=None, store=None, report=None):
+    """Validate *build* (a Path to build/<cell>); return the Report."""
+    report = report or Report()
+    build = Path(build)
+    plan_path = build / 'plan.json'
+    plan = json.loads(plan_path.read_text())
+    components = [c for c in plan.get('components', []) if isinstance(c, dict)]
+    layers = [layer] if layer else sorted({c.get('layer') for c in components if c.get('layer')} | {'l0'})
+    claimed = set()
+
+    def _file(relpath, comp_name, what):
+        path = build / relpath
+        claimed.add(relpath)
+        if not path.is_file():
+            report.fail(relpath, 'named as %s of component %s in plan.json but missing' % (what, comp_name))
+            return None
+        return path
+
+    for comp in components:
+        if comp.get('layer') not in layers:
+            continue
+        name = comp.get('name')
+        if comp.get('values_file'):
+            path = _file(comp['values_file'], name, 'values_file')
+            if path:
+                check_values_file(store, path, comp['values_file'], comp, report)
+        for rel in comp.get('manifests') or []:
+            path = _file(rel, name, 'manifest')
+            if path:
+                check_manifest_file(store, path, rel, report)
+        if comp.get('application'):
+            path = _file(comp['application'], name, 'application')
+            if path:
+                check_manifest_file(store, path, comp['application'], report)
+
+    files = []
+    for lay in layers:
+        root = build / lay
+        if root.is_dir():
+            files.extend(p for p in sorted(root.rglob('*')) if p.is_file())
+    if 'l0' in layers:
+        talos_files = sorted((build / 'talos' / 'patches').glob('*.yaml')) + sorted((build / 'talos' / 'nodes').glob('*.yaml'))
+        if not talos_files:
+            report.fail('talos/', 'no Talos patches rendered (talos/patches/*.yaml, talos/nodes/*.yaml)')
+        for path in talos_files:
+            rel = str(path.relative_to(build))
+            claimed.add(rel)
+            check_talos_file(store, path, rel, report)
+        for path in sorted((build / 'terraform').glob('*.json')):
+            rel = str(path.relative_to(build))
+            claimed.add(rel)
+            check_json_file(path, rel, report)
+        files.extend(p for d in ('talos', 'terraform') if (build / d).is_dir()
+                     for p in sorted((build / d).rglob('*')) if p.is_file())
+
+    for path in files:
+        rel = str(path.relative_to(build))
+        if path.suffix == '.age':
+            report.notes.append('%s: age-encrypted, not schema-checked' % rel)
+            continue
+        try:
+            text = path.read_text()
+        except UnicodeDecodeError:
+            report.fail(rel, 'binary file in the build tree')
+            continue
+        if _PRIVATE_KEY_RE.search(text):
+            report.fail(rel, 'private key material in the build tree')
+        if rel not in claimed and path.suffix in ('.yaml', '.yml'):
+            claimed.add(rel)
+            check_manifest_file(store, path, rel, report)
+    return report
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('build', help='the rendered cell directory, e.g. build/cell')
+    parser.add_argument('--layer', help='only this layer (l0, l1, ...); default: all')
+    parser.add_argument('--schemas', help='schema store (default: $CELLPLATFORM_SCHEMAS, then ../shared/schemas)')
+    parser.add_argument('--kubernetes-version', default=None,
+                        help='Kubernetes minor for built-in kinds (default: plan.json cell, else %s)'
+                        % DEFAULT_KUBERNETES_VERSION)
+    parser.add_argument('-q', '--quiet', action='store_true', help='print failures only')
+    args = parser.parse_args(argv)
+
+    build = Path(args.build)
+    if not (build / 'plan.json').is_file():
+        print('verify_build: %s has no plan.json; render the cell first' % build, file=sys.stderr)
+        return 2
+    kube = args.kubernetes_version
+    if not kube:
+        cell = json.loads((build / 'plan.json').read_text()).get('cell') or {}
+        kube = str((cell.get('talos') or {}).get('kubernetes_version') or DEFAULT_KUBERNETES_VERSION)
+    kube = '.'.join(kube.lstrip('v').split('.')[:2])
+    try:
+        store = SchemaStore(args.schemas, kubernetes_version=kube)
+    except SchemaStoreMissing as exc:
+        print('verify_build: %s' % exc, file=sys.stderr)
+        return 2
+    report = verify(build, args.layer, store)
+    if not args.quiet:
+        for note in report.notes:
+            print('note: %s' % note)
+    for failure in report.failures:
+        print('FAIL %s' % failure)
+    summary = ', '.join('%d %s' % (n, what) for what, n in sorted(report.checked.items())) or 'nothing'
+    print('verify_build: %s%s: %s checked (schemas %s, Kubernetes %s): %d failure(s)' % (
+        build, ' layer %s' % args.layer if args.layer else '', summary, store.root, kube, len(report.failures)))
+    return 1 if report.failures else 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
