@@ -35,7 +35,7 @@ run_stage() {
 }
 
 stage_pytest() {
-  "$NETNS" "$BIN/pytest" -q -p no:cacheprovider -n 2 "$COLL/tests/unit" tests
+  "$NETNS" "$BIN/pytest" -q -p no:cacheprovider -n 2 --dist loadfile "$COLL/tests/unit" tests
 }
 
 stage_molecule() {

@@ -272,4 +272,10 @@ def render_plan_md(plan):
                     c.get("version", ""), c.get("namespace", ""), c.get("sync_wave", ""),
                     "`%s`" % c["values_file"] if c.get("values_file") else "-"))
             lines.append("")
+            noted = [c for c in comps if c.get("layer") == layer and c.get("notes")]
+            for c in noted:
+                notes = c["notes"] if isinstance(c["notes"], list) else [c["notes"]]
+                lines.extend("- **%s**: %s" % (c["name"], note) for note in notes)
+            if noted:
+                lines.append("")
     return "\n".join(lines).rstrip("\n") + "\n"

@@ -104,3 +104,11 @@ def test_plan_md_network_picture_is_sorted_by_address():
     assert "| cilium | cilium (https://helm.cilium.io/) | 1.20.0 | kube-system |" in md
     assert "Karpenter dynamic workers" in md
     json.dumps(plan)  # plain data only
+
+
+def test_plan_md_lists_component_notes():
+    plan = render.merge_plan({}, "l2", [{"name": "linkerd-control-plane", "notes": "identity injected at apply"},
+                                        {"name": "kyverno", "notes": ["audit first", "then enforce"]}])
+    md = render.render_plan_md(plan)
+    assert "- **linkerd-control-plane**: identity injected at apply" in md
+    assert md.index("- **kyverno**: audit first") < md.index("- **kyverno**: then enforce")
