@@ -1,0 +1,190 @@
+"""Fixtures for apply-path tests: chart fixtures for the helm double, an age-encrypted secrets
+directory, and a runner for ansible-playbook against the test doubles.
+
+Reusable by every layer's apply test (L1 here, L2 next):
+
+* ``write_chart(charts_dir, name, version, app_version, objects)`` writes a helm-double chart
+  fixture (``<name>-<version>.yaml``: Chart.yaml metadata + the objects "the chart" creates).
+* ``crd(group, kind, plural, versions, scope)``, ``deployment(name)``, ``daemonset(name)``,
+  ``webhook(...)`` build the minimal objects a chart's install leaves in the cluster
+  (``{{NAMESPACE}}``/``{{RELEASE}}`` are filled in by the double).
+* ``SecretsDir`` creates an age identity and the encrypted ``kubeconfig.age``,
+  ``platform.yaml.age`` and ``talos-secrets.yaml.age`` with unique marker values, so a test
+  can grep for every secret value afterwards (``SecretsDir.secret_values``).
+* ``run_playbook(...)`` runs ansible-playbook with the doubles first on PATH and returns
+  (rc, combined output).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets as pysecrets
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+COLLECTION = REPO / "ansible_collections" / "cellplatform" / "platform"
+DOUBLES = REPO / "tests" / "doubles"
+sys.path.insert(0, str(DOUBLES))
+sys.path.insert(0, str(REPO))
+
+from ansible_collections.cellplatform.platform.plugins.module_utils import age_crypto  # noqa: E402
+
+
+def crd(group, kind, plural, versions=("v1",), scope="Namespaced"):
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": "%s.%s" % (plural, group)},
+        "spec": {"group": group, "scope": scope,
+                 "names": {"kind": kind, "plural": plural, "singular": kind.lower(), "listKind": kind + "List"},
+                 "versions": [{"name": v, "served": True, "storage": i == 0,
+                               "schema": {"openAPIV3Schema": {"type": "object",
+                                                              "x-kubernetes-preserve-unknown-fields": True}}}
+                              for i, v in enumerate(versions)]},
+    }
+
+
+def deployment(name, replicas=1):
+    return {"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": name, "namespace": "{{NAMESPACE}}"},
+            "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}},
+                     "template": {"metadata": {"labels": {"app": name}},
+                                  "spec": {"containers": [{"name": name, "image": "example.invalid/%s" % name}]}}}}
+
+
+def daemonset(name):
+    return {"apiVersion": "apps/v1", "kind": "DaemonSet",
+            "metadata": {"name": name, "namespace": "{{NAMESPACE}}"},
+            "spec": {"selector": {"matchLabels": {"app": name}},
+                     "template": {"metadata": {"labels": {"app": name}},
+                                  "spec": {"containers": [{"name": name, "image": "example.invalid/%s" % name}]}}}}
+
+
+def webhook(config_name, service, group, version, resources):
+    """A Service, its (not yet ready) EndpointSlice and a ValidatingWebhookConfiguration."""
+    return [
+        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": service, "namespace": "{{NAMESPACE}}"},
+         "spec": {"ports": [{"port": 443, "targetPort": 9443}], "selector": {"app": service}}},
+        {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+         "metadata": {"name": service + "-abcde", "namespace": "{{NAMESPACE}}",
+                      "labels": {"kubernetes.io/service-name": service}},
+         "addressType": "IPv4",
+         "endpoints": [{"addresses": ["10.244.1.10"], "conditions": {"ready": False}}],
+         "ports": [{"port": 9443, "protocol": "TCP"}]},
+        {"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingWebhookConfiguration",
+         "metadata": {"name": config_name},
+         "webhooks": [{"name": "%s.%s" % (resources[0], group), "sideEffects": "None",
+                       "admissionReviewVersions": ["v1"], "failurePolicy": "Fail",
+                       "clientConfig": {"service": {"name": service, "namespace": "{{NAMESPACE}}",
+                                                    "path": "/validate"}},
+                       "rules": [{"apiGroups": [group], "apiVersions": [version], "resources": list(resources),
+                                  "operations": ["CREATE", "UPDATE"]}]}]},
+    ]
+
+
+def write_chart(charts_dir, name, version, app_version, objects):
+    charts_dir = Path(charts_dir)
+    charts_dir.mkdir(parents=True, exist_ok=True)
+    data = {"chart": {"apiVersion": "v2", "name": name, "version": version, "appVersion": app_version,
+                      "description": "helm double fixture for %s" % name},
+            "manifest": objects}
+    (charts_dir / ("%s-%s.yaml" % (name, version))).write_text(yaml.safe_dump(data, sort_keys=False))
+
+
+def l1_charts(charts_dir):
+    """Chart fixtures for the L1 charts at the versions the role pins."""
+    write_chart(charts_dir, "metallb", "0.16.1", "v0.16.1", [
+        crd("metallb.io", "IPAddressPool", "ipaddresspools", ("v1beta1",)),
+        crd("metallb.io", "L2Advertisement", "l2advertisements", ("v1beta1",)),
+        crd("metallb.io", "BGPPeer", "bgppeers", ("v1beta2", "v1beta1")),
+        deployment("metallb-controller"),
+        daemonset("metallb-speaker"),
+    ] + webhook("metallb-webhook-configuration", "metallb-webhook-service", "metallb.io", "v1beta1",
+                ["ipaddresspools", "l2advertisements"]))
+    write_chart(charts_dir, "external-dns", "1.21.1", "0.21.0", [
+        crd("externaldns.k8s.io", "DNSEndpoint", "dnsendpoints", ("v1alpha1",)),
+        deployment("external-dns"),
+    ])
+    write_chart(charts_dir, "proxmox-cloud-controller-manager", "0.2.18", "v0.11.0", [
+        deployment("proxmox-cloud-controller-manager"),
+    ])
+    write_chart(charts_dir, "karpenter-provider-proxmox", "0.4.9", "v0.12.0", [
+        crd("karpenter.sh", "NodePool", "nodepools", ("v1",), "Cluster"),
+        crd("karpenter.sh", "NodeClaim", "nodeclaims", ("v1",), "Cluster"),
+        crd("karpenter.proxmox.sinextra.dev", "ProxmoxNodeClass", "proxmoxnodeclasses", ("v1alpha1",), "Cluster"),
+        crd("karpenter.proxmox.sinextra.dev", "ProxmoxUnmanagedTemplate", "proxmoxunmanagedtemplates",
+            ("v1alpha1",), "Cluster"),
+        deployment("karpenter-provider-proxmox"),
+    ])
+
+
+class SecretsDir(object):
+    """An age identity plus the encrypted secrets an apply run reads; every value is unique."""
+
+    def __init__(self, root, kubeconfig):
+        import pyrage
+        self.root = Path(root)
+        self.dir = self.root / "secrets"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        ident = pyrage.x25519.Identity.generate()
+        self.identity = self.root / "age-keys.txt"
+        self.identity.write_text("# test identity\n%s\n" % ident)
+        os.chmod(self.identity, 0o600)
+        self.recipient = str(ident.to_public())
+
+        def marker(what):
+            return "%s-%s" % (what, pysecrets.token_hex(12))
+
+        # docs/secrets.md: platform.yaml.age keys; Proxmox tokens are "user@realm!id=secret".
+        self.proxmox_token_secret = marker("PVETOKEN")
+        self.platform = {
+            "external_dns_tsig_secret": marker("TSIGSECRET"),
+            "external_dns_pdns_api_key": marker("PDNSKEY"),
+            "proxmox_api_token": "kubernetes@pve!cell=%s" % self.proxmox_token_secret,
+            "gitops_repo_password": marker("GITPASSWORD"),
+        }
+        self.talos = {
+            "cluster": {"id": marker("CLUSTERID"), "secret": marker("CLUSTERSECRET")},
+            "secrets": {"bootstraptoken": marker("BOOTSTRAP"), "secretboxencryptionsecret": marker("SECRETBOX")},
+            "trustdinfo": {"token": marker("MACHINETOKEN")},
+            "certs": {"os": {"crt": marker("OSCACRT"), "key": marker("OSCAKEY")}},
+        }
+        self._encrypt("kubeconfig.age", yaml.safe_dump(kubeconfig))
+        self._encrypt("platform.yaml.age", yaml.safe_dump(self.platform))
+        self._encrypt("talos-secrets.yaml.age", yaml.safe_dump(self.talos))
+
+    def _encrypt(self, name, text):
+        (self.dir / name).write_bytes(age_crypto.encrypt(text.encode(), [self.recipient]))
+
+    @property
+    def secret_values(self):
+        """Every value that must never appear in build/, logs or git (the CA cert is public
+        in real life but is a unique marker here, so it is checked as well)."""
+        return [
+            self.platform["external_dns_tsig_secret"], self.platform["external_dns_pdns_api_key"],
+            self.proxmox_token_secret, self.platform["gitops_repo_password"],
+            self.talos["cluster"]["secret"], self.talos["trustdinfo"]["token"], self.talos["cluster"]["id"],
+            "fake-kube-api-token",
+        ]
+
+
+def run_playbook(playbook, env_extra, extra_vars, args=(), cwd=REPO):
+    env = dict(os.environ)
+    env.update({
+        "PATH": "%s:%s:%s" % (DOUBLES, Path(sys.executable).parent, env.get("PATH", "")),
+        "ANSIBLE_COLLECTIONS_PATH": str(REPO),
+        "ANSIBLE_NOCOLOR": "1",
+        "ANSIBLE_FORCE_COLOR": "0",
+        "ANSIBLE_DEPRECATION_WARNINGS": "0",
+    })
+    env.update(env_extra)
+    cmd = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(REPO / "inventories/production/hosts.yml"),
+           str(REPO / playbook), "-e", json.dumps(extra_vars)]
+    cmd.extend(args)
+    proc = subprocess.run(cmd, cwd=str(cwd), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True, timeout=600)
+    return proc.returncode, proc.stdout

@@ -1,0 +1,347 @@
+"""L1 apply path end to end against the test doubles (helm double + in-process fake Kubernetes API).
+
+Runs playbooks/l1.yml in apply mode (--check on the fresh cluster, then twice at -vvv) and
+checks what a real cluster would have been asked to do: namespaces (with PodSecurity labels)
+before releases, releases in order with the pinned chart versions and the rendered values
+files, custom resources only after their CRDs are Established and the MetalLB webhook answers,
+credentials as Secrets built from the encrypted inventory secrets, check mode without any write,
+a second run that changes nothing, and no secret value in build/ or any output.
+
+Run inside scripts/netns-run (loopback only):
+    scripts/netns-run python -m pytest tests/integration/test_l1_apply.py -q
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from apply_fixtures import REPO, SecretsDir, l1_charts, run_playbook
+from fake_kube_api import FakeKubeAPI
+
+RECAP = re.compile(r"localhost\s+: ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)")
+
+
+def _recap(output):
+    m = RECAP.search(output)
+    assert m, output[-3000:]
+    return {k: int(v) for k, v in zip(("ok", "changed", "unreachable", "failed"), m.groups())}
+
+
+def _calls(state):
+    path = Path(state) / "calls.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+@pytest.fixture(scope="module")
+def l1_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("l1apply")
+    # Readiness lags writes by 4 s, so the gates have to poll (and a missing gate shows up as a
+    # retried or rejected custom resource).
+    api = FakeKubeAPI(ready_delay=4, crd_delay=4).start()
+    try:
+        secrets = SecretsDir(tmp, api.kubeconfig())
+        charts = tmp / "charts"
+        l1_charts(charts)
+        state = tmp / "helm-state"
+        build_root = tmp / "build"
+        env = {"HELM_DOUBLE_STATE": str(state), "HELM_DOUBLE_CHARTS": str(charts), "TMPDIR": str(tmp),
+               "HOME": str(tmp / "home")}
+        (tmp / "home").mkdir()
+        extra = {
+            "cellplatform_mode": "apply",
+            "cellplatform_build_root": str(build_root),
+            "cellplatform_secrets_dir": str(secrets.dir),
+            "cellplatform_age_identity": str(secrets.identity),
+            "cellplatform_age_recipients": [secrets.recipient],
+            "cellplatform_work_dir": str(tmp / "work"),
+            "l1_cluster_platform_gate_retries": 20,
+            "l1_cluster_platform_gate_delay": 1,
+        }
+        # check mode on the fresh cluster first: must succeed and change nothing anywhere
+        rc0, out0 = run_playbook("playbooks/l1.yml", env, extra, ["--check", "--diff"])
+        check_writes, check_calls = len(api.writes()), _calls(state)
+        check_build = sorted(str(p) for p in build_root.rglob("*")) if build_root.exists() else []
+        rc1, out1 = run_playbook("playbooks/l1.yml", env, extra, ["-vvv"])
+        writes1 = len(api.writes())
+        calls1 = _calls(state)
+        rc2, out2 = run_playbook("playbooks/l1.yml", env, extra, ["-vvv"])
+        yield {"check_build": check_build, "rc0": rc0, "out0": out0, "check_writes": check_writes, "check_calls": check_calls,
+               "api": api, "secrets": secrets, "state": state, "build": build_root / "cell", "tmp": tmp,
+               "rc1": rc1, "out1": out1, "rc2": rc2, "out2": out2, "writes1": writes1, "calls1": calls1,
+               "calls2": _calls(state)[len(calls1):]}
+    finally:
+        api.stop()
+
+
+def check_check_mode_on_fresh_cluster_changes_nothing(l1_run):
+    assert l1_run["rc0"] == 0, l1_run["out0"][-6000:]
+    assert _recap(l1_run["out0"])["changed"] > 0          # it reports what the apply would do
+    assert l1_run["check_writes"] == 0                   # ... without changing the cluster
+    assert [c for c in l1_run["check_calls"] if c["command"] in ("upgrade", "install", "uninstall")] == []
+    assert l1_run["check_build"] == []                    # render_files wrote nothing either
+
+
+def check_first_run_succeeds(l1_run):
+    assert l1_run["rc1"] == 0, l1_run["out1"][-6000:]
+    assert _recap(l1_run["out1"])["failed"] == 0
+
+
+def check_releases_in_order_with_pinned_charts_and_rendered_values(l1_run):
+    upgrades = [c for c in l1_run["calls1"] if c["command"] == "upgrade"]
+    got = [(c["argv"][-2], c["namespace"]) for c in upgrades]
+    assert got == [("metallb", "metallb-system"), ("external-dns", "external-dns"),
+                   ("proxmox-cloud-controller-manager", "kube-system"),
+                   ("karpenter-provider-proxmox", "kube-system")]
+    expected = {
+        "metallb": ("0.16.1", "metallb", "https://metallb.github.io/metallb", "l1/metallb/values.yaml"),
+        "external-dns": ("1.21.1", "external-dns", "https://kubernetes-sigs.github.io/external-dns/",
+                         "l1/external-dns/values.yaml"),
+        "proxmox-cloud-controller-manager": (
+            "0.2.18", "oci://ghcr.io/sergelogvinov/charts/proxmox-cloud-controller-manager", None,
+            "l1/proxmox-cloud-controller-manager/values.yaml"),
+        "karpenter-provider-proxmox": ("0.4.9", "oci://ghcr.io/sergelogvinov/charts/karpenter-provider-proxmox",
+                                       None, "l1/karpenter/values.yaml"),
+    }
+    for call in upgrades:
+        release = call["argv"][-2]
+        version, chart_ref, repo, values_rel = expected[release]
+        argv = call["argv"]
+        assert "--version=%s" % version in argv
+        assert argv[-1] == chart_ref
+        if repo:
+            assert "--repo=%s" % repo in argv
+        else:
+            assert not any(a.startswith("--repo") for a in argv)
+        assert "--wait" in argv and "-i" in argv and "--reset-values" in argv
+        values_path = str(l1_run["build"] / values_rel)
+        assert list(call["values_files"]) == [values_path], call
+        assert call["values_files"][values_path] == Path(values_path).read_text()
+        assert call["kubeconfig_server"] == l1_run["api"].url
+
+
+def check_namespaces_with_podsecurity_labels_before_releases(l1_run):
+    api = l1_run["api"]
+    ns = api.get("v1", "Namespace", "metallb-system")
+    assert ns and all(ns["metadata"]["labels"]["pod-security.kubernetes.io/%s" % m] == "privileged"
+                      for m in ("enforce", "audit", "warn"))
+    ext = api.get("v1", "Namespace", "external-dns")
+    assert ext and "pod-security.kubernetes.io/enforce" not in ext["metadata"].get("labels", {})
+    assert "cellplatform" not in str(api.get("v1", "Namespace", "kube-system")["metadata"].get("labels"))
+    writes = api.writes()
+    first_ns = min(e["seq"] for e in writes if e["kind"] == "Namespace" and e["name"] == "metallb-system")
+    first_helm = min(e["seq"] for e in writes if e["field_manager"] == "helm")
+    assert first_ns < first_helm
+
+
+def check_custom_resources_only_after_crds_established_and_webhook(l1_run):
+    api = l1_run["api"]
+    events = api.events
+    established = {e["name"]: e["seq"] for e in events if e["verb"] == "established"}
+    crs = [e for e in api.writes() if e["apiVersion"].split("/")[0] in
+           ("metallb.io", "externaldns.k8s.io", "karpenter.sh", "karpenter.proxmox.sinextra.dev")]
+    assert {(e["kind"], e["name"]) for e in crs} >= {
+        ("IPAddressPool", "cell-pool"), ("L2Advertisement", "cell-l2"), ("DNSEndpoint", "kubernetes-api"),
+        ("NodePool", "dynamic"), ("ProxmoxNodeClass", "talos"), ("ProxmoxUnmanagedTemplate", "talos")}
+    plural = {"IPAddressPool": "ipaddresspools.metallb.io", "L2Advertisement": "l2advertisements.metallb.io",
+              "DNSEndpoint": "dnsendpoints.externaldns.k8s.io", "NodePool": "nodepools.karpenter.sh",
+              "ProxmoxNodeClass": "proxmoxnodeclasses.karpenter.proxmox.sinextra.dev",
+              "ProxmoxUnmanagedTemplate": "proxmoxunmanagedtemplates.karpenter.proxmox.sinextra.dev"}
+    for e in crs:
+        assert established[plural[e["kind"]]] < e["seq"], e
+    # The MetalLB webhook rejected nothing: the role waited for its endpoints before applying.
+    rejected = [e for e in events if e["kind"] in ("IPAddressPool", "L2Advertisement") and (e["code"] or 0) >= 500]
+    assert rejected == []
+    pool = api.get("metallb.io/v1beta1", "IPAddressPool", "cell-pool", "metallb-system")
+    assert pool["spec"]["addresses"] == ["192.168.100.200-192.168.100.250"] and pool["spec"]["autoAssign"] is True
+    nodepool = api.get("karpenter.sh/v1", "NodePool", "dynamic")
+    assert nodepool["spec"]["limits"] == {"cpu": "40", "memory": "81920Mi"}
+    dnse = api.get("externaldns.k8s.io/v1alpha1", "DNSEndpoint", "kubernetes-api", "external-dns")
+    assert dnse["spec"]["endpoints"][0]["dnsName"] == "api.cell.lan"
+    assert dnse["spec"]["endpoints"][0]["targets"] == ["192.168.100.50"]
+
+
+def check_secrets_created_from_encrypted_inventory(l1_run):
+    api, secrets = l1_run["api"], l1_run["secrets"]
+
+    def data(ns, name):
+        obj = api.get("v1", "Secret", name, ns)
+        assert obj, name
+        return {k: base64.b64decode(v).decode() for k, v in obj["data"].items()}
+
+    assert data("external-dns", "external-dns-credentials") == {
+        "tsig-secret": secrets.platform["external_dns_tsig_secret"]}
+    cfg = yaml.safe_load(data("kube-system", "karpenter-provider-proxmox")["config.yaml"])
+    assert cfg["clusters"][0]["token_id"] == "kubernetes@pve!cell"
+    assert cfg["clusters"][0]["token_secret"] == secrets.proxmox_token_secret
+    assert cfg["clusters"][0]["url"] == "https://pve.cell.lan:8006/api2/json"
+    assert cfg["clusters"][0]["region"] == "pve"
+    ccm = yaml.safe_load(data("kube-system", "proxmox-cloud-controller-manager")["config.yaml"])
+    assert ccm["clusters"][0]["token_secret"] == secrets.proxmox_token_secret
+    assert ccm["clusters"][0]["insecure"] is False
+    values = data("kube-system", "karpenter-template-values")
+    assert values == {"machineToken": secrets.talos["trustdinfo"]["token"],
+                      "machineCA": secrets.talos["certs"]["os"]["crt"],
+                      "clusterID": secrets.talos["cluster"]["id"],
+                      "clusterSecret": secrets.talos["cluster"]["secret"]}
+    template = data("kube-system", "karpenter-template")["user-data"]
+    assert template.strip() == (l1_run["build"] / "l1/karpenter/talos-worker.yaml.gotmpl").read_text().strip()
+    assert "{{ .Values.machineToken }}" in template
+    # the Secret for external-dns is only referenced by name in the values file
+    values_file = (l1_run["build"] / "l1/external-dns/values.yaml").read_text()
+    assert "external-dns-credentials" in values_file
+
+
+def check_gates_held_every_dependent_step(l1_run):
+    """No dependent step had to be retried: the gates (CRDs Established, webhook endpoints
+    ready) waited instead, so custom resources were never sent too early."""
+    retried = re.findall(r"FAILED - RETRYING: \[localhost\]: (?:\S+ : )?([^(]+)", l1_run["out1"])
+    assert retried, "no retry at all: the readiness delay of the fake API was not exercised"
+    assert [t for t in retried if not t.startswith("Gate: ")] == []
+    gate_retries = [t for t in retried if t.startswith("Gate: CRDs are Established")]
+    # the fake API establishes CRDs 4 s after the write: the CRD gates did poll
+    assert gate_retries, "the gates never had to wait; the readiness delay of the fake API is not exercised"
+
+
+def check_second_run_changes_nothing(l1_run):
+    assert l1_run["rc2"] == 0, l1_run["out2"][-6000:]
+    recap = _recap(l1_run["out2"])
+    assert recap["changed"] == 0, l1_run["out2"][-6000:]
+    assert [c for c in l1_run["calls2"] if c["command"] in ("upgrade", "install")] == []
+    assert len(l1_run["api"].writes()) == l1_run["writes1"]
+
+
+def check_no_secret_in_build_tree_or_verbose_output(l1_run):
+    leaks = []
+    texts = {"check run output": l1_run["out0"], "run 1 -vvv output": l1_run["out1"],
+             "run 2 -vvv output": l1_run["out2"]}
+    for path in l1_run["build"].rglob("*"):
+        if path.is_file():
+            texts[str(path)] = path.read_text(errors="replace")
+    helm_state = l1_run["state"]
+    for path in helm_state.glob("*"):
+        texts[str(path)] = path.read_text()
+    for value in l1_run["secrets"].secret_values:
+        for where, text in texts.items():
+            if value in text:
+                leaks.append("%s in %s" % (value.split("-")[0], where))
+    assert leaks == []
+    # plaintext kubeconfig lives only in the private work dir
+    work = l1_run["tmp"] / "work"
+    assert (work / "kubeconfig").stat().st_mode & 0o077 == 0
+
+
+def check_repository_untouched_by_secrets(l1_run):
+    hits = []
+    for value in l1_run["secrets"].secret_values:
+        for path in (REPO / "build").rglob("*") if (REPO / "build").exists() else []:
+            if path.is_file() and value in path.read_text(errors="replace"):
+                hits.append(str(path))
+    assert hits == []
+
+
+
+@pytest.mark.slow
+def test_l1_apply_end_to_end(l1_run):
+    """One test (one module-scoped pair of playbook runs, also under pytest-xdist) that runs
+    every check in order; each check names what failed."""
+    check_check_mode_on_fresh_cluster_changes_nothing(l1_run)
+    check_first_run_succeeds(l1_run)
+    check_releases_in_order_with_pinned_charts_and_rendered_values(l1_run)
+    check_namespaces_with_podsecurity_labels_before_releases(l1_run)
+    check_custom_resources_only_after_crds_established_and_webhook(l1_run)
+    check_secrets_created_from_encrypted_inventory(l1_run)
+    check_gates_held_every_dependent_step(l1_run)
+    check_second_run_changes_nothing(l1_run)
+    check_no_secret_in_build_tree_or_verbose_output(l1_run)
+    check_repository_untouched_by_secrets(l1_run)
+
+# --- contract tests of the doubles themselves (fast; no ansible) --------------------------------
+
+def _helm(args, env):
+    import subprocess
+    import sys
+    from apply_fixtures import DOUBLES
+    proc = subprocess.run([sys.executable, str(DOUBLES / "helm")] + args, env=env, text=True,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def test_helm_double_contract(tmp_path):
+    import os
+    from apply_fixtures import write_chart
+    write_chart(tmp_path / "charts", "demo", "1.2.3", "v9", [])
+    (tmp_path / "v.yaml").write_text("a: {b: 1}\n")
+    env = dict(os.environ, HELM_DOUBLE_STATE=str(tmp_path / "s"), HELM_DOUBLE_CHARTS=str(tmp_path / "charts"),
+               HELM_NAMESPACE="demo-ns", HELM_DOUBLE_APPLY="0")
+    rc, out, _ = _helm(["version"], env)
+    assert rc == 0 and re.match(r'version.BuildInfo{Version:"v3\.\d+\.\d+", ', out)
+    assert _helm(["list", "--output=yaml", "--filter", "demo", "--deployed"], env)[1] == "[]\n"
+    rc, _, err = _helm(["upgrade", "-i", "--bogus", "demo", "demo"], env)
+    assert rc == 1 and "unknown flag: --bogus" in err
+    rc, _, err = _helm(["--version=9.9.9", "--repo=https://charts.example.invalid", "show", "chart", "demo"], env)
+    assert rc == 1 and 'version "9.9.9" not found' in err
+    rc, out, _ = _helm(["--version=1.2.3", "--repo=https://charts.example.invalid", "show", "chart", "demo"], env)
+    assert rc == 0 and yaml.safe_load(out)["appVersion"] == "v9"
+    rc, _, err = _helm(["--version=1.2.3", "--repo=https://charts.example.invalid", "upgrade", "-i", "--reset-values",
+                        "--wait", "--timeout", "5m0s", "--values=%s" % (tmp_path / "v.yaml"), "demo", "demo"], env)
+    assert rc == 0, err
+    listed = yaml.safe_load(_helm(["list", "--output=yaml", "--filter", "demo", "--deployed"], env)[1])
+    assert listed[0]["chart"] == "demo-1.2.3" and listed[0]["app_version"] == "v9" and listed[0]["namespace"] == "demo-ns"
+    assert yaml.safe_load(_helm(["get", "values", "--output=yaml", "demo"], env)[1]) == {"a": {"b": 1}}
+    assert _helm(["get", "values", "--output=yaml", "demo"], dict(env, HELM_NAMESPACE="other"))[0] == 1
+    calls = _calls(tmp_path / "s")
+    upgrade = [c for c in calls if c["command"] == "upgrade" and "--wait" in c["argv"]][0]
+    assert upgrade["values_files"] == {str(tmp_path / "v.yaml"): "a: {b: 1}\n"}
+    env4 = dict(env, HELM_DOUBLE_VERSION="4.1.0")
+    rc, _, err = _helm(["--version=1.2.3", "--repo=x", "upgrade", "-i", "--atomic", "demo", "demo"], env4)
+    assert rc == 1 and "unknown flag: --atomic" in err
+
+
+def test_fake_kube_api_crds_webhooks_and_noop_apply(tmp_path):
+    import kubernetes
+    from apply_fixtures import crd, webhook
+    from kubernetes.dynamic import DynamicClient
+    from kubernetes.dynamic.exceptions import ApiException, ResourceNotFoundError
+    with FakeKubeAPI(auto_ready=False) as api:
+        client = DynamicClient(kubernetes.config.new_client_from_config(api.write_kubeconfig(str(tmp_path / "kc"))))
+        crds = client.resources.get(api_version="apiextensions.k8s.io/v1", kind="CustomResourceDefinition")
+        crds.create(body=crd("example.io", "Widget", "widgets", ("v1",)))
+        with pytest.raises(ResourceNotFoundError):      # not served before Established
+            client.resources.get(api_version="example.io/v1", kind="Widget")
+        api.establish("widgets.example.io")
+        client.resources.invalidate_cache()
+        widgets = client.resources.get(api_version="example.io/v1", kind="Widget")
+        body = {"apiVersion": "example.io/v1", "kind": "Widget", "metadata": {"name": "w", "namespace": "default"},
+                "spec": {"size": 1}}
+        ns_res = client.resources.get(api_version="v1", kind="Namespace")
+        ns_res.create(body={"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "hooks"}})
+        for obj in webhook("widget-hook", "widget-svc", "example.io", "v1", ["widgets"]):
+            res = client.resources.get(api_version=obj["apiVersion"], kind=obj["kind"])
+            text = json.dumps(obj).replace("{{NAMESPACE}}", "hooks")
+            res.create(body=json.loads(text), namespace="hooks" if obj["kind"] != "ValidatingWebhookConfiguration" else None)
+        with pytest.raises(ApiException) as exc:        # webhook has no ready endpoint yet
+            widgets.server_side_apply(body=body, namespace="default", field_manager="t")
+        assert exc.value.status == 500 and "failed calling webhook" in exc.value.body
+        api.mark_ready("EndpointSlice", "hooks", "widget-svc-abcde")
+        first = widgets.server_side_apply(body=body, namespace="default", field_manager="t").to_dict()
+        again = widgets.server_side_apply(body=body, namespace="default", field_manager="t").to_dict()
+        assert first["metadata"]["resourceVersion"] == again["metadata"]["resourceVersion"]
+        assert first["metadata"]["generation"] == 1
+        body["spec"]["size"] = 2
+        changed = widgets.server_side_apply(body=body, namespace="default", field_manager="t").to_dict()
+        assert changed["metadata"]["generation"] == 2
+        with pytest.raises(ApiException) as exc:        # namespaced object in a missing namespace
+            client.resources.get(api_version="v1", kind="Secret").create(
+                body={"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}, "stringData": {"k": "v"}},
+                namespace="nope")
+        assert exc.value.status == 404
+        sec = client.resources.get(api_version="v1", kind="Secret").create(
+            body={"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}, "stringData": {"k": "v"}},
+            namespace="default").to_dict()
+        assert sec["data"] == {"k": "dg=="} and "stringData" not in sec
