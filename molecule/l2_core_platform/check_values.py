@@ -1,0 +1,75 @@
+#!/usr/bin/env python3
+"""Check that every key the L2 values files set exists in the pinned chart's default values.
+
+    python check_values.py build/<cell> [--schemas DIR]
+
+The L2 charts (argo-cd, kyverno, kyverno-policies, linkerd-*) ship no values.schema.json, so a
+typo such as ``admissionController.replica`` would be silently ignored by Helm. This walks each
+l2 values file of plan.json and fails on any key path that the chart's stored default
+values.yaml (../shared/schemas/helm/<chart>/<version>/values.yaml) does not have, except below
+maps the chart documents as free-form. Linkerd charts are stored as version-2.20 (the source tag
+of the 2026.x edge charts); linkerd2-cni is not stored and is reported as unchecked.
+"""
+import argparse
+import json
+import os
+import sys
+
+import yaml
+
+# Maps whose keys are free-form in the chart (config map contents, selectors, ...).
+OPEN_PATHS = {
+    'argo-cd': {('configs', 'cm'), ('configs', 'params')},
+    'kyverno-policies': {('vpolExclude',), ('vpolExcludeByPolicy',)},
+}
+# Stored chart version to use when the pinned version is not stored.
+VERSION_FALLBACK = {'linkerd-crds': 'version-2.20', 'linkerd-control-plane': 'version-2.20'}
+
+
+def walk(values, defaults, path, open_paths, errors):
+    if tuple(path) in open_paths or not isinstance(values, dict):
+        return
+    if not isinstance(defaults, dict) or not defaults:
+        # A default of {} / null / a list is an open value: anything below it is the user's.
+        return
+    for key, val in values.items():
+        here = path + [key]
+        if key not in defaults:
+            errors.append('.'.join(here))
+            continue
+        walk(val, defaults[key], here, open_paths, errors)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument('build')
+    ap.add_argument('--schemas', default=os.environ.get('CELLPLATFORM_SCHEMAS', '../shared/schemas'))
+    args = ap.parse_args()
+    plan = json.load(open(os.path.join(args.build, 'plan.json')))
+    index = json.load(open(os.path.join(args.schemas, 'INDEX.json')))['helm_charts']
+    failures, checked = [], 0
+    for comp in plan['components']:
+        if comp.get('layer') != 'l2' or not comp.get('values_file'):
+            continue
+        chart, version = comp['chart'], str(comp['version'])
+        stored = index.get(chart, {})
+        entry = stored.get(version) or stored.get(VERSION_FALLBACK.get(chart, ''))
+        if not entry:
+            print('note: %s %s is not in the schema store; keys not checked' % (chart, version))
+            continue
+        defaults = yaml.safe_load(open(os.path.join(args.schemas, entry['values.yaml'])))
+        values = yaml.safe_load(open(os.path.join(args.build, comp['values_file']))) or {}
+        errors = []
+        walk(values, defaults, [], OPEN_PATHS.get(chart, set()), errors)
+        checked += 1
+        for err in errors:
+            failures.append('%s [%s %s]: key %s is not a value of the chart' % (
+                comp['values_file'], chart, version, err))
+    for line in failures:
+        print('FAIL ' + line)
+    print('check_values: %d values file(s) checked, %d failure(s)' % (checked, len(failures)))
+    return 1 if failures or not checked else 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
