@@ -245,13 +245,12 @@ def render_plan_md(plan):
             "## Network", "",
             "```",
         ]
-        width = 72
+        rows = [" %-31s %s " % (addr, label) for _ip_value, addr, label in network_rows(plan)]
         title = " %s " % net.get("cidr", "node network")
-        lines.append("+" + title.center(width - 2, "-") + "+")
-        for _ip_value, addr, label in network_rows(plan):
-            text = " %-31s %s" % (addr, label)
-            lines.append("|" + text[: width - 2].ljust(width - 2) + "|")
-        lines.append("+" + "-" * (width - 2) + "+")
+        inner = max([len(r) for r in rows] + [len(title) + 4, 70])
+        lines.append("+" + title.center(inner, "-") + "+")
+        lines.extend("|" + r.ljust(inner) + "|" for r in rows)
+        lines.append("+" + "-" * inner + "+")
         lines.append("  pods %s    services %s    (Cilium eBPF, no kube-proxy)" % (
             cell.get("pod_cidr", ""), cell.get("service_cidr", "")))
         lines += ["```", "", "## Nodes", "", "| node | role | address | install disk |", "|---|---|---|---|"]

@@ -112,3 +112,11 @@ def test_plan_md_lists_component_notes():
     md = render.render_plan_md(plan)
     assert "- **linkerd-control-plane**: identity injected at apply" in md
     assert md.index("- **kyverno**: audit first") < md.index("- **kyverno**: then enforce")
+
+
+def test_plan_md_network_box_fits_the_longest_label():
+    md = render.render_plan_md(render.merge_plan({}, "l0", [], CELL))
+    fence = md.split("## Network")[1].split("```")[1]
+    box = [line for line in fence.splitlines() if line.startswith(("+", "|"))]
+    assert len(box) == 2 + 5 and len({len(line) for line in box}) == 1, box
+    assert any(line.endswith("API VIP (Talos Layer2VIP) -> https://192.168.100.50:6443 |") for line in box)
