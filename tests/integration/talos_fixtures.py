@@ -134,7 +134,7 @@ def secret_values(b):
 
 def run_module(module, args, check=False, diff=False):
     """Run a module's main() in-process; returns the result dict (failed=True on fail_json)."""
-    from ansible.module_utils import basic
+    from ansible.module_utils import _internal, basic
     from ansible.module_utils.common import warnings as ansible_warnings
     from ansible.module_utils.common.text.converters import to_bytes
 
@@ -149,11 +149,19 @@ def run_module(module, args, check=False, diff=False):
     basic._ANSIBLE_ARGS = to_bytes(json.dumps({"ANSIBLE_MODULE_ARGS": payload}))
     basic._ANSIBLE_PROFILE = "legacy"
     buf = io.StringIO()
-    with contextlib.redirect_stdout(buf):
-        try:
-            module.main()
-        except SystemExit:
-            pass
+    # Once any controller code ran in this process (another test file in the same xdist
+    # worker), ansible-core sends module warnings to the controller's display instead of the
+    # result. A real module runs in its own process, so run it as one.
+    was_controller = _internal.is_controller
+    _internal.is_controller = False
+    try:
+        with contextlib.redirect_stdout(buf):
+            try:
+                module.main()
+            except SystemExit:
+                pass
+    finally:
+        _internal.is_controller = was_controller
     text = buf.getvalue()
     return json.loads(text[text.index("{"):])
 
