@@ -101,7 +101,9 @@ attributes:
     support: full
     description: Shows the before and after text of every file that changes.
   platform:
+    support: full
     platforms: posix
+    description: Runs on the controller; writes to the controller's filesystem.
 notes:
   - Secrets never go through this module. Pass them to apply tasks with C(no_log).
 """

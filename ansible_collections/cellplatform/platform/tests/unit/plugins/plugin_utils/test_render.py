@@ -92,8 +92,9 @@ def test_merge_plan_is_order_independent():
 
 
 def test_plan_md_network_picture_is_sorted_by_address():
-    plan = render.merge_plan({}, "l0", [{"name": "cilium", "chart": "cilium", "repo": "https://helm.cilium.io/",
-                                          "version": "1.20.0", "namespace": "kube-system"}], CELL)
+    cilium = {"name": "cilium", "chart": "cilium", "repo": "https://helm.cilium.io/",
+              "version": "1.20.0", "namespace": "kube-system"}
+    plan = render.merge_plan({}, "l0", [cilium], CELL)
     plan = render.merge_plan(plan, "l1", [{"name": "karpenter", "address_range": {
         "start": "192.168.100.100", "end": "192.168.100.149", "label": "Karpenter dynamic workers"}}])
     md = render.render_plan_md(plan)
