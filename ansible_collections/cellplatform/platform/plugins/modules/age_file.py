@@ -92,10 +92,17 @@ dest:
   type: str
   sample: /srv/cell/inventories/production/secrets/platform.yaml.age
 state:
-  description: The requested state.
-  returned: always
+  description:
+    - The file state of O(dest) (C(file) once it exists). Like M(ansible.builtin.copy), the result
+      also carries O(dest)'s C(mode), C(owner), C(group) and C(size).
+  returned: when O(dest) exists
   type: str
-  sample: encrypted
+  sample: file
+mode:
+  description: The mode of O(dest) (C(0600) for decrypted plaintext).
+  returned: when O(dest) exists
+  type: str
+  sample: "0600"
 created:
   description: Whether O(dest) did not exist before.
   returned: always
@@ -123,7 +130,7 @@ def run(module):
     dest = os.path.abspath(params['dest'])
     identity = params['age_identity']
     created = not os.path.exists(dest)
-    result = dict(changed=False, dest=dest, state=state, created=created)
+    result = dict(changed=False, dest=dest, created=created)
 
     if state == 'encrypted':
         if params['src'] is not None:
@@ -180,7 +187,7 @@ def main():
     try:
         result = run(module)
     except age_crypto.AgeError as exc:
-        module.fail_json(msg=str(exc), dest=module.params['dest'], state=module.params['state'])
+        module.fail_json(msg=str(exc), dest=module.params['dest'])
     module.exit_json(**result)
 
 

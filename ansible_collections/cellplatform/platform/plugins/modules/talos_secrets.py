@@ -227,9 +227,11 @@ def generate(module, talos, path, contract, work_dir):
             raise age_crypto.AgeError(
                 'talosctl gen secrets produced an incomplete bundle (missing: %s); check that talosctl %s '
                 'is installed' % (', '.join(missing), module.params['talos_version']))
-        age_crypto.atomic_write(path, age_crypto.encrypt(plaintext, module.params['age_recipients']))
-        # Prove the identity we will use later can read what we just wrote.
-        age_crypto.decrypt_file(path, module.params['age_identity'])
+        ciphertext = age_crypto.encrypt(plaintext, module.params['age_recipients'])
+        # Prove the identity later runs will use can read the bundle before it is written: a
+        # bundle nobody here can decrypt would block every later run.
+        age_crypto.decrypt(ciphertext, module.params['age_identity'], source=path)
+        age_crypto.atomic_write(path, ciphertext)
     finally:
         shutil.rmtree(tmpdir, ignore_errors=True)
 
@@ -293,8 +295,10 @@ def main():
         generate(module, talos, path, contract, params['work_dir'])
         result['generated'] = True
     except age_crypto.AgeError as exc:
+        result['changed'] = False  # nothing was written
         module.fail_json(msg=str(exc), **result)
     except TalosctlError as exc:
+        result['changed'] = False  # nothing was written
         failure = exc.to_result()
         failure.update(result)
         failure['msg'] = exc.message
