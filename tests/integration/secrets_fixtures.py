@@ -15,15 +15,15 @@
 from __future__ import annotations
 
 import base64
-import contextlib
 import importlib
-import io
 import json
 import os
 import sys
 from pathlib import Path
 
 import yaml
+
+from ansible_collections.cellplatform.platform.tests.unit.plugins.modules import module_harness
 
 REPO = Path(__file__).resolve().parents[2]
 DOUBLES = REPO / 'tests' / 'doubles'
@@ -96,22 +96,10 @@ def make_cell(state_dir, configured=()):
 
 
 def run_module(name, args, check_mode=False, diff=False):
-    """Run cellplatform.platform.<name> in-process; returns (failed, result dict)."""
-    from ansible.module_utils import basic
-    module_args = dict(args)
-    module_args.update(_ansible_check_mode=check_mode, _ansible_diff=diff, _ansible_verbosity=3,
-                       _ansible_remote_tmp='/tmp', _ansible_keep_remote_files=False)
-    basic._ANSIBLE_ARGS = json.dumps({'ANSIBLE_MODULE_ARGS': module_args}).encode('utf-8')
-    basic._ANSIBLE_PROFILE = 'legacy'
+    """Run cellplatform.platform.<name> in-process at -vvv; returns (failed, result dict)."""
     module = importlib.import_module('ansible_collections.cellplatform.platform.plugins.modules.%s' % name)
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        try:
-            module.main()
-        except SystemExit:
-            pass
-    text = out.getvalue()
-    result = json.loads(text[text.index('{'):])
+    result = module_harness.run_module(module, args, check=check_mode, diff=diff, verbosity=3)
+    result.pop('_rc', None)
     return bool(result.get('failed')), result
 
 

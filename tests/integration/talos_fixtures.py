@@ -10,14 +10,14 @@
 from __future__ import annotations
 
 import base64
-import contextlib
-import io
 import json
 import os
 import secrets
 import sys
 
 import yaml
+
+from ansible_collections.cellplatform.platform.tests.unit.plugins.modules import module_harness
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DOUBLES = os.path.join(REPO, "tests", "doubles")
@@ -134,36 +134,9 @@ def secret_values(b):
 
 def run_module(module, args, check=False, diff=False):
     """Run a module's main() in-process; returns the result dict (failed=True on fail_json)."""
-    from ansible.module_utils import _internal, basic
-    from ansible.module_utils.common import warnings as ansible_warnings
-    from ansible.module_utils.common.text.converters import to_bytes
-
-    # warnings/deprecations are process-global in ansible-core; a real module run starts empty
-    for name in ("_global_warnings", "_global_deprecations"):
-        store = getattr(ansible_warnings, name, None)
-        if store is not None:
-            store.clear()
-
-    payload = dict(args)
-    payload.update(_ansible_check_mode=check, _ansible_diff=diff)
-    basic._ANSIBLE_ARGS = to_bytes(json.dumps({"ANSIBLE_MODULE_ARGS": payload}))
-    basic._ANSIBLE_PROFILE = "legacy"
-    buf = io.StringIO()
-    # Once any controller code ran in this process (another test file in the same xdist
-    # worker), ansible-core sends module warnings to the controller's display instead of the
-    # result. A real module runs in its own process, so run it as one.
-    was_controller = _internal.is_controller
-    _internal.is_controller = False
-    try:
-        with contextlib.redirect_stdout(buf):
-            try:
-                module.main()
-            except SystemExit:
-                pass
-    finally:
-        _internal.is_controller = was_controller
-    text = buf.getvalue()
-    return json.loads(text[text.index("{"):])
+    result = module_harness.run_module(module, args, check=check, diff=diff)
+    result.pop("_rc", None)
+    return result
 
 
 __all__ = ["CELL", "CONTROLPLANE", "WORKERS", "ALL", "double_state", "fake_cell_configs", "bundle",

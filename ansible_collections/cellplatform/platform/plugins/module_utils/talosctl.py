@@ -180,6 +180,14 @@ def parse_json_stream(text):
     return objs
 
 
+def talos_contract(version):
+    """``v1.13.9`` -> ``v1.13``: the config contract passed to ``--talos-version``."""
+    match = re.match(r'^v?(\d+)\.(\d+)(?:\.\d+)?(?:[-+].*)?$', str(version or '').strip())
+    if not match:
+        raise ValueError("talos_version %r is not a Talos version; use the form vX.Y.Z such as v1.13.9" % version)
+    return 'v%s.%s' % match.groups()
+
+
 def parse_version(text):
     """Return (major, minor, patch) of the first ``vX.Y.Z`` in *text*, or None."""
     m = _VERSION_RE.search(text or '')

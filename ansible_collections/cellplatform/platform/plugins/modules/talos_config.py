@@ -248,7 +248,7 @@ from concurrent.futures import ThreadPoolExecutor
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.cellplatform.platform.plugins.module_utils import age_crypto
 from ansible_collections.cellplatform.platform.plugins.module_utils.talosctl import (
-    Talosctl, TalosctlError, TALOSCTL_COMMON_ARGS)
+    Talosctl, TalosctlError, TALOSCTL_COMMON_ARGS, talos_contract)
 
 try:
     import yaml
@@ -270,13 +270,6 @@ SECRET_FIELDS = frozenset(('crt', 'ca', 'id', 'token', 'secret', 'bootstraptoken
 _SECRET_WORDS = ('key', 'secret', 'token', 'password')
 NODE_NAME_RE = re.compile(r'^[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$')
 ENDPOINT_RE = re.compile(r'^https://(?P<host>\[[0-9A-Fa-f:.]+\]|[^:/\s]+)(?::(?P<port>\d{1,5}))?/?$')
-
-
-def talos_contract(version):
-    match = re.match(r'^v?(\d+)\.(\d+)(?:\.\d+)?(?:[-+].*)?$', str(version or '').strip())
-    if not match:
-        raise ValueError("talos_version %r is not a Talos version; use the form vX.Y.Z such as v1.13.9" % version)
-    return 'v%s.%s' % match.groups()
 
 
 def redact_tree(node):

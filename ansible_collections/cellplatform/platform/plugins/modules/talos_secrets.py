@@ -115,7 +115,6 @@ node_states:
 '''
 
 import os
-import re
 import shutil
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
@@ -123,7 +122,7 @@ from concurrent.futures import ThreadPoolExecutor
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.cellplatform.platform.plugins.module_utils import age_crypto
 from ansible_collections.cellplatform.platform.plugins.module_utils.talosctl import (
-    Talosctl, TalosctlError, TALOSCTL_COMMON_ARGS)
+    Talosctl, TalosctlError, TALOSCTL_COMMON_ARGS, talos_contract)
 
 try:
     import yaml
@@ -142,14 +141,6 @@ BUNDLE_FIELDS = (
     ('certs', 'k8sserviceaccount', 'key'),
     ('certs', 'os', 'crt'), ('certs', 'os', 'key'),
 )
-
-
-def talos_contract(version):
-    """``v1.13.9`` -> ``v1.13`` (the --talos-version contract)."""
-    match = re.match(r'^v?(\d+)\.(\d+)(?:\.\d+)?(?:[-+].*)?$', str(version or '').strip())
-    if not match:
-        raise ValueError("talos_version %r is not a Talos version; use the form vX.Y.Z such as v1.13.9" % version)
-    return 'v%s.%s' % match.groups()
 
 
 def bundle_problems(plaintext):

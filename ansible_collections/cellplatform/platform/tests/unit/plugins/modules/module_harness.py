@@ -235,15 +235,17 @@ def fake_talosctl(script):
 
 
 # -- running a module ------------------------------------------------------------------------------
-def run_module(module, args, check=False, diff=False):
-    """Run ``module.main()`` in-process; returns the result dict with ``_rc`` (0 exit_json, 1 fail_json)."""
+def run_module(module, args, check=False, diff=False, verbosity=0):
+    """Run ``module.main()`` in-process; returns the result dict with ``_rc`` (0 exit_json, 1 fail_json).
+
+    The one in-process runner of the project's tests (tests/integration uses it too)."""
     from ansible.module_utils.common import warnings as ansible_warnings
     for name in ('_global_warnings', '_global_deprecations'):
         store = getattr(ansible_warnings, name, None)
         if store is not None:
             store.clear()
     payload = dict(args)
-    payload.update(_ansible_check_mode=check, _ansible_diff=diff)
+    payload.update(_ansible_check_mode=check, _ansible_diff=diff, _ansible_verbosity=verbosity)
     basic._ANSIBLE_ARGS = to_bytes(json.dumps({'ANSIBLE_MODULE_ARGS': payload}))
     basic._ANSIBLE_PROFILE = 'legacy'
     buf = io.StringIO()
