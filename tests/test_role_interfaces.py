@@ -1,0 +1,357 @@
+"""The roles' interfaces: meta/argument_specs.yml against what each role reads, its defaults,
+the reference inventory and docs/variables.md. Pure and in-process (YAML parsing, a regex over
+the Jinja text, ansible-core's ArgumentSpecValidator); no playbook runs.
+
+    scripts/netns-run .venv/bin/pytest -q tests/test_role_interfaces.py
+
+How a name found in a role is classified (the conventions this test enforces):
+
+- *knob*: a name prefixed with the role name (``l0_infrastructure_*``, ``l1_cluster_platform_*``,
+  ``l2_core_platform_*``) that ``defaults/main.yml`` defines. Declared, with the same default.
+- *internal*: a name the role defines for itself: a key of ``vars/main.yml`` (derived data: L0
+  ``__l0_infrastructure_*``, L1 role-prefixed derived values, L2 ``l2_core_platform__*``), a task or
+  block ``vars:`` key (including ``import_tasks``/``include_*`` vars), a ``register:`` result, a
+  ``set_fact`` key or a ``loop_control.loop_var``. Never declared.
+- *fact*: ``cellplatform_cell``, the cell model set by ``cellplatform.platform.cell_preflight``.
+  Never declared.
+- *inventory input*: any other ``cellplatform_*`` name. Declared by every role that reads it.
+
+Only Jinja is scanned (``{{ }}``/``{% %}`` blocks, and the bare expressions of ``when``,
+``changed_when``, ``failed_when``, ``until`` and ``that``), with string literals removed, so
+comments, file names and messages that merely mention a variable do not count. ``files/`` holds
+Terraform and Go templates (not Jinja) and is not scanned.
+"""
+
+import importlib.util
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+
+REPO = Path(__file__).resolve().parents[1]
+ROLES_DIR = REPO / "ansible_collections" / "cellplatform" / "platform" / "roles"
+ROLES = ("l0_infrastructure", "l1_cluster_platform", "l2_core_platform")
+INVENTORY = REPO / "inventories" / "production"
+PLUGINS = REPO / "ansible_collections" / "cellplatform" / "platform" / "plugins"
+GENERATOR = REPO / "scripts" / "gen-variables-doc.py"
+VARIABLES_DOC = REPO / "docs" / "variables.md"
+REGENERATE = ".venv/bin/python scripts/gen-variables-doc.py"
+
+FACTS = {"cellplatform_cell"}
+COND_KEYS = {"when", "changed_when", "failed_when", "until", "that"}
+SET_FACT = {"set_fact", "ansible.builtin.set_fact", "ansible.legacy.set_fact"}
+NAME_RE = re.compile(r"(?<![\w.])((?:cellplatform|%s)_\w+)" % "|".join(ROLES))
+JINJA_RE = re.compile(r"\{\{(.*?)\}\}|\{%(.*?)%\}", re.S)
+STRING_RE = re.compile(r"'[^'\n]*'|\"[^\"\n]*\"")
+
+
+# --- loading -------------------------------------------------------------------------------------
+
+def load_yaml(path):
+    with open(path, encoding="utf-8") as handle:
+        return yaml.safe_load(handle)
+
+
+def spec_of(role):
+    data = load_yaml(ROLES_DIR / role / "meta" / "argument_specs.yml")
+    return data["argument_specs"]["main"]["options"]
+
+
+def defaults_of(role):
+    return load_yaml(ROLES_DIR / role / "defaults" / "main.yml") or {}
+
+
+def role_vars_of(role):
+    path = ROLES_DIR / role / "vars" / "main.yml"
+    return (load_yaml(path) or {}) if path.exists() else {}
+
+
+def names_in_expression(expr):
+    return set(NAME_RE.findall(STRING_RE.sub("''", expr)))
+
+
+def names_in_text(text):
+    names = set()
+    for match in JINJA_RE.finditer(text):
+        names |= names_in_expression(match.group(1) or match.group(2) or "")
+    return names
+
+
+class Scan(object):
+    """Names referenced in Jinja, and names the role defines for itself, of YAML documents."""
+
+    def __init__(self):
+        self.referenced = set()
+        self.defined = set()
+
+    def walk(self, node, key=None):
+        if isinstance(node, dict):
+            for name, value in node.items():
+                if name == "register" and isinstance(value, str):
+                    self.defined.add(value)
+                elif name == "vars" and isinstance(value, dict):
+                    self.defined |= set(value)
+                elif name in SET_FACT and isinstance(value, dict):
+                    self.defined |= {k for k in value if k != "cacheable"}
+                elif name == "loop_control" and isinstance(value, dict) and "loop_var" in value:
+                    self.defined.add(value["loop_var"])
+                self.walk(value, name)
+        elif isinstance(node, list):
+            for item in node:
+                self.walk(item, key)
+        elif isinstance(node, str):
+            if key in COND_KEYS:
+                self.referenced |= names_in_expression(node)
+            self.referenced |= names_in_text(node)
+        elif isinstance(node, bool) or node is None:
+            return
+
+
+def scan_role(role):
+    root = ROLES_DIR / role
+    scan = Scan()
+    for path in sorted((root / "tasks").glob("*.yml")):
+        scan.walk(load_yaml(path))
+    scan.walk(role_vars_of(role))
+    scan.walk(defaults_of(role))
+    if (root / "handlers" / "main.yml").exists():
+        scan.walk(load_yaml(root / "handlers" / "main.yml"))
+    templates = root / "templates"
+    if templates.is_dir():
+        for path in sorted(p for p in templates.rglob("*") if p.is_file()):
+            scan.referenced |= names_in_text(path.read_text(encoding="utf-8"))
+    scan.defined |= set(role_vars_of(role))
+    return scan
+
+
+def reference_inventory():
+    group_vars = {}
+    for path in sorted((INVENTORY / "group_vars" / "all").glob("*.yml")):
+        group_vars.update(load_yaml(path) or {})
+    hosts = {}
+
+    def walk(group):
+        for name, hvars in ((group or {}).get("hosts") or {}).items():
+            hosts[name] = hvars or {}
+        for child in ((group or {}).get("children") or {}).values():
+            walk(child)
+
+    walk(load_yaml(INVENTORY / "hosts.yml")["all"])
+    return group_vars, hosts
+
+
+def inventory_inputs():
+    """Every cellplatform_* name that exists as an input somewhere: the reference inventory,
+    the preflight (cell_model.py, cell_preflight.py) or a role's Jinja."""
+    group_vars, hosts = reference_inventory()
+    names = {n for n in group_vars if n.startswith("cellplatform_")}
+    for hvars in hosts.values():
+        names |= {n for n in hvars if n.startswith("cellplatform_")}
+    for path in (PLUGINS / "module_utils" / "cell_model.py", PLUGINS / "action" / "cell_preflight.py"):
+        names |= set(re.findall(r"\b(cellplatform_[a-z0-9_]+)\b", path.read_text(encoding="utf-8")))
+    for role in ROLES:
+        names |= {n for n in scan_role(role).referenced if n.startswith("cellplatform_")}
+    return names - FACTS
+
+
+def load_generator():
+    spec = importlib.util.spec_from_file_location("gen_variables_doc", str(GENERATOR))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def is_template(value):
+    return isinstance(value, str) and ("{{" in value or "{%" in value)
+
+
+# --- the scanner itself --------------------------------------------------------------------------
+
+def test_scanner_finds_known_references_and_definitions():
+    """Guards the regex: if it silently matched nothing, every other test would pass vacuously."""
+    l0 = scan_role("l0_infrastructure")
+    assert {"cellplatform_proxmox", "cellplatform_node_sizes", "l0_infrastructure_talos_timeout",
+            "cellplatform_cell"} <= l0.referenced
+    assert "__l0_infrastructure_terraform" in l0.defined        # register
+    l1 = scan_role("l1_cluster_platform")
+    assert {"l1_cluster_platform_key", "l1_cluster_platform_karpenter_enabled"} <= l1.defined  # task vars, vars/main.yml
+    assert "cellplatform_external_dns" in l1.referenced
+    # a name inside a string literal or a YAML comment is not a reference
+    assert names_in_text("{{ x ~ 'cellplatform_token.tf' }}") == set()
+    assert names_in_text("{{ cellplatform_gitops.path | default('apps') }}") == {"cellplatform_gitops"}
+
+
+# --- (a) what a role reads is declared; what it declares exists -----------------------------------
+
+@pytest.mark.parametrize("role", ROLES)
+def test_every_variable_the_role_reads_is_declared(role):
+    scan = scan_role(role)
+    spec = spec_of(role)
+    undeclared = sorted(n for n in scan.referenced
+                        if n not in scan.defined and n not in FACTS and n not in spec)
+    assert not undeclared, (
+        "%s reads these variables but meta/argument_specs.yml does not declare them (a knob goes in "
+        "defaults/main.yml and the spec; an inventory input goes in the spec; derived data goes in "
+        "vars/main.yml): %s" % (role, ", ".join(undeclared)))
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_every_declared_option_is_a_knob_or_an_inventory_input(role):
+    defaults = defaults_of(role)
+    internal = set(role_vars_of(role)) | FACTS
+    inputs = inventory_inputs()
+    wrong = []
+    for name in spec_of(role):
+        if name in internal:
+            wrong.append("%s is internal (vars/main.yml or the preflight fact) and must not be declared" % name)
+        elif name.startswith(role + "_"):
+            if name not in defaults:
+                wrong.append("%s is declared but not defined in defaults/main.yml" % name)
+        elif name.startswith("cellplatform_"):
+            if name not in inputs:
+                wrong.append("%s is neither in the reference inventory, nor checked by the preflight, "
+                             "nor read by any role" % name)
+        else:
+            wrong.append("%s has neither the role prefix %s_ nor cellplatform_" % (name, role))
+    assert not wrong, "%s meta/argument_specs.yml:\n  %s" % (role, "\n  ".join(wrong))
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_derived_values_are_not_knobs(role):
+    """vars/main.yml (internal) beats defaults and inventory: a name in both would be a dead knob."""
+    overlap = sorted(set(role_vars_of(role)) & (set(defaults_of(role)) | set(spec_of(role))))
+    assert not overlap, "%s: defined in vars/main.yml and also a knob/declared: %s" % (role, overlap)
+
+
+# --- (b) defaults ------------------------------------------------------------------------------------
+
+def _nested_default_mismatches(name, spec, value):
+    bad = []
+    for key, sub in (spec.get("options") or {}).items():
+        if not isinstance(value, dict):
+            break
+        if "default" in sub and sub["default"] != value.get(key):
+            bad.append("%s.%s: spec default %r != defaults/main.yml %r" % (name, key, sub["default"], value.get(key)))
+        bad.extend(_nested_default_mismatches("%s.%s" % (name, key), sub, value.get(key)))
+    return bad
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_every_knob_is_declared_with_the_default_of_defaults_main(role):
+    spec = spec_of(role)
+    bad = []
+    for name, value in defaults_of(role).items():
+        if not name.startswith(role + "_"):
+            bad.append("%s: a knob must carry the role prefix %s_" % (name, role))
+            continue
+        if name not in spec:
+            bad.append("%s: in defaults/main.yml but not declared" % name)
+            continue
+        if spec[name].get("required"):
+            bad.append("%s: a knob has a default, so it is not required" % name)
+        if "default" not in spec[name]:
+            bad.append("%s: no default in the spec (defaults/main.yml has %r)" % (name, value))
+        elif spec[name]["default"] != value:
+            bad.append("%s: spec default %r != defaults/main.yml %r" % (name, spec[name]["default"], value))
+        bad.extend(_nested_default_mismatches(name, spec[name], value))
+    assert not bad, "%s:\n  %s" % (role, "\n  ".join(bad))
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_every_option_is_typed_and_described(role):
+    bad = []
+
+    def check(name, spec):
+        if "type" not in spec:
+            bad.append("%s: no type" % name)
+        if not spec.get("description"):
+            bad.append("%s: no description" % name)
+        if spec.get("type") == "list" and "elements" not in spec:
+            bad.append("%s: a list without elements" % name)
+        for key, sub in (spec.get("options") or {}).items():
+            check("%s.%s" % (name, key), sub)
+
+    for name, spec in spec_of(role).items():
+        check(name, spec)
+    assert not bad, "%s:\n  %s" % (role, "\n  ".join(bad))
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_reference_inventory_and_defaults_pass_the_spec(role):
+    """ansible-core validates the declared variables at role start: the spec must accept the
+    reference inventory (group and host variables) and the literal defaults."""
+    spec = spec_of(role)
+    group_vars, hosts = reference_inventory()
+    host = next(h for h, hv in hosts.items() if "cellplatform_node_ip" in hv)
+    params, skipped = {}, set()
+    for source in (defaults_of(role), group_vars, hosts[host]):
+        for name, value in source.items():
+            if name not in spec:
+                continue
+            if is_template(value) and spec[name].get("type") not in (None, "str", "raw"):
+                skipped.add(name)  # a template of another type is only known once Ansible evaluates it
+                continue
+            params[name] = value
+    checked = {name: value for name, value in spec.items() if name not in skipped}
+    result = ArgumentSpecValidator(checked).validate(params)
+    assert not result.error_messages, "%s: %s" % (role, result.error_messages)
+
+
+def test_the_spec_rejects_a_typo_in_a_nested_key():
+    """The nested options are the real structure (and make typos fail at role start)."""
+    spec = spec_of("l2_core_platform")
+    params = {"cellplatform_linkerd": {"trust_anchor_lifetime_days": 3650, "issuer_lifetime_day": 365}}
+    result = ArgumentSpecValidator({"cellplatform_linkerd": spec["cellplatform_linkerd"]}).validate(params)
+    assert any("issuer_lifetime_day" in msg for msg in result.error_messages), result.error_messages
+
+
+def test_an_input_declared_by_several_roles_is_declared_alike():
+    """Same type, elements, choices, nested options and first description sentence everywhere;
+    only `required` and the role-specific usage (description[1:]) may differ."""
+    seen = {}
+    bad = []
+    for role in ROLES:
+        for name, spec in spec_of(role).items():
+            if not name.startswith("cellplatform_"):
+                continue
+            shape = {k: v for k, v in spec.items() if k not in ("required", "description")}
+            desc = spec.get("description")
+            shape["description[0]"] = desc[0] if isinstance(desc, list) else desc
+            if name in seen and seen[name][1] != shape:
+                bad.append("%s: %s and %s declare it differently" % (name, seen[name][0], role))
+            seen.setdefault(name, (role, shape))
+    assert not bad, "\n".join(bad)
+
+
+# --- (c) every inventory variable is declared or documented ----------------------------------------
+
+def test_every_inventory_variable_is_declared_or_documented_outside_the_roles():
+    group_vars, hosts = reference_inventory()
+    names = {n for n in group_vars if n.startswith("cellplatform_")}
+    for hvars in hosts.values():
+        names |= {n for n in hvars if n.startswith("cellplatform_")}
+    declared = set()
+    for role in ROLES:
+        declared |= set(spec_of(role))
+    outside = load_generator().OUTSIDE_ROLES
+    doc = VARIABLES_DOC.read_text(encoding="utf-8") if VARIABLES_DOC.exists() else ""
+    missing = sorted(n for n in names
+                     if n not in declared and not (n in outside and "`%s`" % n in doc))
+    assert not missing, (
+        "inventory variables that no role declares and docs/variables.md does not list as read by the "
+        "playbooks/preflight only (OUTSIDE_ROLES in scripts/gen-variables-doc.py): %s" % ", ".join(missing))
+
+
+# --- (d) docs/variables.md is generated from the specs ----------------------------------------------
+
+def test_variables_doc_is_up_to_date():
+    expected = load_generator().render(REPO)
+    current = VARIABLES_DOC.read_text(encoding="utf-8") if VARIABLES_DOC.exists() else ""
+    assert current == expected, "docs/variables.md is out of date: run `%s`" % REGENERATE
+
+
+def test_variables_doc_is_deterministic():
+    gen = load_generator()
+    assert gen.render(REPO) == gen.render(REPO)
