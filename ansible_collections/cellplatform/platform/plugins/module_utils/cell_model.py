@@ -832,7 +832,8 @@ def _check_l1(c):
             c.want_str(sub + ".server_id", c.sub(pdns, "server_id"), "set the PowerDNS server ID, usually localhost.")
 
 
-def _check_l2(c):
+def _check_gitops(c):
+    """Every layer renders an Argo CD Application per component, so every layer needs this."""
     field = "cellplatform_gitops"
     git = c.want_dict(field, c.top(field), "set cellplatform_gitops: {repo_url, revision, path}.")
     if git is not None:
@@ -851,6 +852,9 @@ def _check_l2(c):
                 c.add(field + ".path", path, "is not a relative path", path_fix)
             elif ".." in path.split("/"):
                 c.add(field + ".path", path, "leaves the repository ('..')", path_fix)
+
+
+def _check_l2(c):
     domain = c.top("cellplatform_argocd_domain")
     dom_fix = "set the host name Argo CD is served under, e.g. argocd.cell.lan."
     if c.want_str("cellplatform_argocd_domain", domain, dom_fix) is not None and not is_dns_name(domain):
@@ -896,6 +900,7 @@ def validate(variables, hosts, layers=None, mode=None):
         _check_karpenter(checker, network, gateway, vip, pool, node_ips, required=karpenter_needed)
     if "l1" in selected:
         _check_l1(checker)
+    _check_gitops(checker)
     if "l2" in selected:
         _check_l2(checker)
     return checker.problems

@@ -215,18 +215,27 @@ def test_provisioner_none_needs_no_proxmox(ref):
 def test_l0_only_does_not_need_l1_l2_variables(ref):
     variables, hosts = ref
     for name in L1_VARS + L2_VARS:
-        del variables[name]
+        if name != "cellplatform_gitops":
+            del variables[name]
     assert cm.validate(variables, hosts, layers=["l0"]) == []
-    assert fields(cm.validate(variables, hosts, layers=["l0", "l2"])) == list(L2_VARS)
+    assert fields(cm.validate(variables, hosts, layers=["l0", "l2"])) == [v for v in L2_VARS if v != "cellplatform_gitops"]
     assert fields(cm.validate(variables, hosts, layers=["l1"])) == [
         "cellplatform_karpenter", "cellplatform_dns_domain", "cellplatform_external_dns"]
-    assert len(cm.validate(variables, hosts)) == 7
+    assert len(cm.validate(variables, hosts)) == 6
+
+
+def test_every_layer_needs_the_gitops_repository(ref):
+    # L0 and L1 render an Argo CD Application per component too.
+    variables, hosts = ref
+    del variables["cellplatform_gitops"]
+    for layers in (["l0"], ["l0", "l1"], ["l0", "l1", "l2"]):
+        assert fields(cm.validate(variables, hosts, layers=layers)) == ["cellplatform_gitops"]
 
 
 def test_l0_only_still_checks_a_set_karpenter_range(ref):
     variables, hosts = ref
     variables["cellplatform_karpenter"]["address_range"] = {"start": "192.168.100.40", "end": "192.168.100.60"}
-    variables["cellplatform_gitops"] = "not a mapping"
+    variables["cellplatform_policy_mode"] = "not a mode"  # an L2-only setting: not checked for l0
     problems = cm.validate(variables, hosts, layers=["l0"])
     assert fields(problems) == ["cellplatform_karpenter.address_range"] * 4
     assert "the API VIP" in problems[-1]["message"]
