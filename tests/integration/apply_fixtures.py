@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets as pysecrets
 import subprocess
 import sys
@@ -170,6 +171,22 @@ class SecretsDir(object):
             self.talos["cluster"]["secret"], self.talos["trustdinfo"]["token"], self.talos["cluster"]["id"],
             "fake-kube-api-token",
         ]
+
+
+RECAP = re.compile(r"localhost\s+: ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)")
+
+
+def recap(output):
+    """localhost's PLAY RECAP counts of an ansible-playbook run."""
+    m = RECAP.search(output)
+    assert m, output[-3000:]
+    return dict(zip(("ok", "changed", "unreachable", "failed"), map(int, m.groups())))
+
+
+def helm_calls(state):
+    """Every invocation the helm double recorded in its state directory."""
+    path = Path(state) / "calls.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
 def run_playbook(playbook, env_extra, extra_vars, args=(), cwd=REPO):

@@ -21,21 +21,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from apply_fixtures import REPO, SecretsDir, l1_charts, run_playbook
+from apply_fixtures import helm_calls, l1_charts, recap, REPO, run_playbook, SecretsDir
 from fake_kube_api import FakeKubeAPI
 
-RECAP = re.compile(r"localhost\s+: ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)")
-
-
-def _recap(output):
-    m = RECAP.search(output)
-    assert m, output[-3000:]
-    return {k: int(v) for k, v in zip(("ok", "changed", "unreachable", "failed"), m.groups())}
-
-
-def _calls(state):
-    path = Path(state) / "calls.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
 @pytest.fixture(scope="module")
@@ -65,23 +53,23 @@ def l1_run(tmp_path_factory):
         }
         # check mode on the fresh cluster first: must succeed and change nothing anywhere
         rc0, out0 = run_playbook("playbooks/l1.yml", env, extra, ["--check", "--diff"])
-        check_writes, check_calls = len(api.writes()), _calls(state)
+        check_writes, check_calls = len(api.writes()), helm_calls(state)
         check_build = sorted(str(p) for p in build_root.rglob("*")) if build_root.exists() else []
         rc1, out1 = run_playbook("playbooks/l1.yml", env, extra, ["-vvv"])
         writes1 = len(api.writes())
-        calls1 = _calls(state)
+        calls1 = helm_calls(state)
         rc2, out2 = run_playbook("playbooks/l1.yml", env, extra, ["-vvv"])
         yield {"check_build": check_build, "rc0": rc0, "out0": out0, "check_writes": check_writes, "check_calls": check_calls,
                "api": api, "secrets": secrets, "state": state, "build": build_root / "cell", "tmp": tmp,
                "rc1": rc1, "out1": out1, "rc2": rc2, "out2": out2, "writes1": writes1, "calls1": calls1,
-               "calls2": _calls(state)[len(calls1):]}
+               "calls2": helm_calls(state)[len(calls1):]}
     finally:
         api.stop()
 
 
 def check_check_mode_on_fresh_cluster_changes_nothing(l1_run):
     assert l1_run["rc0"] == 0, l1_run["out0"][-6000:]
-    assert _recap(l1_run["out0"])["changed"] > 0          # it reports what the apply would do
+    assert recap(l1_run["out0"])["changed"] > 0          # it reports what the apply would do
     assert l1_run["check_writes"] == 0                   # ... without changing the cluster
     assert [c for c in l1_run["check_calls"] if c["command"] in ("upgrade", "install", "uninstall")] == []
     assert l1_run["check_build"] == []                    # render_files wrote nothing either
@@ -89,7 +77,7 @@ def check_check_mode_on_fresh_cluster_changes_nothing(l1_run):
 
 def check_first_run_succeeds(l1_run):
     assert l1_run["rc1"] == 0, l1_run["out1"][-6000:]
-    assert _recap(l1_run["out1"])["failed"] == 0
+    assert recap(l1_run["out1"])["failed"] == 0
 
 
 def check_releases_in_order_with_pinned_charts_and_rendered_values(l1_run):
@@ -210,8 +198,8 @@ def check_gates_held_every_dependent_step(l1_run):
 
 def check_second_run_changes_nothing(l1_run):
     assert l1_run["rc2"] == 0, l1_run["out2"][-6000:]
-    recap = _recap(l1_run["out2"])
-    assert recap["changed"] == 0, l1_run["out2"][-6000:]
+    counts = recap(l1_run["out2"])
+    assert counts["changed"] == 0, l1_run["out2"][-6000:]
     assert [c for c in l1_run["calls2"] if c["command"] in ("upgrade", "install")] == []
     assert len(l1_run["api"].writes()) == l1_run["writes1"]
 
@@ -295,7 +283,7 @@ def test_helm_double_contract(tmp_path):
     assert listed[0]["chart"] == "demo-1.2.3" and listed[0]["app_version"] == "v9" and listed[0]["namespace"] == "demo-ns"
     assert yaml.safe_load(_helm(["get", "values", "--output=yaml", "demo"], env)[1]) == {"a": {"b": 1}}
     assert _helm(["get", "values", "--output=yaml", "demo"], dict(env, HELM_NAMESPACE="other"))[0] == 1
-    calls = _calls(tmp_path / "s")
+    calls = helm_calls(tmp_path / "s")
     upgrade = [c for c in calls if c["command"] == "upgrade" and "--wait" in c["argv"]][0]
     assert upgrade["values_files"] == {str(tmp_path / "v.yaml"): "a: {b: 1}\n"}
     env4 = dict(env, HELM_DOUBLE_VERSION="4.1.0")

@@ -20,19 +20,16 @@ Run inside scripts/netns-run (loopback only):
 from __future__ import annotations
 
 import base64
-import json
-import re
 import secrets as pysecrets
 from pathlib import Path
 
 import pytest
 import yaml
 
-from apply_fixtures import SecretsDir, crd, daemonset, deployment, run_playbook, webhook, write_chart
+from apply_fixtures import crd, daemonset, deployment, helm_calls, recap, run_playbook, SecretsDir, webhook, write_chart
 from fake_kube_api import FakeKubeAPI
 from ansible_collections.cellplatform.platform.plugins.module_utils import age_crypto
 
-RECAP = re.compile(r"localhost\s+: ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)")
 
 ARGO_CRDS = [("Application", "applications"), ("AppProject", "appprojects"), ("ApplicationSet", "applicationsets")]
 KYVERNO_CRDS = [("policies.kyverno.io", "ValidatingPolicy", "validatingpolicies", ("v1", "v1beta1"), "Cluster"),
@@ -80,17 +77,6 @@ def l2_charts(charts_dir):
     write_chart(charts_dir, "linkerd-control-plane", "2026.8.3", "edge-26.8.3", cp)
 
 
-def _recap(output):
-    m = RECAP.search(output)
-    assert m, output[-3000:]
-    return dict(zip(("ok", "changed", "unreachable", "failed"), map(int, m.groups())))
-
-
-def _calls(state):
-    path = Path(state) / "calls.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
-
-
 @pytest.fixture(scope="module")
 def l2_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("l2apply")
@@ -119,11 +105,11 @@ def l2_run(tmp_path_factory):
         }
         rc1, out1 = run_playbook("playbooks/l2.yml", env, extra, ["-vvv"])
         writes1 = len(api.writes())
-        calls1 = _calls(state)
+        calls1 = helm_calls(state)
         rc2, out2 = run_playbook("playbooks/l2.yml", env, extra, ["-vvv"])
         yield {"api": api, "secrets": secrets, "state": state, "build": build_root / "cell", "tmp": tmp,
                "rc1": rc1, "out1": out1, "rc2": rc2, "out2": out2, "writes1": writes1, "calls1": calls1,
-               "calls2": _calls(state)[len(calls1):], "repo_password": repo_password}
+               "calls2": helm_calls(state)[len(calls1):], "repo_password": repo_password}
     finally:
         api.stop()
 
@@ -135,7 +121,7 @@ def _seq(api, kind, name, verb=None):
 
 def test_first_run_succeeds(l2_run):
     assert l2_run["rc1"] == 0, l2_run["out1"][-8000:]
-    assert _recap(l2_run["out1"])["failed"] == 0
+    assert recap(l2_run["out1"])["failed"] == 0
 
 
 def test_releases_in_order_with_pinned_charts_and_rendered_values(l2_run):
@@ -227,7 +213,7 @@ def test_linkerd_identity_from_encrypted_certificates_before_control_plane(l2_ru
 
 def test_second_run_changes_nothing(l2_run):
     assert l2_run["rc2"] == 0, l2_run["out2"][-8000:]
-    assert _recap(l2_run["out2"])["changed"] == 0, l2_run["out2"][-8000:]
+    assert recap(l2_run["out2"])["changed"] == 0, l2_run["out2"][-8000:]
     assert [c for c in l2_run["calls2"] if c["command"] in ("upgrade", "install")] == []
     assert len(l2_run["api"].writes()) == l2_run["writes1"]
 
