@@ -66,28 +66,25 @@ def _read_docs(path, rel, report):
         return None
 
 
-def check_talos_file(store, path, rel, report):
+def _check_documents(path, rel, report, what, validate):
+    """Validate every document of a multi-document YAML file; an empty file is a failure."""
     docs = _read_docs(path, rel, report)
     if docs is None:
         return
     if not docs:
         report.fail(rel, 'no documents')
     for i, doc in enumerate(docs):
-        report.count('talos documents')
-        for err in store.talos_document(doc):
+        report.count(what)
+        for err in validate(doc):
             report.fail('%s [%s]' % (rel, _label(i, doc)), err)
+
+
+def check_talos_file(store, path, rel, report):
+    _check_documents(path, rel, report, 'talos documents', store.talos_document)
 
 
 def check_manifest_file(store, path, rel, report):
-    docs = _read_docs(path, rel, report)
-    if docs is None:
-        return
-    if not docs:
-        report.fail(rel, 'no documents')
-    for i, doc in enumerate(docs):
-        report.count('manifests')
-        for err in store.manifest(doc):
-            report.fail('%s [%s]' % (rel, _label(i, doc)), err)
+    _check_documents(path, rel, report, 'manifests', store.manifest)
 
 
 def check_values_file(store, path, rel, comp, report):
