@@ -40,6 +40,17 @@ LAYERS = ("l0", "l1", "l2")
 MODES = ("render", "apply")
 PROVISIONERS = ("proxmox", "none")
 TALOS_PLATFORMS = ("nocloud", "metal")
+# Fix messages show examples from the user's own node network; before that network is known,
+# from the RFC 5737 documentation range (never the reference cell's data).
+EXAMPLE_NETWORK = ipaddress.ip_network("192.0.2.0/24")
+
+
+def _example_host(network, index=1):
+    """The index-th address of ``network`` (or of EXAMPLE_NETWORK), for a fix message."""
+    net = network if network is not None and network.num_addresses > index + 1 else EXAMPLE_NETWORK
+    return net.network_address + index
+
+
 # Talos minor -> (oldest, newest) supported Kubernetes minor (platform brief, version matrix).
 SUPPORTED_VERSIONS = {
     (1, 13): ((1, 31), (1, 36)),
@@ -447,14 +458,14 @@ def _check_l0(checker, hosts, mode_override):  # noqa: C901 - one linear list of
     network_map = c.want_dict("cellplatform_network", c.top("cellplatform_network"), net_fix)
     network = gateway = None
     if network_map is not None:
-        network = c.want_network("cellplatform_network.cidr", c.sub(network_map, "cidr"), "192.168.100.0/24", ipv4_only=True)
+        network = c.want_network("cellplatform_network.cidr", c.sub(network_map, "cidr"), EXAMPLE_NETWORK, ipv4_only=True)
         if network is not None and network.prefixlen > 29:
             c.add("cellplatform_network.cidr", str(network), "is too small for a cell (/%d)" % network.prefixlen,
                   "use a /29 or larger network, e.g. a /24.")
             network = None
         gw_value = c.sub(network_map, "gateway")
         gateway = c.want_ipv4("cellplatform_network.gateway", gw_value,
-                              "set the default gateway of the node network, e.g. 192.168.100.1.")
+                              "set the default gateway of the node network, e.g. %s." % _example_host(network))
         if gateway is not None and network is not None:
             if gateway not in network:
                 c.add("cellplatform_network.gateway", gw_value, "is outside the node network %s" % network,
@@ -466,12 +477,12 @@ def _check_l0(checker, hosts, mode_override):  # noqa: C901 - one linear list of
                       "use the router's host address inside %s, e.g. %s." % (network, next(network.hosts())))
                 gateway = None
         ns = c.want_list("cellplatform_network.nameservers", c.sub(network_map, "nameservers"),
-                         "list DNS server IP addresses, e.g. [192.168.100.1].", non_empty=True)
+                         "list DNS server IP addresses, e.g. [%s]." % _example_host(network), non_empty=True)
         for idx, item in enumerate(ns or []):
             c.want_ip("cellplatform_network.nameservers[%d]" % idx, item,
                       "use an IP address (Talos needs resolvers by address).")
         ntp = c.want_list("cellplatform_network.ntp_servers", c.sub(network_map, "ntp_servers"),
-                          "list NTP servers (IP addresses or host names), e.g. [192.168.100.1].", non_empty=True)
+                          "list NTP servers (IP addresses or host names), e.g. [%s]." % _example_host(network), non_empty=True)
         for idx, item in enumerate(ntp or []):
             if not is_host(item):
                 c.add("cellplatform_network.ntp_servers[%d]" % idx, item, "is neither an IP address nor a valid host name",
@@ -527,7 +538,7 @@ def _check_l0(checker, hosts, mode_override):  # noqa: C901 - one linear list of
     pool_value = c.top("cellplatform_lb_pool")
     pool = _as_ip_range(c, "cellplatform_lb_pool", pool_value, network, "LoadBalancer pool", "")
     vip_value = c.top("cellplatform_api_vip")
-    vip = c.want_ipv4("cellplatform_api_vip", vip_value, "set a free address of the node network, e.g. 192.168.100.50.")
+    vip = c.want_ipv4("cellplatform_api_vip", vip_value, "set a free address of the node network, e.g. %s." % _example_host(network, 50))
     ranges = [pool] if pool else []
     karp_range = c.sub(c.sub(c.top("cellplatform_karpenter"), "address_range"), "start"), \
         c.sub(c.sub(c.top("cellplatform_karpenter"), "address_range"), "end")
@@ -801,7 +812,7 @@ def _check_l1(c):
         rfc = c.want_dict(sub, c.sub(edns, "rfc2136"), "set %s: {host, port, zone, tsig_keyname, tsig_algorithm, axfr}." % sub)
         if rfc is not None:
             host = c.sub(rfc, "host")
-            host_fix = "set the DNS server's IP address or host name, e.g. 192.168.100.1."
+            host_fix = "set the DNS server's IP address or host name, e.g. %s." % _example_host(None)
             if c.want_str(sub + ".host", host, host_fix) is not None and not is_host(host):
                 c.add(sub + ".host", host, "is neither an IP address nor a valid host name", host_fix)
             c.want_int(sub + ".port", c.sub(rfc, "port"), 1, 65535)
@@ -826,7 +837,7 @@ def _check_l1(c):
         pdns = c.want_dict(sub, c.sub(edns, "pdns"), "set %s: {server, server_id}." % sub)
         if pdns is not None:
             server = c.sub(pdns, "server")
-            srv_fix = "set the PowerDNS API URL, e.g. http://192.168.100.1:8081."
+            srv_fix = "set the PowerDNS API URL, e.g. http://%s:8081." % _example_host(None)
             if c.want_str(sub + ".server", server, srv_fix) is not None and not _url_ok(server, ("http", "https")):
                 c.add(sub + ".server", server, "is not an http(s):// URL with a host", srv_fix)
             c.want_str(sub + ".server_id", c.sub(pdns, "server_id"), "set the PowerDNS server ID, usually localhost.")

@@ -405,3 +405,16 @@ def test_extra_vars_integer_given_as_text_is_accepted(ref):
     variables["cellplatform_api_port"] = "6443"
     assert cm.validate(variables, hosts) == []
     assert cm.build_cell_model(variables, hosts)["api"]["endpoint"] == "https://192.168.100.50:6443"
+
+
+def test_fix_examples_come_from_the_users_network_not_the_reference_cell(ref):
+    variables, hosts = ref
+    variables["cellplatform_network"] = dict(variables["cellplatform_network"], cidr="10.20.0.0/16")
+    del variables["cellplatform_network"]["gateway"]
+    fixes = {p["field"]: p["fix"] for p in cm.validate(variables, hosts)}
+    assert fixes["cellplatform_network.gateway"] == "set the default gateway of the node network, e.g. 10.20.0.1."
+    # Before any network is known, examples use the RFC 5737 documentation range.
+    variables["cellplatform_network"] = dict(variables["cellplatform_network"], cidr=None)
+    fixes = {p["field"]: p["fix"] for p in cm.validate(variables, hosts)}
+    assert fixes == {"cellplatform_network.cidr": "set a network in CIDR notation, e.g. 192.0.2.0/24.",
+                     "cellplatform_network.gateway": "set the default gateway of the node network, e.g. 192.0.2.1."}
