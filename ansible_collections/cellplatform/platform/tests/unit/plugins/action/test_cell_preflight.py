@@ -15,60 +15,17 @@ from ansible.parsing.dataloader import DataLoader
 from ansible.template import Templar, trust_as_template
 
 from ansible_collections.cellplatform.platform.plugins.action.cell_preflight import ActionModule
+from ansible_collections.cellplatform.platform.tests.unit.plugins.reference_cell import REFERENCE_VARS
 
-SCHEMATIC = "ce4c980550dd2ab1b17bbf2b08801c7eb59418eafe8f279833297925d67c7515"
 AGE_KEY = "age1jrt4wcqq6sc0gexnntep0xecwky60ugk0euv67me6xm7c7me7udq7r0003"
 
-CELL_VARS = {
-    "cellplatform_cell_name": "cell",
-    "cellplatform_mode": "render",
-    "cellplatform_build_root": trust_as_template("{{ inventory_dir }}/../../build"),
-    "cellplatform_secrets_dir": trust_as_template("{{ inventory_dir }}/secrets"),
-    "cellplatform_network": {
-        "cidr": "192.168.100.0/24", "gateway": "192.168.100.1", "nameservers": ["192.168.100.1"],
-        "ntp_servers": ["192.168.100.1"], "search_domains": ["cell.lan"], "mtu": 1500,
-        "link_selector": 'link.driver == "virtio_net"',
-    },
-    "cellplatform_api_vip": "192.168.100.50",
-    "cellplatform_api_port": 6443,
-    "cellplatform_api_dns_name": trust_as_template("api.{{ cellplatform_dns_domain }}"),
-    "cellplatform_lb_pool": {"start": "192.168.100.200", "end": "192.168.100.250"},
-    "cellplatform_pod_cidr": "10.244.0.0/16",
-    "cellplatform_service_cidr": "10.96.0.0/16",
-    "cellplatform_cluster_dns_domain": "cluster.local",
-    "cellplatform_talos_version": "v1.13.9",
-    "cellplatform_kubernetes_version": "1.36.3",
-    "cellplatform_talos_schematic_id": SCHEMATIC,
-    "cellplatform_talos_platform": "nocloud",
-    "cellplatform_talos_install_disk": "/dev/sda",
-    "cellplatform_age_recipients": [],
-    "cellplatform_age_identity": "~/.config/sops/age/keys.txt",
-    "cellplatform_provisioner": "proxmox",
-    "cellplatform_proxmox": {
-        "endpoint": "https://pve.cell.lan:8006/", "insecure": False, "node_name": "pve1",
-        "datastore": "local-lvm", "image_datastore": "local", "bridge": "vmbr0", "vm_id_base": 100,
-    },
-    "cellplatform_node_sizes": {
-        "controlplane": {"cores": 2, "memory_mib": 4096, "disk_gib": 40},
-        "worker": {"cores": 4, "memory_mib": 8192, "disk_gib": 80},
-    },
-    "cellplatform_dns_domain": "cell.lan",
-    "cellplatform_external_dns": {
-        "provider": "rfc2136", "policy": "upsert-only", "txt_owner_id": "cell", "domain_filters": ["cell.lan"],
-        "rfc2136": {"host": "192.168.100.1", "port": 53, "zone": "cell.lan", "tsig_keyname": "externaldns-key",
-                    "tsig_algorithm": "hmac-sha256", "axfr": True},
-    },
-    "cellplatform_karpenter": {
-        "enabled": True, "min_nodes": 0, "max_nodes": 10, "node_cores": 4, "node_memory_mib": 8192,
-        "node_disk_gib": 40, "proxmox_region": "pve", "template_name": "talos-nocloud",
-        "address_range": {"start": "192.168.100.100", "end": "192.168.100.149"},
-    },
-    "cellplatform_gitops": {"repo_url": "https://gitea.cell.lan/platform/cell.git", "revision": "main", "path": "apps"},
-    "cellplatform_argocd_domain": "argocd.cell.lan",
-    "cellplatform_policy_mode": "audit",
-    "cellplatform_linkerd": {"trust_anchor_lifetime_days": 3650, "issuer_lifetime_days": 365,
-                             "issuer_renew_before_days": 30},
-}
+# The reference cell, with the values the inventory writes as templates kept as templates.
+CELL_VARS = dict(
+    REFERENCE_VARS,
+    cellplatform_build_root=trust_as_template("{{ inventory_dir }}/../../build"),
+    cellplatform_secrets_dir=trust_as_template("{{ inventory_dir }}/secrets"),
+    cellplatform_api_dns_name=trust_as_template("api.{{ cellplatform_dns_domain }}"),
+)
 NODES = {"cp-1": "192.168.100.51", "cp-2": "192.168.100.52", "cp-3": "192.168.100.53",
          "worker-1": "192.168.100.61", "worker-2": "192.168.100.62", "worker-3": "192.168.100.63"}
 

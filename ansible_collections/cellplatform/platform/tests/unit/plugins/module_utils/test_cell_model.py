@@ -9,61 +9,10 @@ import os
 import pytest
 
 from ansible_collections.cellplatform.platform.plugins.module_utils import cell_model as cm
+from ansible_collections.cellplatform.platform.tests.unit.plugins.reference_cell import REFERENCE_VARS, SCHEMATIC
 
-SCHEMATIC = "ce4c980550dd2ab1b17bbf2b08801c7eb59418eafe8f279833297925d67c7515"
 AGE_KEY = "age1jrt4wcqq6sc0gexnntep0xecwky60ugk0euv67me6xm7c7me7udq7r0003"
 
-REFERENCE_VARS = {
-    "cellplatform_cell_name": "cell",
-    "cellplatform_mode": "render",
-    "cellplatform_build_root": "/srv/repo/inventories/production/../../build",
-    "cellplatform_secrets_dir": "/srv/repo/inventories/production/secrets",
-    "cellplatform_network": {
-        "cidr": "192.168.100.0/24", "gateway": "192.168.100.1", "nameservers": ["192.168.100.1"],
-        "ntp_servers": ["192.168.100.1"], "search_domains": ["cell.lan"], "mtu": 1500,
-        "link_selector": 'link.driver == "virtio_net"',
-    },
-    "cellplatform_api_vip": "192.168.100.50",
-    "cellplatform_api_port": 6443,
-    "cellplatform_api_dns_name": "api.cell.lan",
-    "cellplatform_lb_pool": {"start": "192.168.100.200", "end": "192.168.100.250"},
-    "cellplatform_pod_cidr": "10.244.0.0/16",
-    "cellplatform_service_cidr": "10.96.0.0/16",
-    "cellplatform_cluster_dns_domain": "cluster.local",
-    "cellplatform_talos_version": "v1.13.9",
-    "cellplatform_kubernetes_version": "1.36.3",
-    "cellplatform_talos_schematic_id": SCHEMATIC,
-    "cellplatform_talos_platform": "nocloud",
-    "cellplatform_talos_install_disk": "/dev/sda",
-    "cellplatform_age_recipients": [],
-    "cellplatform_age_identity": "~/.config/sops/age/keys.txt",
-    "cellplatform_provisioner": "proxmox",
-    "cellplatform_proxmox": {
-        "endpoint": "https://pve.cell.lan:8006/", "insecure": False, "node_name": "pve1",
-        "datastore": "local-lvm", "image_datastore": "local", "bridge": "vmbr0", "vm_id_base": 100,
-    },
-    "cellplatform_node_sizes": {
-        "controlplane": {"cores": 2, "memory_mib": 4096, "disk_gib": 40},
-        "worker": {"cores": 4, "memory_mib": 8192, "disk_gib": 80},
-    },
-    "cellplatform_dns_domain": "cell.lan",
-    "cellplatform_external_dns": {
-        "provider": "rfc2136", "policy": "upsert-only", "txt_owner_id": "cell", "domain_filters": ["cell.lan"],
-        "rfc2136": {"host": "192.168.100.1", "port": 53, "zone": "cell.lan", "tsig_keyname": "externaldns-key",
-                    "tsig_algorithm": "hmac-sha256", "axfr": True},
-        "pdns": {"server": "http://192.168.100.1:8081", "server_id": "localhost"},
-    },
-    "cellplatform_karpenter": {
-        "enabled": True, "min_nodes": 0, "max_nodes": 10, "node_cores": 4, "node_memory_mib": 8192,
-        "node_disk_gib": 40, "proxmox_region": "pve", "template_name": "talos-nocloud",
-        "address_range": {"start": "192.168.100.100", "end": "192.168.100.149"},
-    },
-    "cellplatform_gitops": {"repo_url": "https://gitea.cell.lan/platform/cell.git", "revision": "main", "path": "apps"},
-    "cellplatform_argocd_domain": "argocd.cell.lan",
-    "cellplatform_policy_mode": "audit",
-    "cellplatform_linkerd": {"trust_anchor_lifetime_days": 3650, "issuer_lifetime_days": 365,
-                             "issuer_renew_before_days": 30},
-}
 
 L2_VARS = ("cellplatform_gitops", "cellplatform_argocd_domain", "cellplatform_policy_mode", "cellplatform_linkerd")
 L1_VARS = ("cellplatform_dns_domain", "cellplatform_external_dns", "cellplatform_karpenter")
