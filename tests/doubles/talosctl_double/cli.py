@@ -29,6 +29,7 @@ import time
 import yaml
 
 from talosctl_double import state as st
+from talosctl_double.flags import Flag, UsageError, parse_flags as parse_typed_flags
 
 VERSION = "v1.13.9"
 SHA = "4a7f6f3b"
@@ -87,10 +88,6 @@ RESOURCES = {
 MAINTENANCE_RESOURCES = {"machinestatus", "machinetype"}
 
 
-class UsageError(Exception):
-    pass
-
-
 class Fail(Exception):
     """Exit 1 with this text on stderr."""
 
@@ -147,51 +144,15 @@ def split_command(argv):
 
 
 def parse_flags(args, spec):
-    """pflag-like parsing: --x=v, --x v, -s v, -s=v, -sv, bool flags. Returns (flags, positionals)."""
-    by_short = {v[0]: k for k, v in spec.items() if v[0]}
-    flags = {}
-    pos = []
-    i = 0
-    while i < len(args):
-        a = args[i]
-        if a == "--":
-            pos.extend(args[i + 1:])
-            break
-        if a.startswith("--"):
-            name, eq, val = a[2:].partition("=")
-            if name not in spec:
-                raise UsageError("unknown flag: --%s" % name)
-        elif a.startswith("-") and len(a) > 1:
-            short = a[1]
-            if short not in by_short:
-                raise UsageError("unknown shorthand flag: '%s' in %s" % (short, a))
-            name = by_short[short]
-            rest = a[2:]
-            eq, val = ("=", rest[1:]) if rest.startswith("=") else (("=", rest) if rest else ("", ""))
-        else:
-            pos.append(a)
-            i += 1
-            continue
-        _, takes, _ = spec[name]
-        if takes:
-            if not eq:
-                if i + 1 >= len(args):
-                    raise UsageError("flag needs an argument: --%s" % name)
-                val = args[i + 1]
-                i += 1
-            flags.setdefault(name, []).append(val)
-        else:
-            if eq and val not in ("true", "false"):
-                raise UsageError('invalid argument "%s" for "--%s" flag: strconv.ParseBool: parsing "%s": '
-                                 'invalid syntax' % (val, name, val))
-            flags[name] = (val != "false") if eq else True
-        i += 1
+    """Node-command specs are ``{name: (short, takes_value, default)}``: a flag that takes a value
+    comes back as the list of its values (repeatable), or its default when not given; a bool
+    flag as True/False. Returns (flags, positionals)."""
+    typed = [Flag(name, short, "array" if takes else "bool", None if takes else default)
+             for name, (short, takes, default) in spec.items()]
+    opts, pos, seen = parse_typed_flags(args, typed)
     out = {}
-    for name, (_, takes, default) in spec.items():
-        if name in flags:
-            out[name] = flags[name]
-        else:
-            out[name] = default
+    for name, (_short, takes, default) in spec.items():
+        out[name] = (opts[name] if name in seen else default) if takes else opts[name]
     return out, pos
 
 
