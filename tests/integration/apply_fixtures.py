@@ -173,6 +173,27 @@ class SecretsDir(object):
         ]
 
 
+def apply_run_setup(tmp, secrets, charts, **extra_vars):
+    """Environment and extra vars for an apply-mode run of a layer playbook against the helm
+    double (state in tmp/helm-state, charts from ``charts``) and the cell's encrypted secrets.
+    Returns (env, extra, helm_state_dir, build_root); ``extra_vars`` add role knobs."""
+    state = Path(tmp) / "helm-state"
+    build_root = Path(tmp) / "build"
+    (Path(tmp) / "home").mkdir()
+    env = {"HELM_DOUBLE_STATE": str(state), "HELM_DOUBLE_CHARTS": str(charts), "TMPDIR": str(tmp),
+           "HOME": str(Path(tmp) / "home")}
+    extra = {
+        "cellplatform_mode": "apply",
+        "cellplatform_build_root": str(build_root),
+        "cellplatform_secrets_dir": str(secrets.dir),
+        "cellplatform_age_identity": str(secrets.identity),
+        "cellplatform_age_recipients": [secrets.recipient],
+        "cellplatform_work_dir": str(Path(tmp) / "work"),
+    }
+    extra.update(extra_vars)
+    return env, extra, state, build_root
+
+
 RECAP = re.compile(r"localhost\s+: ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)")
 
 

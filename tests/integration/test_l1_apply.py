@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from apply_fixtures import helm_calls, l1_charts, recap, REPO, run_playbook, SecretsDir
+from apply_fixtures import apply_run_setup, helm_calls, l1_charts, recap, REPO, run_playbook, SecretsDir
 from fake_kube_api import FakeKubeAPI
 
 
@@ -36,21 +36,8 @@ def l1_run(tmp_path_factory):
         secrets = SecretsDir(tmp, api.kubeconfig())
         charts = tmp / "charts"
         l1_charts(charts)
-        state = tmp / "helm-state"
-        build_root = tmp / "build"
-        env = {"HELM_DOUBLE_STATE": str(state), "HELM_DOUBLE_CHARTS": str(charts), "TMPDIR": str(tmp),
-               "HOME": str(tmp / "home")}
-        (tmp / "home").mkdir()
-        extra = {
-            "cellplatform_mode": "apply",
-            "cellplatform_build_root": str(build_root),
-            "cellplatform_secrets_dir": str(secrets.dir),
-            "cellplatform_age_identity": str(secrets.identity),
-            "cellplatform_age_recipients": [secrets.recipient],
-            "cellplatform_work_dir": str(tmp / "work"),
-            "l1_cluster_platform_gate_retries": 20,
-            "l1_cluster_platform_gate_delay": 1,
-        }
+        env, extra, state, build_root = apply_run_setup(
+            tmp, secrets, charts, l1_cluster_platform_gate_retries=20, l1_cluster_platform_gate_delay=1)
         # check mode on the fresh cluster first: must succeed and change nothing anywhere
         rc0, out0 = run_playbook("playbooks/l1.yml", env, extra, ["--check", "--diff"])
         check_writes, check_calls = len(api.writes()), helm_calls(state)

@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from apply_fixtures import crd, daemonset, deployment, helm_calls, recap, run_playbook, SecretsDir, webhook, write_chart
+from apply_fixtures import apply_run_setup, crd, daemonset, deployment, helm_calls, recap, run_playbook, SecretsDir, webhook, write_chart
 from fake_kube_api import FakeKubeAPI
 from ansible_collections.cellplatform.platform.plugins.module_utils import age_crypto
 
@@ -88,21 +88,9 @@ def l2_run(tmp_path_factory):
         secrets._encrypt("platform.yaml.age", yaml.safe_dump(secrets.platform))
         charts = tmp / "charts"
         l2_charts(charts)
-        state = tmp / "helm-state"
-        build_root = tmp / "build"
-        (tmp / "home").mkdir()
-        env = {"HELM_DOUBLE_STATE": str(state), "HELM_DOUBLE_CHARTS": str(charts), "TMPDIR": str(tmp),
-               "HOME": str(tmp / "home"), "ANSIBLE_PIPELINING": "1"}
-        extra = {
-            "cellplatform_mode": "apply",
-            "cellplatform_build_root": str(build_root),
-            "cellplatform_secrets_dir": str(secrets.dir),
-            "cellplatform_age_identity": str(secrets.identity),
-            "cellplatform_age_recipients": [secrets.recipient],
-            "cellplatform_work_dir": str(tmp / "work"),
-            "l2_core_platform_wait_timeout": 60,
-            "l2_core_platform_gate_delay": 1,
-        }
+        env, extra, state, build_root = apply_run_setup(
+            tmp, secrets, charts, l2_core_platform_wait_timeout=60, l2_core_platform_gate_delay=1)
+        env["ANSIBLE_PIPELINING"] = "1"
         rc1, out1 = run_playbook("playbooks/l2.yml", env, extra, ["-vvv"])
         writes1 = len(api.writes())
         calls1 = helm_calls(state)
