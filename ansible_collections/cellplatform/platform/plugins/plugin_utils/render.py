@@ -19,6 +19,9 @@ import yaml
 PLAN_JSON = "plan.json"
 PLAN_MD = "PLAN.md"
 PLAN_FORMAT_VERSION = 1
+# Keys of the cell model that describe this run on this machine, not the cell: plan.json is
+# committed to the GitOps repository, so it must be the same bytes on every machine and mode.
+RUN_SPECIFIC_CELL_KEYS = ("mode", "build_dir", "secrets_dir")
 
 LAYER_TITLES = {
     "l0": "L0 infrastructure",
@@ -155,7 +158,7 @@ def merge_plan(existing, layer=None, components=None, cell=None):
     plan = dict(existing or {})
     plan["format"] = PLAN_FORMAT_VERSION
     if cell is not None:
-        plan["cell"] = to_plain(cell)
+        plan["cell"] = {k: v for k, v in to_plain(cell).items() if k not in RUN_SPECIFIC_CELL_KEYS}
     merged = {}
     for comp in plan.get("components", []) or []:
         if layer is not None and comp.get("layer") == layer:

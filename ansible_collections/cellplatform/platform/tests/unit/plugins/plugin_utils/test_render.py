@@ -121,3 +121,10 @@ def test_plan_md_network_box_fits_the_longest_label():
     box = [line for line in fence.splitlines() if line.startswith(("+", "|"))]
     assert len(box) == 2 + 5 and len({len(line) for line in box}) == 1, box
     assert any(line.endswith("API VIP (Talos Layer2VIP) -> https://192.168.100.50:6443 |") for line in box)
+
+
+def test_plan_cell_leaves_out_what_describes_this_run_on_this_machine():
+    cell = dict(CELL, mode="apply", build_dir="/home/me/build/cell", secrets_dir="/home/me/inv/secrets")
+    plan = render.merge_plan({}, "l0", [], cell)
+    assert plan["cell"] == CELL
+    assert render.dump_json(plan) == render.dump_json(render.merge_plan({}, "l0", [], dict(cell, mode="render")))
