@@ -27,17 +27,28 @@ import re
 from pathlib import Path
 
 import pytest
-import yaml
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 
 REPO = Path(__file__).resolve().parents[1]
 ROLES_DIR = REPO / "ansible_collections" / "cellplatform" / "platform" / "roles"
-ROLES = ("l0_infrastructure", "l1_cluster_platform", "l2_core_platform")
-INVENTORY = REPO / "inventories" / "production"
 PLUGINS = REPO / "ansible_collections" / "cellplatform" / "platform" / "plugins"
 GENERATOR = REPO / "scripts" / "gen-variables-doc.py"
+
+
+def _load_generator():
+    spec = importlib.util.spec_from_file_location("gen_variables_doc", str(GENERATOR))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# The doc generator is the one reader of specs and inventory; the tests check against it.
+GEN = _load_generator()
+ROLES = GEN.ROLES
+REGENERATE = GEN.REGENERATE
+load_yaml = GEN.load_yaml
+
 VARIABLES_DOC = REPO / "docs" / "variables.md"
-REGENERATE = ".venv/bin/python scripts/gen-variables-doc.py"
 
 FACTS = {"cellplatform_cell"}
 COND_KEYS = {"when", "changed_when", "failed_when", "until", "that"}
@@ -48,11 +59,6 @@ STRING_RE = re.compile(r"'[^'\n]*'|\"[^\"\n]*\"")
 
 
 # --- loading -------------------------------------------------------------------------------------
-
-def load_yaml(path):
-    with open(path, encoding="utf-8") as handle:
-        return yaml.safe_load(handle)
-
 
 def spec_of(role):
     data = load_yaml(ROLES_DIR / role / "meta" / "argument_specs.yml")
@@ -127,19 +133,7 @@ def scan_role(role):
 
 
 def reference_inventory():
-    group_vars = {}
-    for path in sorted((INVENTORY / "group_vars" / "all").glob("*.yml")):
-        group_vars.update(load_yaml(path) or {})
-    hosts = {}
-
-    def walk(group):
-        for name, hvars in ((group or {}).get("hosts") or {}).items():
-            hosts[name] = hvars or {}
-        for child in ((group or {}).get("children") or {}).values():
-            walk(child)
-
-    walk(load_yaml(INVENTORY / "hosts.yml")["all"])
-    return group_vars, hosts
+    return GEN.reference_inventory(REPO)
 
 
 def inventory_inputs():
@@ -154,13 +148,6 @@ def inventory_inputs():
     for role in ROLES:
         names |= {n for n in scan_role(role).referenced if n.startswith("cellplatform_")}
     return names - FACTS
-
-
-def load_generator():
-    spec = importlib.util.spec_from_file_location("gen_variables_doc", str(GENERATOR))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def is_template(value):
@@ -335,7 +322,7 @@ def test_every_inventory_variable_is_declared_or_documented_outside_the_roles():
     declared = set()
     for role in ROLES:
         declared |= set(spec_of(role))
-    outside = load_generator().OUTSIDE_ROLES
+    outside = GEN.OUTSIDE_ROLES
     doc = VARIABLES_DOC.read_text(encoding="utf-8") if VARIABLES_DOC.exists() else ""
     missing = sorted(n for n in names
                      if n not in declared and not (n in outside and "`%s`" % n in doc))
@@ -347,11 +334,11 @@ def test_every_inventory_variable_is_declared_or_documented_outside_the_roles():
 # --- (d) docs/variables.md is generated from the specs ----------------------------------------------
 
 def test_variables_doc_is_up_to_date():
-    expected = load_generator().render(REPO)
+    expected = GEN.render(REPO)
     current = VARIABLES_DOC.read_text(encoding="utf-8") if VARIABLES_DOC.exists() else ""
     assert current == expected, "docs/variables.md is out of date: run `%s`" % REGENERATE
 
 
 def test_variables_doc_is_deterministic():
-    gen = load_generator()
+    gen = GEN
     assert gen.render(REPO) == gen.render(REPO)
