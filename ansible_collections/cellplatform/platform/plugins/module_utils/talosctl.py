@@ -36,6 +36,8 @@ OFFLINE_COMMANDS = frozenset(('gen', 'machineconfig', 'validate', 'completion', 
 CONFIG_COMMANDS = frozenset(('config',))
 
 MAX_BACKOFF = 30.0
+# Failure kinds that are configuration or TLS problems: retrying cannot help.
+PERMANENT_KINDS = ('x509', 'tls_required', 'usage', 'no_endpoints')
 
 _RPC_RE = re.compile(
     r'(?:\*\s+(?P<node>[^\s:*]+(?::\d+)?):\s+)?rpc error: code = (?P<code>[A-Za-z]+) desc = (?P<desc>[^\n]*)')
@@ -373,18 +375,21 @@ class Talosctl(object):
                 return rc, redact(out), redact(err)
             errors = parse_rpc_errors(err)
             kind = classify(err)
-            transient = (kind not in ('x509', 'tls_required', 'usage', 'no_endpoints')
+            transient = (kind not in PERMANENT_KINDS
                          and any(e['code'] in retry_codes for e in errors))
             if 'Unreachable' in retry_codes and kind == 'unreachable':
                 transient = True
             if transient and attempt < retries:
-                delay = min(MAX_BACKOFF, self.retry_delay * (2 ** attempt))
+                time.sleep(self.backoff(attempt))
                 attempt += 1
-                time.sleep(delay)
                 continue
             if not check:
                 return rc, redact(out), redact(err)
             raise self.error(args, rc, out, err, nodes=nodes, attempts=attempt + 1)
+
+    def backoff(self, attempt):
+        """Seconds to wait before retry number *attempt* + 1: ``retry_delay`` doubled per attempt, capped."""
+        return min(MAX_BACKOFF, self.retry_delay * (2 ** attempt))
 
     def error(self, args, rc, out, err, nodes=None, attempts=1):
         """Build the TalosctlError for a failed call (message names cause and fix)."""
@@ -477,27 +482,19 @@ class Talosctl(object):
             rc, out, err = self.run(['get', 'machinestatus', '-o', 'json'], nodes=[ip], endpoints=[ip], check=False,
                                     timeout=timeout, retries=0)
             if rc == 0:
-                try:
-                    objs = parse_json_stream(out)
-                except ValueError:
-                    objs = []
-                spec = (objs[0].get('spec') or {}) if objs else {}
+                spec = _machinestatus_spec(out)
                 return dict(state='configured', stage=spec.get('stage'), ready=(spec.get('status') or {}).get('ready'),
                             machine_status=spec or None)
             kind = classify(err)
             if kind == 'unreachable':
-                return dict(state='unreachable', stage=None, ready=None, machine_status=None, error=redact(err.strip()))
+                return _unreachable(err)
             if kind not in ('x509', 'tls_required'):
                 raise self.error(['get', 'machinestatus'], rc, out, err, nodes=[ip])
             mtls_error = (rc, out, err)
         rc, out, err = self.run(['get', 'machinestatus', '-o', 'json'], nodes=[ip], endpoints=[ip], insecure=True,
                                 check=False, timeout=timeout, retries=0)
         if rc == 0:
-            try:
-                objs = parse_json_stream(out)
-            except ValueError:
-                objs = []
-            spec = (objs[0].get('spec') or {}) if objs else {}
+            spec = _machinestatus_spec(out)
             stage = spec.get('stage')
             ready = (spec.get('status') or {}).get('ready')
             if stage == 'maintenance':
@@ -507,10 +504,24 @@ class Talosctl(object):
             return dict(state='configured', stage=stage, ready=ready, machine_status=spec)
         kind = classify(err)
         if kind == 'unreachable':
-            return dict(state='unreachable', stage=None, ready=None, machine_status=None, error=redact(err.strip()))
+            return _unreachable(err)
         if kind == 'tls_required':
             if mtls_error:
                 # configured node that does not trust our talosconfig
                 raise self.error(['get', 'machinestatus'], *mtls_error, nodes=[ip])
             return dict(state='configured', stage=None, ready=None, machine_status=None)
         raise self.error(['get', 'machinestatus'], rc, out, err, nodes=[ip])
+
+
+def _machinestatus_spec(out):
+    """The ``spec`` of the first object of a ``get machinestatus -o json`` stream ({} if unparsable)."""
+    try:
+        objs = parse_json_stream(out)
+    except ValueError:
+        objs = []
+    return (objs[0].get('spec') or {}) if objs else {}
+
+
+def _unreachable(err):
+    """node_details result for a node that did not answer."""
+    return dict(state='unreachable', stage=None, ready=None, machine_status=None, error=redact(err.strip()))

@@ -123,6 +123,7 @@ diff:
 '''
 
 import os
+import time
 
 from ansible.module_utils.basic import AnsibleModule
 
@@ -158,15 +159,14 @@ def read_config(module, path):
     return text, mtype
 
 
-def wait_state(module, talos, node):
-    """node_state with retries while the node is unreachable (it may be rebooting)."""
-    import time
+def wait_state(talos, node):
+    """node_details with retries while the node is unreachable (it may be rebooting)."""
     attempt = 0
     while True:
         details = talos.node_details(node)
         if details['state'] != 'unreachable' or attempt >= talos.retries:
             return details
-        time.sleep(min(30.0, talos.retry_delay * (2 ** attempt)))
+        time.sleep(talos.backoff(attempt))
         attempt += 1
 
 
@@ -189,7 +189,7 @@ def run_module():
     result = dict(changed=False, node=node, mode=mode, applied=False, insecure=False, reboot_required=False,
                   machine_type=mtype)
     try:
-        details = wait_state(module, talos, node)
+        details = wait_state(talos, node)
         state = details['state']
         if state == 'unreachable':
             module.fail_json(msg="node %s is unreachable on the Talos API (port 50000) after %d attempts: %s; check that "

@@ -98,7 +98,7 @@ import re
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.cellplatform.platform.plugins.module_utils.talosctl import (
-    TALOSCTL_COMMON_ARGS, Talosctl, TalosctlError, redact)
+    PERMANENT_KINDS, TALOSCTL_COMMON_ARGS, Talosctl, TalosctlError, redact)
 
 _OK_RE = re.compile(r'^waiting for (.+?): OK\s*$')
 _WAIT_RE = re.compile(r'^waiting for (.+?): (.+)$')
@@ -139,11 +139,15 @@ def run_module():
     if rc == 0:
         result['healthy'] = True
         module.exit_json(**result)
+    # reached: health printed at least one check line (every OK line is one too)
     pending = None
+    reached = False
     for line in out.splitlines():
         m = _WAIT_RE.match(line)
-        if m and m.group(2).strip() not in ('OK', '...'):
-            pending = '%s: %s' % (m.group(1), m.group(2).strip())
+        if m:
+            reached = True
+            if m.group(2).strip() not in ('OK', '...'):
+                pending = '%s: %s' % (m.group(1), m.group(2).strip())
     e = talos.error(args, rc, out, err, nodes=[node])
     detail = redact(err.strip().splitlines()[-1]) if err.strip() else ''
     hint = ''
@@ -153,8 +157,7 @@ def run_module():
     elif 'deadline exceeded' in (err + out).lower():
         hint = '; the cluster did not become healthy within wait_timeout=%ss' % p['wait_timeout']
     result.update(e.to_result())
-    reached = bool(result['checks']) or any(_WAIT_RE.match(line) for line in out.splitlines())
-    if e.kind in ('x509', 'tls_required', 'usage', 'no_endpoints') or (e.kind == 'unreachable' and not reached):
+    if e.kind in PERMANENT_KINDS or (e.kind == 'unreachable' and not reached):
         module.fail_json(**result)
     result['msg'] = ('talosctl health on node %s failed%s%s: %s%s'
                      % (node, ' while waiting for ' + pending if pending else '',

@@ -127,11 +127,9 @@ from ansible_collections.cellplatform.platform.plugins.module_utils.talosctl imp
 
 
 def describe(talos, ip):
-    info = dict(state=None, stage=None, ready=None, machine_type=None, etcd_member_id=None)
     details = talos.node_details(ip)
-    info['state'] = details['state']
-    info['stage'] = details.get('stage')
-    info['ready'] = details.get('ready')
+    info = dict(state=details['state'], stage=details['stage'], ready=details['ready'], machine_type=None,
+                etcd_member_id=None)
     if details.get('error'):
         info['error'] = details['error']
     if details['state'] != 'configured' or not talos.talosconfig:
