@@ -23,8 +23,10 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import contextlib
 import os
 import re
+import shutil
 import tempfile
 
 try:
@@ -208,6 +210,25 @@ def ensure_private_dir(path, mode=0o700):
     return path
 
 
+@contextlib.contextmanager
+def private_tempdir(prefix, work_dir=None, create_work_dir=True):
+    """A private (0700) temporary directory for plaintext, always removed on exit.
+
+    It is created under ``work_dir`` (made private by ``ensure_private_dir`` when missing), or in
+    the system temporary directory when ``work_dir`` is unset, or missing with ``create_work_dir=False``
+    (check mode creates nothing).
+    """
+    parent = None
+    if work_dir and (create_work_dir or os.path.isdir(work_dir)):
+        parent = ensure_private_dir(work_dir)
+    tmpdir = tempfile.mkdtemp(prefix=prefix, dir=parent)
+    try:
+        os.chmod(tmpdir, 0o700)
+        yield tmpdir
+    finally:
+        shutil.rmtree(tmpdir, ignore_errors=True)
+
+
 def atomic_write(path, data, mode=0o600):
     """Write bytes to ``path`` atomically (temp file in the same directory, fsync, rename), ``mode`` 0600."""
     path = os.path.expanduser(str(path))
@@ -248,13 +269,22 @@ def plan_write(path, plaintext, recipients, identity_file):
     with open(path, 'rb') as handle:
         existing = handle.read()
     before = decrypt(existing, identity_file, source=path)
-    if before != plaintext:
-        return True, before
+    return before != plaintext or _recipient_count_changed(existing, parsed), before
+
+
+def _recipient_count_changed(ciphertext, parsed):
+    """True when binary age data holds a different number of X25519 stanzas than ``parsed`` wants."""
     x25519_wanted = sum(1 for r in parsed if isinstance(r, x25519.Recipient))
-    if is_age_data(existing) and existing.startswith(AGE_MAGIC) and x25519_wanted \
-            and x25519_stanza_count(existing) != x25519_wanted:
-        return True, before
-    return False, before
+    return bool(ciphertext.startswith(AGE_MAGIC) and x25519_wanted
+                and x25519_stanza_count(ciphertext) != x25519_wanted)
+
+
+def recipients_changed(path, recipients):
+    """True when the existing age file ``path`` must be re-encrypted because its number of X25519
+    recipients differs from ``recipients`` (the recipient check of ``plan_write``, without decrypting)."""
+    parsed = parse_recipients(recipients)
+    with open(os.path.expanduser(str(path)), 'rb') as handle:
+        return _recipient_count_changed(handle.read(), parsed)
 
 
 def write_if_changed(path, plaintext, recipients, identity_file, check_mode=False):

@@ -141,8 +141,6 @@ def run(module):
                     'state=decrypted to decrypt it)' % params['src'])
         else:
             plaintext = params['content'].encode('utf-8')
-        # Validate recipients before anything else so the error names them.
-        age_crypto.parse_recipients(params['age_recipients'])
         changed = age_crypto.write_if_changed(dest, plaintext, params['age_recipients'], identity,
                                               check_mode=module.check_mode)
     else:

@@ -242,7 +242,6 @@ import datetime
 import os
 import re
 import shutil
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 
 from ansible.module_utils.basic import AnsibleModule
@@ -499,13 +498,9 @@ def run(module, talos, contract):
     params = module.params
     identity = params['age_identity']
     recipients = params['age_recipients']
-    parent = None
-    if params['work_dir'] and (not module.check_mode or os.path.isdir(params['work_dir'])):
-        parent = age_crypto.ensure_private_dir(params['work_dir'])
     # (check mode creates nothing: without the work dir, the private temp dir goes to the system temp dir)
-    tmpdir = tempfile.mkdtemp(prefix='talos-config-', dir=parent)
-    try:
-        os.chmod(tmpdir, 0o700)
+    with age_crypto.private_tempdir('talos-config-', params['work_dir'],
+                                    create_work_dir=not module.check_mode) as tmpdir:
         os.mkdir(os.path.join(tmpdir, 'nodes'), 0o700)
         bundle = os.path.join(tmpdir, 'secrets.yaml')
         age_crypto.atomic_write(bundle, age_crypto.decrypt_file(params['secrets_bundle'], identity))
@@ -534,24 +529,23 @@ def run(module, talos, contract):
         if tc_needed and tc_before is not None and talosconfig_equivalent(
                 tc_before, talosconfig, params['talosconfig_min_validity_days']):
             # Same cluster, endpoints and nodes; only the freshly issued admin cert differs. Keep the
-            # stored one unless the recipients changed (plan_write compares plaintext first).
-            tc_needed = age_crypto.plan_write(tc_dest, tc_before, recipients, identity)[0]
+            # stored one unless the recipients changed.
+            tc_needed = age_crypto.recipients_changed(tc_dest, recipients)
             talosconfig = tc_before
 
-        diffs = []
-        results = []
-        for node, dest, plaintext, needed, before in plans:
-            if needed and not module.check_mode:
-                age_crypto.atomic_write(dest, age_crypto.encrypt(plaintext, recipients))
-            if needed and module._diff:
-                diffs.append(make_diff(dest, before, plaintext))
-            results.append(dict(name=node['name'], role=node['role'], ip=node.get('ip'), path=dest, changed=needed))
-        if tc_needed and not module.check_mode:
-            age_crypto.atomic_write(tc_dest, age_crypto.encrypt(talosconfig, recipients))
-        if tc_needed and module._diff:
-            diffs.append(make_diff(tc_dest, tc_before, talosconfig))
-    finally:
-        shutil.rmtree(tmpdir, ignore_errors=True)
+    # The plaintext is in memory now; the temp dir is gone before anything is encrypted and written.
+    diffs = []
+    results = []
+    for node, dest, plaintext, needed, before in plans:
+        if needed and not module.check_mode:
+            age_crypto.atomic_write(dest, age_crypto.encrypt(plaintext, recipients))
+        if needed and module._diff:
+            diffs.append(make_diff(dest, before, plaintext))
+        results.append(dict(name=node['name'], role=node['role'], ip=node.get('ip'), path=dest, changed=needed))
+    if tc_needed and not module.check_mode:
+        age_crypto.atomic_write(tc_dest, age_crypto.encrypt(talosconfig, recipients))
+    if tc_needed and module._diff:
+        diffs.append(make_diff(tc_dest, tc_before, talosconfig))
 
     wanted = set('%s.yaml.age' % node['name'] for node in params['nodes'])
     orphaned = []

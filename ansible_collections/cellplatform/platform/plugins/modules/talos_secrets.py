@@ -115,8 +115,6 @@ node_states:
 '''
 
 import os
-import shutil
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 
 from ansible.module_utils.basic import AnsibleModule
@@ -205,10 +203,7 @@ def configured_nodes(module, talos, nodes):
 
 
 def generate(module, talos, path, contract, work_dir):
-    parent = age_crypto.ensure_private_dir(work_dir) if work_dir else None
-    tmpdir = tempfile.mkdtemp(prefix='talos-secrets-', dir=parent)
-    try:
-        os.chmod(tmpdir, 0o700)
+    with age_crypto.private_tempdir('talos-secrets-', work_dir) as tmpdir:
         plain = os.path.join(tmpdir, 'secrets.yaml')
         talos.run(['gen', 'secrets', '--output-file', plain, '--talos-version', contract])
         with open(plain, 'rb') as handle:
@@ -223,8 +218,6 @@ def generate(module, talos, path, contract, work_dir):
         # bundle nobody here can decrypt would block every later run.
         age_crypto.decrypt(ciphertext, module.params['age_identity'], source=path)
         age_crypto.atomic_write(path, ciphertext)
-    finally:
-        shutil.rmtree(tmpdir, ignore_errors=True)
 
 
 def main():
