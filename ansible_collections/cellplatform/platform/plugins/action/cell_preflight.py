@@ -55,11 +55,10 @@ class ActionModule(ActionBase):
         """-> (variables, hosts, problems) from task_vars; templating errors become problems."""
         problems = []
         variables = {}
-        for name in sorted(task_vars):
-            if name.startswith("cellplatform_") and name not in NODE_VARS:
-                value = self._template(name, task_vars[name], problems)
-                if value is not _UNSET:
-                    variables[name] = value
+        for name in sorted(n for n in task_vars if n.startswith("cellplatform_") and n not in NODE_VARS):
+            value = self._template(name, task_vars[name], problems)
+            if value is not _UNSET:
+                variables[name] = value
         groups = task_vars.get("groups") or {}
         hostvars = task_vars.get("hostvars") or {}
         hosts = {"cell": list(groups.get("cell") or [])}

@@ -179,6 +179,16 @@ def is_host(value):
     return parse_ip(value) is not None or is_dns_name(value)
 
 
+def _label_like(text, default):
+    """``text`` made into an RFC 1123 label for a fix suggestion (``default`` if nothing is left)."""
+    return re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-")[:63] or default
+
+
+def _default_vm_id(base, ip):
+    """VM ID of a node without cellplatform_node_vm_id: vm_id_base + last octet of its IPv4 address."""
+    return base + int(str(ip).rsplit(".", 1)[1])
+
+
 def _within(name, parent):
     return name == parent or name.endswith("." + parent)
 
@@ -375,6 +385,29 @@ def _as_ip_range(checker, field, value, network, label, fix_hint):
     return start, end
 
 
+def _placement_problem(addr, network, gateway=None, nodes=None, pool=None):
+    """Why ``addr`` cannot be a host address of the cell (the first reason), or None.
+
+    ``network`` (when known) must hold it as a host address; it must not be ``gateway``, an
+    address of ``nodes`` ({address: host name}) or inside the LoadBalancer ``pool``.
+    """
+    if addr is None:
+        return None
+    if network is not None:
+        if addr not in network:
+            return "is outside the node network %s" % network
+        if addr in (network.network_address, network.broadcast_address):
+            return "is the %s address of %s" % (
+                "network" if addr == network.network_address else "broadcast", network)
+    if gateway is not None and addr == gateway:
+        return "is the gateway address"
+    if nodes and addr in nodes:
+        return "is also the address of node %s" % nodes[addr]
+    if pool and pool[0] <= addr <= pool[1]:
+        return "lies inside the LoadBalancer pool %s-%s" % pool
+    return None
+
+
 def _free_address(network, used, ranges):
     """First usable address of ``network`` that is neither in ``used`` nor in any range."""
     for addr in network.hosts():
@@ -427,7 +460,7 @@ def _check_l0(checker, hosts, mode_override):  # noqa: C901 - one linear list of
     if c.want_str("cellplatform_cell_name", name, "set a lowercase DNS label, e.g. cell.") is not None:
         if not is_dns_label(name):
             c.add("cellplatform_cell_name", name, "is not a valid DNS label (RFC 1123: lowercase a-z, 0-9, '-', at most 63 characters)",
-                  "use a lowercase name such as %s." % (re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-")[:63] or "cell"))
+                  "use a lowercase name such as %s." % _label_like(name, "cell"))
     mode = mode_override if mode_override not in (None, MISSING) else c.top("cellplatform_mode")
     mode = c.want_choice("cellplatform_mode", mode, MODES)
     c.want_str("cellplatform_build_root", c.top("cellplatform_build_root"),
@@ -466,16 +499,12 @@ def _check_l0(checker, hosts, mode_override):  # noqa: C901 - one linear list of
         gw_value = c.sub(network_map, "gateway")
         gateway = c.want_ipv4("cellplatform_network.gateway", gw_value,
                               "set the default gateway of the node network, e.g. %s." % _example_host(network))
-        if gateway is not None and network is not None:
-            if gateway not in network:
-                c.add("cellplatform_network.gateway", gw_value, "is outside the node network %s" % network,
-                      "pick the router address inside %s." % network)
-                gateway = None
-            elif gateway in (network.network_address, network.broadcast_address):
-                c.add("cellplatform_network.gateway", gw_value,
-                      "is the %s address of %s" % ("network" if gateway == network.network_address else "broadcast", network),
-                      "use the router's host address inside %s, e.g. %s." % (network, next(network.hosts())))
-                gateway = None
+        problem = _placement_problem(gateway, network) if network is not None else None
+        if problem:
+            c.add("cellplatform_network.gateway", gw_value, problem,
+                  ("pick the router address inside %s." % network) if gateway not in network else
+                  "use the router's host address inside %s, e.g. %s." % (network, next(network.hosts())))
+            gateway = None
         ns = c.want_list("cellplatform_network.nameservers", c.sub(network_map, "nameservers"),
                          "list DNS server IP addresses, e.g. [%s]." % _example_host(network), non_empty=True)
         for idx, item in enumerate(ns or []):
@@ -505,26 +534,15 @@ def _check_l0(checker, hosts, mode_override):  # noqa: C901 - one linear list of
         if not is_dns_label(hostname):
             c.add("inventory host " + hostname, hostname,
                   "is not a valid host name (RFC 1123 label: lowercase a-z, 0-9, '-', at most 63 characters, no dots)",
-                  "rename the host, e.g. %s." % (re.sub(r"[^a-z0-9-]+", "-", hostname.lower()).strip("-")[:63] or "node-1"))
+                  "rename the host, e.g. %s." % _label_like(hostname, "node-1"))
         field = "%s.cellplatform_node_ip" % hostname
         ip_value = hvars.get("cellplatform_node_ip", MISSING)
         fix = "give host %s a free address inside %s." % (hostname, network if network else "the node network")
         addr = c.want_ipv4(field, ip_value, fix)
-        if addr is not None:
-            if network is not None and addr not in network:
-                c.add(field, ip_value, "is outside the node network %s" % network, fix)
-                addr = None
-            elif network is not None and addr in (network.network_address, network.broadcast_address):
-                c.add(field, ip_value, "is the %s address of %s" % (
-                    "network" if addr == network.network_address else "broadcast", network), fix)
-                addr = None
-            elif gateway is not None and addr == gateway:
-                c.add(field, ip_value, "is the gateway address", fix)
-                addr = None
-            elif addr in seen_ip:
-                c.add(field, ip_value, "is also the address of node %s" % seen_ip[addr], fix)
-                addr = None
-        if addr is not None:
+        problem = _placement_problem(addr, network, gateway, seen_ip)
+        if problem:
+            c.add(field, ip_value, problem, fix)
+        elif addr is not None:
             seen_ip[addr] = hostname
             node_ips.append((hostname, addr))
         disk = hvars.get("cellplatform_node_install_disk", MISSING)
@@ -534,41 +552,23 @@ def _check_l0(checker, hosts, mode_override):  # noqa: C901 - one linear list of
                       "use an absolute device path such as /dev/sda or /dev/nvme0n1, or remove the override.")
 
     # -- API VIP ----------------------------------------------------------------------------
-    pool = None
-    pool_value = c.top("cellplatform_lb_pool")
-    pool = _as_ip_range(c, "cellplatform_lb_pool", pool_value, network, "LoadBalancer pool", "")
+    pool = _as_ip_range(c, "cellplatform_lb_pool", c.top("cellplatform_lb_pool"), network, "LoadBalancer pool", "")
     vip_value = c.top("cellplatform_api_vip")
     vip = c.want_ipv4("cellplatform_api_vip", vip_value, "set a free address of the node network, e.g. %s." % _example_host(network, 50))
-    ranges = [pool] if pool else []
-    karp_range = c.sub(c.sub(c.top("cellplatform_karpenter"), "address_range"), "start"), \
-        c.sub(c.sub(c.top("cellplatform_karpenter"), "address_range"), "end")
-    if all(isinstance(x, str) and parse_ip(x) is not None and parse_ip(x).version == 4 for x in karp_range):
-        ranges.append(tuple(parse_ip(x) for x in karp_range))  # only to suggest a free address
-    used = {ip for _n, ip in node_ips}
-    if gateway is not None:
-        used.add(gateway)
-    if vip is not None:
-        used.add(vip)
-
-    def vip_fix():
-        if network is None:
-            return "pick a free address inside the node network outside the LoadBalancer pool."
+    problem = _placement_problem(vip, network, gateway, seen_ip, pool) if network is not None else None
+    if problem:
+        # Suggest an unused address outside the pool and (when it parses) the dynamic-worker range.
+        ranges = [pool] if pool else []
+        karp_range = c.sub(c.top("cellplatform_karpenter"), "address_range")
+        karp_ips = tuple(parse_ip(c.sub(karp_range, key)) for key in ("start", "end"))
+        if all(ip is not None and ip.version == 4 for ip in karp_ips):
+            ranges.append(karp_ips)
+        used = set(seen_ip) | {vip}
+        if gateway is not None:
+            used.add(gateway)
         suggestion = _free_address(network, used, ranges)
-        return "pick a free address in %s outside the LoadBalancer pool%s." % (
-            network, (", e.g. %s" % suggestion) if suggestion else "")
-
-    if vip is not None and network is not None:
-        if vip not in network:
-            c.add("cellplatform_api_vip", vip_value, "is outside the node network %s" % network, vip_fix())
-        elif vip in (network.network_address, network.broadcast_address):
-            c.add("cellplatform_api_vip", vip_value, "is the %s address of %s" % (
-                "network" if vip == network.network_address else "broadcast", network), vip_fix())
-        elif gateway is not None and vip == gateway:
-            c.add("cellplatform_api_vip", vip_value, "is the gateway address", vip_fix())
-        elif vip in seen_ip:
-            c.add("cellplatform_api_vip", vip_value, "is also the address of node %s" % seen_ip[vip], vip_fix())
-        elif pool and pool[0] <= vip <= pool[1]:
-            c.add("cellplatform_api_vip", vip_value, "lies inside the LoadBalancer pool %s-%s" % pool, vip_fix())
+        c.add("cellplatform_api_vip", vip_value, problem, "pick a free address in %s outside the LoadBalancer pool%s." % (
+            network, (", e.g. %s" % suggestion) if suggestion else ""))
     c.want_int("cellplatform_api_port", c.top("cellplatform_api_port"), 1, 65535)
     dns_name = c.top("cellplatform_api_dns_name")
     if c.want_str("cellplatform_api_dns_name", dns_name, "set the API's DNS name, e.g. api.cell.lan.") is not None:
@@ -637,7 +637,7 @@ def _check_l0(checker, hosts, mode_override):  # noqa: C901 - one linear list of
         c.want_int("%s.%s.cores" % (base, role), c.sub(entry, "cores"), 1, 512)
         c.want_int("%s.%s.memory_mib" % (base, role), c.sub(entry, "memory_mib"), 2048 if role == "controlplane" else 1024, 4194304)
         c.want_int("%s.%s.disk_gib" % (base, role), c.sub(entry, "disk_gib"), 10, 65536)
-    return network, gateway, vip, pool, node_ips, provisioner
+    return network, gateway, vip, pool, node_ips
 
 
 def _check_versions(c):
@@ -705,7 +705,7 @@ def _check_proxmox(c, nodes, node_ips):
         if override is not MISSING and override is not None:
             vm_id = c.want_int(field, override, VM_ID_RANGE[0], VM_ID_RANGE[1])
         elif base is not None and hostname in ips:
-            vm_id = base + int(str(ips[hostname]).rsplit(".", 1)[1])
+            vm_id = _default_vm_id(base, ips[hostname])
             field = "cellplatform_proxmox.vm_id_base"
         else:
             vm_id = None
@@ -905,7 +905,7 @@ def validate(variables, hosts, layers=None, mode=None):
     """
     selected = _layers(layers)
     checker = _Checker(variables or {})
-    network, gateway, vip, pool, node_ips, _prov = _check_l0(checker, hosts, mode)
+    network, gateway, vip, pool, node_ips = _check_l0(checker, hosts, mode)
     karpenter_needed = "l1" in selected
     if karpenter_needed or checker.top("cellplatform_karpenter") is not MISSING:
         _check_karpenter(checker, network, gateway, vip, pool, node_ips, required=karpenter_needed)
@@ -955,7 +955,7 @@ def build_cell_model(variables, hosts, mode=None):
             ip = ipaddress.ip_address(hvars["cellplatform_node_ip"])
             vm_id = hvars.get("cellplatform_node_vm_id")
             if vm_id is None and isinstance(vm_id_base, int) and not isinstance(vm_id_base, bool):
-                vm_id = vm_id_base + int(str(ip).rsplit(".", 1)[1])
+                vm_id = _default_vm_id(vm_id_base, ip)
             nodes.append({
                 "name": host,
                 "ip": str(ip),

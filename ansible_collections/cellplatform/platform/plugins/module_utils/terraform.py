@@ -213,6 +213,11 @@ def classify_actions(actions):
     return "change"
 
 
+def _dotted_paths(change):
+    """The plan's ``replace_paths`` of one change, each as a dotted string."""
+    return [".".join(str(p) for p in path) for path in change.get("replace_paths") or []]
+
+
 def _address(rc):
     address = rc.get("address") or "%s.%s" % (rc.get("type"), rc.get("name"))
     if rc.get("deposed"):
@@ -245,15 +250,12 @@ def summarize_plan(plan):
             continue
         resources[category].append(address)
         if category in ("destroy", "replace"):
-            paths = []
-            for path in change.get("replace_paths") or []:
-                paths.append(".".join(str(p) for p in path))
             destructive.append(dict(
                 address=address,
                 action="delete" if category == "destroy" else "replace",
                 actions=list(change.get("actions") or []),
                 reason=rc.get("action_reason") or "",
-                replace_paths=paths,
+                replace_paths=_dotted_paths(change),
             ))
     for key in resources:
         resources[key] = sorted(resources[key])
@@ -396,10 +398,8 @@ def resource_diff(rc, secrets=()):
             lines_b.append("%s = %s" % (key, _render(flat_b[key][1])))
         if key in flat_a and flat_a[key][1] is not None:
             lines_a.append("%s = %s" % (key, _render(flat_a[key][1])))
-    extra = ""
-    if change.get("replace_paths"):
-        extra = ", forced by %s" % ", ".join(
-            ".".join(str(p) for p in path) for path in change["replace_paths"])
+    paths = _dotted_paths(change)
+    extra = ", forced by %s" % ", ".join(paths) if paths else ""
     header = "%s (%s%s)" % (_address(rc), category or "no-op", extra)
     return dict(
         before_header=header,
@@ -454,12 +454,13 @@ def scrub(value, secrets):
     return value
 
 
-def plan_diff(plan):
+def plan_diff(plan, secrets=None):
     """Ansible ``diff`` list: one entry per managed resource that changes.
 
     Values the plan marks sensitive and literals of sensitive root variables are masked.
     """
-    secrets = sensitive_literals(plan)
+    if secrets is None:
+        secrets = sensitive_literals(plan)
     out = []
     for rc in plan.get("resource_changes") or []:
         if rc.get("mode", "managed") != "managed":

@@ -372,17 +372,17 @@ def run_module(module, runner_class=None):
         analysis = summarize_plan(plan)
         secrets = sensitive_literals(plan)
         # The exit code of plan -detailed-exitcode is authoritative for "anything to apply".
-        analysis["has_changes"] = bool(has_changes)
-        result.update(has_changes=analysis["has_changes"], summary=analysis["summary"],
+        has_changes = bool(has_changes)
+        result.update(has_changes=has_changes, summary=analysis["summary"],
                       resources=analysis["resources"], destructive=analysis["destructive"])
         if module._diff:
-            result["diff"] = plan_diff(plan)
+            result["diff"] = plan_diff(plan, secrets)
         blocked = []
         if p["state"] == "present" and not p["allow_destroy"]:
             blocked = [d for d in analysis["destructive"]
                        if not address_matches(d["address"], p["allow_destroy_patterns"])]
 
-        if p["state"] == "present" and analysis["has_changes"] and not blocked:
+        if p["state"] == "present" and has_changes and not blocked:
             if module.check_mode:
                 result["changed"] = True
             else:
