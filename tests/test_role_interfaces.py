@@ -1,20 +1,22 @@
-"""The roles' interfaces: meta/argument_specs.yml against what each role reads, its defaults,
-the reference inventory and docs/variables.md. Pure and in-process (YAML parsing, a regex over
-the Jinja text, ansible-core's ArgumentSpecValidator); no playbook runs.
+"""The roles' interfaces: meta/argument_specs.yml against what each role reads and its defaults;
+the inventory schema against the reference inventory; docs/variables.md. Pure and in-process
+(YAML parsing, a regex over the Jinja text, ansible-core's ArgumentSpecValidator); no playbook runs.
 
     scripts/netns-run .venv/bin/pytest -q tests/test_role_interfaces.py
 
 How a name found in a role is classified (the conventions this test enforces):
 
 - *knob*: a name prefixed with the role name (``l0_infrastructure_*``, ``l1_cluster_platform_*``,
-  ``l2_core_platform_*``) that ``defaults/main.yml`` defines. Declared, with the same default.
+  ``l2_core_platform_*``, ``component_*``) that ``defaults/main.yml`` defines. Declared, with the
+  same default. An option without a default is an input its caller passes (``component_records``).
 - *internal*: a name the role defines for itself: a key of ``vars/main.yml`` (derived data: L0
   ``__l0_infrastructure_*``, L1 role-prefixed derived values, L2 ``l2_core_platform__*``), a task or
   block ``vars:`` key (including ``import_tasks``/``include_*`` vars), a ``register:`` result, a
   ``set_fact`` key or a ``loop_control.loop_var``. Never declared.
-- *fact*: ``cellplatform_cell``, the cell model set by ``cellplatform.platform.cell_preflight``.
-  Never declared.
-- *inventory input*: any other ``cellplatform_*`` name. Declared by every role that reads it.
+- *cell model*: ``cellplatform_cell``, set by ``cellplatform.platform.cell_preflight`` from the
+  inventory. Never declared; the only ``cellplatform_*`` name a role may read.
+- *inventory input*: any other ``cellplatform_*`` name. Declared once, in the inventory schema
+  (``plugins/plugin_utils/cell_schema.py``); no role reads or declares it.
 
 Only Jinja is scanned (``{{ }}``/``{% %}`` blocks, and the bare expressions of ``when``,
 ``changed_when``, ``failed_when``, ``until`` and ``that``), with string literals removed, so
@@ -136,18 +138,8 @@ def reference_inventory():
     return GEN.reference_inventory(REPO)
 
 
-def inventory_inputs():
-    """Every cellplatform_* name that exists as an input somewhere: the reference inventory,
-    the preflight (cell_model.py, cell_preflight.py) or a role's Jinja."""
-    group_vars, hosts = reference_inventory()
-    names = {n for n in group_vars if n.startswith("cellplatform_")}
-    for hvars in hosts.values():
-        names |= {n for n in hvars if n.startswith("cellplatform_")}
-    for path in (PLUGINS / "module_utils" / "cell_model.py", PLUGINS / "action" / "cell_preflight.py"):
-        names |= set(re.findall(r"\b(cellplatform_[a-z0-9_]+)\b", path.read_text(encoding="utf-8")))
-    for role in ROLES:
-        names |= {n for n in scan_role(role).referenced if n.startswith("cellplatform_")}
-    return names - FACTS
+def inventory_schema():
+    return GEN.inventory_schema(REPO)
 
 
 def is_template(value):
@@ -159,49 +151,55 @@ def is_template(value):
 def test_scanner_finds_known_references_and_definitions():
     """Guards the regex: if it silently matched nothing, every other test would pass vacuously."""
     l0 = scan_role("l0_infrastructure")
-    assert {"cellplatform_proxmox", "cellplatform_node_sizes", "l0_infrastructure_talos_timeout",
-            "cellplatform_cell"} <= l0.referenced
+    assert {"cellplatform_cell", "l0_infrastructure_talos_timeout", "l0_infrastructure_cilium_chart"} <= l0.referenced
     assert "__l0_infrastructure_terraform" in l0.defined        # register
     l1 = scan_role("l1_cluster_platform")
-    assert {"l1_cluster_platform_key", "l1_cluster_platform_karpenter_enabled"} <= l1.defined  # task vars, vars/main.yml
-    assert "cellplatform_external_dns" in l1.referenced
+    assert {"l1_cluster_platform__components", "l1_cluster_platform_proxmox"} <= l1.defined  # vars/main.yml, task vars
+    comp = scan_role("component")
+    assert {"component_records", "component_wait_timeout"} <= comp.referenced
+    assert {"component__run", "component"} <= comp.defined      # set_fact, loop_var
     # a name inside a string literal or a YAML comment is not a reference
     assert names_in_text("{{ x ~ 'cellplatform_token.tf' }}") == set()
     assert names_in_text("{{ cellplatform_gitops.path | default('apps') }}") == {"cellplatform_gitops"}
+    assert names_in_text("{{ x | cellplatform.platform.component_run('l1') }}") == set()
 
 
-# --- (a) what a role reads is declared; what it declares exists -----------------------------------
+# --- (a) a role reads the cell model and its own knobs; what it declares exists --------------------
+
+@pytest.mark.parametrize("role", ROLES)
+def test_a_role_reads_the_cell_model_never_an_inventory_input(role):
+    scan = scan_role(role)
+    raw = sorted(n for n in scan.referenced if n.startswith("cellplatform_") and n not in FACTS)
+    assert not raw, (
+        "%s reads inventory inputs directly: %s. Read the cell model instead (cellplatform_cell, built by the "
+        "preflight; add the input to cell_model.build_cell_model if it is not there yet)." % (role, ", ".join(raw)))
+
 
 @pytest.mark.parametrize("role", ROLES)
 def test_every_variable_the_role_reads_is_declared(role):
     scan = scan_role(role)
     spec = spec_of(role)
     undeclared = sorted(n for n in scan.referenced
-                        if n not in scan.defined and n not in FACTS and n not in spec)
+                        if n not in scan.defined and n not in FACTS and n not in spec
+                        and not n.startswith("cellplatform_"))
     assert not undeclared, (
         "%s reads these variables but meta/argument_specs.yml does not declare them (a knob goes in "
-        "defaults/main.yml and the spec; an inventory input goes in the spec; derived data goes in "
-        "vars/main.yml): %s" % (role, ", ".join(undeclared)))
+        "defaults/main.yml and the spec; derived data goes in vars/main.yml): %s" % (role, ", ".join(undeclared)))
 
 
 @pytest.mark.parametrize("role", ROLES)
-def test_every_declared_option_is_a_knob_or_an_inventory_input(role):
+def test_every_declared_option_is_a_knob_or_a_required_input(role):
     defaults = defaults_of(role)
     internal = set(role_vars_of(role)) | FACTS
-    inputs = inventory_inputs()
     wrong = []
-    for name in spec_of(role):
+    for name, spec in spec_of(role).items():
         if name in internal:
-            wrong.append("%s is internal (vars/main.yml or the preflight fact) and must not be declared" % name)
-        elif name.startswith(role + "_"):
-            if name not in defaults:
-                wrong.append("%s is declared but not defined in defaults/main.yml" % name)
-        elif name.startswith("cellplatform_"):
-            if name not in inputs:
-                wrong.append("%s is neither in the reference inventory, nor checked by the preflight, "
-                             "nor read by any role" % name)
-        else:
-            wrong.append("%s has neither the role prefix %s_ nor cellplatform_" % (name, role))
+            wrong.append("%s is internal (vars/main.yml or the cell model) and must not be declared" % name)
+        elif not name.startswith(role + "_"):
+            wrong.append("%s does not carry the role prefix %s_ (inventory inputs belong to the inventory "
+                         "schema, not to a role)" % (name, role))
+        elif name not in defaults and not spec.get("required"):
+            wrong.append("%s is declared but neither defined in defaults/main.yml nor required" % name)
     assert not wrong, "%s meta/argument_specs.yml:\n  %s" % (role, "\n  ".join(wrong))
 
 
@@ -210,6 +208,15 @@ def test_derived_values_are_not_knobs(role):
     """vars/main.yml (internal) beats defaults and inventory: a name in both would be a dead knob."""
     overlap = sorted(set(role_vars_of(role)) & (set(defaults_of(role)) | set(spec_of(role))))
     assert not overlap, "%s: defined in vars/main.yml and also a knob/declared: %s" % (role, overlap)
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_every_entry_point_declares_the_same_knobs(role):
+    data = load_yaml(ROLES_DIR / role / "meta" / "argument_specs.yml")["argument_specs"]
+    main = data["main"]["options"]
+    for entry, spec in data.items():
+        assert spec.get("options") == main, "%s: entry point %s declares other options than main" % (role, entry)
+        assert (ROLES_DIR / role / "tasks" / ("%s.yml" % entry)).exists(), "%s: no tasks/%s.yml" % (role, entry)
 
 
 # --- (b) defaults ------------------------------------------------------------------------------------
@@ -242,96 +249,109 @@ def test_every_knob_is_declared_with_the_default_of_defaults_main(role):
             bad.append("%s: no default in the spec (defaults/main.yml has %r)" % (name, value))
         elif spec[name]["default"] != value:
             bad.append("%s: spec default %r != defaults/main.yml %r" % (name, spec[name]["default"], value))
+        if is_template(value) and "cellplatform_cell" in str(value):
+            bad.append("%s: a default may not read the cell model (the argument spec is checked before the "
+                       "role's preflight builds it); derive the value in vars/main.yml" % name)
         bad.extend(_nested_default_mismatches(name, spec[name], value))
     assert not bad, "%s:\n  %s" % (role, "\n  ".join(bad))
+
+
+def _check_typed(name, spec, bad):
+    if "type" not in spec:
+        bad.append("%s: no type" % name)
+    if not spec.get("description"):
+        bad.append("%s: no description" % name)
+    if spec.get("type") == "list" and "elements" not in spec:
+        bad.append("%s: a list without elements" % name)
+    for key, sub in (spec.get("options") or {}).items():
+        _check_typed("%s.%s" % (name, key), sub, bad)
 
 
 @pytest.mark.parametrize("role", ROLES)
 def test_every_option_is_typed_and_described(role):
     bad = []
-
-    def check(name, spec):
-        if "type" not in spec:
-            bad.append("%s: no type" % name)
-        if not spec.get("description"):
-            bad.append("%s: no description" % name)
-        if spec.get("type") == "list" and "elements" not in spec:
-            bad.append("%s: a list without elements" % name)
-        for key, sub in (spec.get("options") or {}).items():
-            check("%s.%s" % (name, key), sub)
-
     for name, spec in spec_of(role).items():
-        check(name, spec)
+        _check_typed(name, spec, bad)
     assert not bad, "%s:\n  %s" % (role, "\n  ".join(bad))
 
 
 @pytest.mark.parametrize("role", ROLES)
-def test_reference_inventory_and_defaults_pass_the_spec(role):
-    """ansible-core validates the declared variables at role start: the spec must accept the
-    reference inventory (group and host variables) and the literal defaults."""
+def test_literal_defaults_pass_the_spec(role):
+    """ansible-core validates the declared knobs at role start: the literal defaults must pass."""
     spec = spec_of(role)
-    group_vars, hosts = reference_inventory()
-    host = next(h for h, hv in hosts.items() if "cellplatform_node_ip" in hv)
-    params, skipped = {}, set()
-    for source in (defaults_of(role), group_vars, hosts[host]):
-        for name, value in source.items():
-            if name not in spec:
-                continue
-            if is_template(value) and spec[name].get("type") not in (None, "str", "raw"):
-                skipped.add(name)  # a template of another type is only known once Ansible evaluates it
-                continue
-            params[name] = value
-    checked = {name: value for name, value in spec.items() if name not in skipped}
+    params = {n: v for n, v in defaults_of(role).items() if not is_template(v)}
+    checked = {n: s for n, s in spec.items() if n in params}
     result = ArgumentSpecValidator(checked).validate(params)
     assert not result.error_messages, "%s: %s" % (role, result.error_messages)
 
 
-def test_the_spec_rejects_a_typo_in_a_nested_key():
-    """The nested options are the real structure (and make typos fail at role start)."""
-    spec = spec_of("l2_core_platform")
+# --- (c) the inventory schema ----------------------------------------------------------------------
+
+def _schema_spec():
+    """The inventory schema as an Ansible argument spec (the schema's own keys removed)."""
+    def strip(spec):
+        out = {k: v for k, v in spec.items() if k not in ("layer", "scope")}
+        if "options" in out:
+            out["options"] = {k: strip(v) for k, v in out["options"].items()}
+        return out
+    return {name: strip(spec) for name, spec in inventory_schema().items()}
+
+
+def test_every_schema_entry_is_typed_described_and_layered():
+    bad = []
+    for name, spec in inventory_schema().items():
+        if not name.startswith("cellplatform_"):
+            bad.append("%s: an inventory input carries the cellplatform_ prefix" % name)
+        if spec.get("layer") not in ("l0", "l1", "l2", "l3", "l4", "l5", "l6", "l7"):
+            bad.append("%s: no layer" % name)
+        _check_typed(name, spec, bad)
+    assert not bad, "\n".join(bad)
+
+
+def test_reference_inventory_passes_the_schema():
+    """Types and nested keys of every reference value (templated strings are checked as strings)."""
+    spec = _schema_spec()
+    group_vars, hosts = reference_inventory()
+    params = {n: v for n, v in group_vars.items() if n in spec and not (is_template(v) and spec[n]["type"] != "str")}
+    result = ArgumentSpecValidator({n: spec[n] for n in params}).validate(params)
+    assert not result.error_messages, result.error_messages
+    for host, hvars in hosts.items():
+        hparams = {n: v for n, v in hvars.items() if n.startswith("cellplatform_")}
+        result = ArgumentSpecValidator({n: spec[n] for n in hparams}).validate(hparams)
+        assert not result.error_messages, (host, result.error_messages)
+
+
+def test_the_schema_rejects_a_typo_in_a_nested_key():
+    """The nested options are the real structure (the unknown-key check is generated from them)."""
+    spec = _schema_spec()
     params = {"cellplatform_linkerd": {"trust_anchor_lifetime_days": 3650, "issuer_lifetime_day": 365}}
     result = ArgumentSpecValidator({"cellplatform_linkerd": spec["cellplatform_linkerd"]}).validate(params)
     assert any("issuer_lifetime_day" in msg for msg in result.error_messages), result.error_messages
 
 
-def test_an_input_declared_by_several_roles_is_declared_alike():
-    """Same type, elements, choices, nested options and first description sentence everywhere;
-    only `required` and the role-specific usage (description[1:]) may differ."""
-    seen = {}
-    bad = []
-    for role in ROLES:
-        for name, spec in spec_of(role).items():
-            if not name.startswith("cellplatform_"):
-                continue
-            shape = {k: v for k, v in spec.items() if k not in ("required", "description")}
-            desc = spec.get("description")
-            shape["description[0]"] = desc[0] if isinstance(desc, list) else desc
-            if name in seen and seen[name][1] != shape:
-                bad.append("%s: %s and %s declare it differently" % (name, seen[name][0], role))
-            seen.setdefault(name, (role, shape))
-    assert not bad, "\n".join(bad)
-
-
-# --- (c) every inventory variable is declared or documented ----------------------------------------
-
-def test_every_inventory_variable_is_declared_or_documented_outside_the_roles():
+def test_every_inventory_variable_is_in_the_schema():
     group_vars, hosts = reference_inventory()
     names = {n for n in group_vars if n.startswith("cellplatform_")}
     for hvars in hosts.values():
         names |= {n for n in hvars if n.startswith("cellplatform_")}
-    declared = set()
-    for role in ROLES:
-        declared |= set(spec_of(role))
     outside = GEN.OUTSIDE_ROLES
     doc = VARIABLES_DOC.read_text(encoding="utf-8") if VARIABLES_DOC.exists() else ""
     missing = sorted(n for n in names
-                     if n not in declared and not (n in outside and "`%s`" % n in doc))
+                     if n not in inventory_schema() and not (n in outside and "`%s`" % n in doc))
     assert not missing, (
-        "inventory variables that no role declares and docs/variables.md does not list as read by the "
-        "playbooks/preflight only (OUTSIDE_ROLES in scripts/gen-variables-doc.py): %s" % ", ".join(missing))
+        "inventory variables that the inventory schema (plugins/plugin_utils/cell_schema.py) does not declare and "
+        "docs/variables.md does not list as read by the playbooks only (OUTSIDE_ROLES in "
+        "scripts/gen-variables-doc.py): %s" % ", ".join(missing))
 
 
-# --- (d) docs/variables.md is generated from the specs ----------------------------------------------
+def test_the_preflight_reads_only_inputs_of_the_schema():
+    text = (PLUGINS / "module_utils" / "cell_model.py").read_text(encoding="utf-8")
+    used = set(re.findall(r'"(cellplatform_[a-z0-9_]+)"', text))
+    unknown = sorted(used - set(inventory_schema()))
+    assert not unknown, "cell_model.py reads inputs the schema does not declare: %s" % unknown
+
+
+# --- (d) docs/variables.md is generated from the schema and the specs --------------------------------
 
 def test_variables_doc_is_up_to_date():
     expected = GEN.render(REPO)

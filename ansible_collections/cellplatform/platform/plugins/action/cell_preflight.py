@@ -23,8 +23,9 @@ from ansible_collections.cellplatform.platform.plugins.module_utils.cell_model i
     format_problems,
     validate,
 )
+from ansible_collections.cellplatform.platform.plugins.plugin_utils.cell_schema import HOST_VARIABLES
 
-NODE_VARS = ("cellplatform_node_ip", "cellplatform_node_install_disk", "cellplatform_node_vm_id")
+NODE_VARS = HOST_VARIABLES
 _UNSET = object()
 
 

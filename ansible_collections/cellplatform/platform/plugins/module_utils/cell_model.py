@@ -36,8 +36,29 @@ try:
 except ImportError:  # pragma: no cover - Python 2 is not supported by this collection
     Mapping = dict  # pylint: disable=invalid-name
 
-LAYERS = ("l0", "l1", "l2")
+# The layer list of the whole collection (titles for PLAN.md, tags l0..l7, roles in site.yml).
+LAYER_TITLES = (
+    ("l0", "L0 infrastructure"),
+    ("l1", "L1 cluster platform"),
+    ("l2", "L2 core platform"),
+    ("l3", "L3 delivery"),
+    ("l4", "L4 observability"),
+    ("l5", "L5 resilience"),
+    ("l6", "L6 security"),
+    ("l7", "L7 developer portal"),
+)
+LAYERS = tuple(layer for layer, _title in LAYER_TITLES)
 MODES = ("render", "apply")
+# Keys of the cell model that describe the cell itself (network, nodes, versions): the part of
+# the model plan.json carries. Everything else (directories, identities, per-layer inputs) is
+# either machine-specific or already rendered into the layer's own files.
+PLAN_CELL_KEYS = ("name", "network", "api", "lb_pool", "pod_cidr", "service_cidr", "talos", "nodes",
+                  "controlplane", "workers", "bootstrap_node", "talos_endpoints")
+DEFAULT_WORK_DIR = "~/.cache/cellplatform/%s"
+DEFAULT_AGE_IDENTITY = "~/.config/sops/age/keys.txt"
+# Where the Argo CD Applications of every layer live, and the AppProject they belong to.
+ARGOCD_NAMESPACE = "argocd"
+ARGOCD_PROJECT = "platform"
 PROVISIONERS = ("proxmox", "none")
 TALOS_PLATFORMS = ("nocloud", "metal")
 # Fix messages show examples from the user's own node network; before that network is known,
@@ -73,6 +94,18 @@ _SCHEMATIC_RE = re.compile(r"^[0-9a-f]{64}$")
 _DISK_RE = re.compile(r"^/dev/[A-Za-z0-9][A-Za-z0-9/_.:-]*$")
 _SCP_GIT_RE = re.compile(r"^[A-Za-z0-9._-]+@([A-Za-z0-9.-]+):([^\s]+)$")
 _OWNER_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+_BOOL_WORDS = {"true": True, "yes": True, "on": True, "false": False, "no": False, "off": False}
+
+
+def _as_bool(value, default=False):
+    """A validated boolean input (a top-level ``-e name=true`` arrives as a string)."""
+    if value is None or value is MISSING:
+        return default
+    if isinstance(value, str):
+        return _BOOL_WORDS.get(value.strip().lower(), default)
+    return bool(value)
 
 
 class _Missing(object):
@@ -298,6 +331,9 @@ class _Checker(object):
             if required:
                 self.add(field, value, "is required but not set", fix)
             return None
+        if "." not in field and isinstance(value, str) and value.strip().lower() in _BOOL_WORDS:
+            # `-e name=true` arrives as a string; accept it as Ansible's argument_spec does.
+            value = _BOOL_WORDS[value.strip().lower()]
         if not isinstance(value, bool):
             self.add(field, value, "must be a boolean, not %s" % _type_name(value), fix)
             return None
@@ -467,6 +503,14 @@ def _check_l0(checker, hosts, mode_override):  # noqa: C901 - one linear list of
                "set the directory rendered files go to, e.g. \"{{ inventory_dir }}/../../build\".")
     c.want_str("cellplatform_secrets_dir", c.top("cellplatform_secrets_dir"),
                "set the directory of the encrypted secrets, e.g. \"{{ inventory_dir }}/secrets\".")
+    c.want_str("cellplatform_work_dir", c.top("cellplatform_work_dir"),
+               "set a private directory for per-run plaintext files, e.g. ~/.cache/cellplatform/<cell>, "
+               "or remove the variable for that default.", required=False)
+    c.want_str("cellplatform_kubeconfig", c.top("cellplatform_kubeconfig"),
+               "set the path of an admin kubeconfig of this cell, or remove the variable to let the "
+               "collection fetch and store one.", required=False)
+    c.want_bool("cellplatform_terraform_allow_destroy", c.top("cellplatform_terraform_allow_destroy"),
+                required=False)
 
     # -- age --------------------------------------------------------------------------------
     recipients = c.top("cellplatform_age_recipients")
@@ -765,6 +809,14 @@ def _check_karpenter(c, network, gateway, vip, pool, node_ips, required):
     if high is not None and size < high:
         c.add(field + ".address_range", shown, "holds %d addresses, fewer than max_nodes %d" % (size, high),
               "widen the range to at least %d addresses or lower max_nodes." % high)
+    elif high is not None:
+        block = karpenter_ipam_block(rng[0], rng[1])
+        if block.num_addresses < high:
+            c.add(field + ".address_range", shown,
+                  "has %s as its largest CIDR-aligned block (the subnet Karpenter's simple IPAM allocates from), "
+                  "which holds %d addresses, fewer than max_nodes %d" % (block, block.num_addresses, high),
+                  "widen or align the range so that it contains an aligned block of at least %d addresses "
+                  "(e.g. a whole /%d), or lower max_nodes." % (high, 32 - (high - 1).bit_length()))
     fix = "move the dynamic-worker range to free addresses (disjoint from nodes, VIP, gateway and the LoadBalancer pool)."
     for hostname, ip in node_ips:
         if rng[0] <= ip <= rng[1]:
@@ -777,7 +829,24 @@ def _check_karpenter(c, network, gateway, vip, pool, node_ips, required):
         c.add(field + ".address_range", shown, "overlaps the LoadBalancer pool %s-%s" % pool, fix)
 
 
+def karpenter_ipam_block(start, end):
+    """The largest CIDR-aligned block inside [start, end] (the earliest one of that size).
+
+    Karpenter's simple IPAM takes a subnet (``ipconfig0: ip=<subnet>,gw=<gateway>`` in the
+    Proxmox template), not a range, so the dynamic-worker range maps to this block.
+    """
+    first, last = int(start), int(end)
+    best = ipaddress.ip_network("%s/32" % ipaddress.ip_address(first))
+    for prefix in range(31, 15, -1):
+        size = 2 ** (32 - prefix)
+        base = -(-first // size) * size
+        if base + size - 1 <= last:
+            best = ipaddress.ip_network("%s/%d" % (ipaddress.ip_address(base), prefix))
+    return best
+
+
 def _check_l1(c):
+    c.want_bool("cellplatform_metallb_bgp", c.top("cellplatform_metallb_bgp"), required=False)
     domain = c.top("cellplatform_dns_domain")
     dom_fix = "set the cell's DNS domain, e.g. cell.lan."
     if c.want_str("cellplatform_dns_domain", domain, dom_fix) is not None and not is_dns_name(domain):
@@ -856,6 +925,11 @@ def _check_gitops(c):
             elif not _git_url_ok(url):
                 c.add(field + ".repo_url", url, "is not a Git URL Argo CD can clone", url_fix)
         c.want_str(field + ".revision", c.sub(git, "revision"), "set a branch, tag or commit, e.g. main.")
+        for key, default in (("project", ARGOCD_PROJECT), ("namespace", ARGOCD_NAMESPACE)):
+            value = c.sub(git, key)
+            fix = "use a lowercase DNS label such as %s, or remove it for that default." % default
+            if c.want_str(field + "." + key, value, fix, required=False) is not None and not is_dns_label(value):
+                c.add(field + "." + key, value, "is not a valid DNS label", fix)
         path = c.sub(git, "path")
         path_fix = "use a path relative to the repository root without '..', e.g. apps."
         if c.want_str(field + ".path", path, path_fix) is not None:
@@ -965,7 +1039,7 @@ def build_cell_model(variables, hosts, mode=None):
                 "vm_id": vm_id,
             })
     controlplane = [n["name"] for n in nodes if n["role"] == "controlplane"]
-    return {
+    cell = {
         "name": name,
         "mode": mode if mode else v["cellplatform_mode"],
         "build_dir": os.path.join(os.path.realpath(v["cellplatform_build_root"]), name),
@@ -995,6 +1069,7 @@ def build_cell_model(variables, hosts, mode=None):
         },
         "pod_cidr": str(v["cellplatform_pod_cidr"]),
         "service_cidr": str(v["cellplatform_service_cidr"]),
+        "cluster_dns_domain": str(v.get("cellplatform_cluster_dns_domain") or "cluster.local"),
         "talos": {
             "version": talos_version,
             "contract": "v%s.%s" % (major, minor),
@@ -1009,4 +1084,72 @@ def build_cell_model(variables, hosts, mode=None):
         "workers": [n["name"] for n in nodes if n["role"] == "worker"],
         "bootstrap_node": controlplane[0] if controlplane else None,
         "talos_endpoints": [n["ip"] for n in nodes if n["role"] == "controlplane"],
+    }
+    cell.update(_run_model(v, name))
+    cell.update(_layer_inputs(v))
+    return cell
+
+
+def _plain_copy(value):
+    """A deep copy of validated inventory data as plain dicts/lists/scalars."""
+    if isinstance(value, Mapping):
+        return dict((str(k), _plain_copy(item)) for k, item in value.items())
+    if isinstance(value, (list, tuple)):
+        return [_plain_copy(item) for item in value]
+    return value
+
+
+def _run_model(v, name):
+    """Where this controller keeps the cell's plaintext, identities and cluster access."""
+    work_dir = os.path.realpath(os.path.expanduser(v.get("cellplatform_work_dir") or DEFAULT_WORK_DIR % name))
+    user_kubeconfig = v.get("cellplatform_kubeconfig")
+    return {
+        "work_dir": work_dir,
+        # A kubeconfig the user names is used as it is and never written; otherwise the
+        # collection fetches one (L0) and keeps it encrypted, decrypted into the work dir per run.
+        "kubeconfig": {
+            "path": os.path.realpath(os.path.expanduser(user_kubeconfig)) if user_kubeconfig
+            else os.path.join(work_dir, "kubeconfig"),
+            "managed": not user_kubeconfig,
+        },
+        "age": {
+            "recipients": [str(r) for r in v.get("cellplatform_age_recipients") or []],
+            "identity": os.path.realpath(os.path.expanduser(v.get("cellplatform_age_identity") or DEFAULT_AGE_IDENTITY)),
+        },
+        "provisioner": v.get("cellplatform_provisioner"),
+        "terraform_allow_destroy": _as_bool(v.get("cellplatform_terraform_allow_destroy")),
+    }
+
+
+def _layer_inputs(v):
+    """The inputs of L0 machines and of the layers above, normalised for the roles."""
+    proxmox = v.get("cellplatform_proxmox")
+    gitops = _plain_copy(v.get("cellplatform_gitops") or {})
+    gitops.setdefault("project", ARGOCD_PROJECT)
+    gitops.setdefault("namespace", ARGOCD_NAMESPACE)
+    karpenter = _plain_copy(v.get("cellplatform_karpenter") or {"enabled": False})
+    karpenter["enabled"] = _as_bool(karpenter.get("enabled"))
+    rng = karpenter.get("address_range")
+    if karpenter["enabled"] and isinstance(rng, Mapping) and parse_ip(rng.get("start")) and parse_ip(rng.get("end")):
+        first, last = parse_ip(rng["start"]), parse_ip(rng["end"])
+        block = karpenter_ipam_block(first, last)
+        gateway = str((v.get("cellplatform_network") or {}).get("gateway", ""))
+        karpenter["ipam"] = {
+            "range": "%s-%s" % (first, last),
+            "subnet": str(block),
+            "addresses": block.num_addresses,
+            "gateway": gateway,
+            "ipconfig0": "ip=%s,gw=%s" % (block, gateway),
+        }
+    return {
+        "proxmox": _plain_copy(proxmox) if isinstance(proxmox, Mapping) else None,
+        "node_sizes": _plain_copy(v.get("cellplatform_node_sizes")) if v.get("cellplatform_node_sizes") else None,
+        "dns_domain": v.get("cellplatform_dns_domain"),
+        "external_dns": _plain_copy(v.get("cellplatform_external_dns")) if v.get("cellplatform_external_dns") else None,
+        "metallb": {"bgp": _as_bool(v.get("cellplatform_metallb_bgp"))},
+        "karpenter": karpenter,
+        "gitops": gitops,
+        "argocd_domain": v.get("cellplatform_argocd_domain"),
+        "policy_mode": str(v.get("cellplatform_policy_mode") or "audit").lower(),
+        "linkerd": _plain_copy(v.get("cellplatform_linkerd")) if v.get("cellplatform_linkerd") else None,
     }

@@ -16,23 +16,15 @@ from collections.abc import Mapping
 
 import yaml
 
+from ansible_collections.cellplatform.platform.plugins.module_utils.cell_model import (
+    LAYER_TITLES as _LAYER_TITLES,
+    PLAN_CELL_KEYS,
+)
+
 PLAN_JSON = "plan.json"
 PLAN_MD = "PLAN.md"
 PLAN_FORMAT_VERSION = 1
-# Keys of the cell model that describe this run on this machine, not the cell: plan.json is
-# committed to the GitOps repository, so it must be the same bytes on every machine and mode.
-RUN_SPECIFIC_CELL_KEYS = ("mode", "build_dir", "secrets_dir")
-
-LAYER_TITLES = {
-    "l0": "L0 infrastructure",
-    "l1": "L1 cluster platform",
-    "l2": "L2 core platform",
-    "l3": "L3 delivery",
-    "l4": "L4 observability",
-    "l5": "L5 resilience",
-    "l6": "L6 security",
-    "l7": "L7 developer portal",
-}
+LAYER_TITLES = dict(_LAYER_TITLES)
 
 # Private key material must never reach the build tree (it is committed to GitOps repos).
 _PRIVATE_KEY_RE = re.compile(r"-----BEGIN ([A-Z0-9 ]+ )?PRIVATE KEY-----")
@@ -158,7 +150,9 @@ def merge_plan(existing, layer=None, components=None, cell=None):
     plan = dict(existing or {})
     plan["format"] = PLAN_FORMAT_VERSION
     if cell is not None:
-        plan["cell"] = {k: v for k, v in to_plain(cell).items() if k not in RUN_SPECIFIC_CELL_KEYS}
+        # plan.json is committed to the GitOps repository: only the cell's own description,
+        # never this machine's directories, identities or run mode.
+        plan["cell"] = {k: v for k, v in to_plain(cell).items() if k in PLAN_CELL_KEYS}
     merged = {}
     for comp in plan.get("components", []) or []:
         if layer is not None and comp.get("layer") == layer:

@@ -97,7 +97,7 @@ def test_clean_inventory_sets_the_fact(tmp_path):
     assert result.get("failed") is not True, result.get("msg")
     assert result["changed"] is False
     assert result["problems"] == []
-    assert result["layers"] == ["l0", "l1", "l2"]
+    assert result["layers"] == ["l0", "l1", "l2", "l3", "l4", "l5", "l6", "l7"]
     cell = result["cell"]
     assert cell["build_dir"] == os.path.join(os.path.realpath(str(tmp_path / "build")), "cell")
     assert cell["secrets_dir"] == os.path.realpath(str(tmp_path / "inventories" / "production" / "secrets"))

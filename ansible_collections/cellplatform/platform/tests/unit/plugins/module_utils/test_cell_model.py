@@ -79,7 +79,11 @@ def test_model_of_the_reference_cell(ref):
     assert "192.168.100.50" not in cell["talos_endpoints"]
     assert sorted(cell) == sorted(["name", "mode", "build_dir", "secrets_dir", "network", "api", "lb_pool", "pod_cidr",
                                    "service_cidr", "talos", "nodes", "controlplane", "workers", "bootstrap_node",
-                                   "talos_endpoints"])
+                                   "talos_endpoints", "cluster_dns_domain",
+                                   # run settings and the inputs of the layers above, for the roles
+                                   "work_dir", "kubeconfig", "age", "provisioner", "terraform_allow_destroy",
+                                   "proxmox", "node_sizes", "dns_domain", "external_dns", "metallb", "karpenter",
+                                   "gitops", "argocd_domain", "policy_mode", "linkerd"])
 
 
 def test_model_is_deterministic(ref):
@@ -186,7 +190,8 @@ def test_l0_only_still_checks_a_set_karpenter_range(ref):
     variables["cellplatform_karpenter"]["address_range"] = {"start": "192.168.100.40", "end": "192.168.100.60"}
     variables["cellplatform_policy_mode"] = "not a mode"  # an L2-only setting: not checked for l0
     problems = cm.validate(variables, hosts, layers=["l0"])
-    assert fields(problems) == ["cellplatform_karpenter.address_range"] * 4
+    # node .51-.53 and the VIP inside it, and its largest aligned block (.48/29) under max_nodes
+    assert fields(problems) == ["cellplatform_karpenter.address_range"] * 5
     assert "the API VIP" in problems[-1]["message"]
 
 
@@ -367,3 +372,76 @@ def test_fix_examples_come_from_the_users_network_not_the_reference_cell(ref):
     fixes = {p["field"]: p["fix"] for p in cm.validate(variables, hosts)}
     assert fixes == {"cellplatform_network.cidr": "set a network in CIDR notation, e.g. 192.0.2.0/24.",
                      "cellplatform_network.gateway": "set the default gateway of the node network, e.g. 192.0.2.1."}
+
+
+# --- the one cell model every role reads --------------------------------------------------------
+
+def test_model_carries_every_layers_inputs_normalised(ref, monkeypatch):
+    variables, hosts = ref
+    monkeypatch.setenv("HOME", "/home/op")
+    cell = cm.build_cell_model(variables, hosts)
+    assert cell["work_dir"] == "/home/op/.cache/cellplatform/cell"
+    assert cell["kubeconfig"] == {"path": "/home/op/.cache/cellplatform/cell/kubeconfig", "managed": True}
+    assert cell["age"] == {"recipients": [], "identity": "/home/op/.config/sops/age/keys.txt"}
+    assert cell["gitops"]["project"] == "platform" and cell["gitops"]["namespace"] == "argocd"
+    assert cell["gitops"]["repo_url"] == variables["cellplatform_gitops"]["repo_url"]
+    assert cell["provisioner"] == "proxmox" and cell["proxmox"]["node_name"] == "pve1"
+    assert cell["cluster_dns_domain"] == "cluster.local" and cell["policy_mode"] == "audit"
+    assert cell["metallb"] == {"bgp": False} and cell["terraform_allow_destroy"] is False
+    assert cell["karpenter"]["ipam"] == {
+        "range": "192.168.100.100-192.168.100.149", "subnet": "192.168.100.112/28", "addresses": 16,
+        "gateway": "192.168.100.1", "ipconfig0": "ip=192.168.100.112/28,gw=192.168.100.1"}
+    # the model is a copy: changing it does not change the inventory data
+    cell["external_dns"]["policy"] = "sync"
+    assert variables["cellplatform_external_dns"]["policy"] != "sync"
+
+
+def test_user_kubeconfig_is_used_as_given_and_never_managed(ref):
+    variables, hosts = ref
+    variables.update(cellplatform_kubeconfig="/etc/cell/admin.conf", cellplatform_work_dir="/run/cell",
+                     cellplatform_terraform_allow_destroy="true", cellplatform_metallb_bgp=True,
+                     cellplatform_gitops=dict(variables["cellplatform_gitops"], project="cells"))
+    assert cm.validate(variables, hosts) == []
+    cell = cm.build_cell_model(variables, hosts)
+    assert cell["kubeconfig"] == {"path": "/etc/cell/admin.conf", "managed": False}
+    assert cell["work_dir"] == "/run/cell" and cell["terraform_allow_destroy"] is True
+    assert cell["metallb"]["bgp"] is True and cell["gitops"]["project"] == "cells"
+
+
+@pytest.mark.parametrize("name,value,message", [
+    ("cellplatform_work_dir", 7, "cellplatform_work_dir: 7 must be a string, not an integer"),
+    ("cellplatform_kubeconfig", "", 'cellplatform_kubeconfig: "" must not be empty'),
+    ("cellplatform_terraform_allow_destroy", "perhaps", "cellplatform_terraform_allow_destroy: perhaps must be a boolean, not a string"),
+    ("cellplatform_metallb_bgp", "yes please", "cellplatform_metallb_bgp: yes please must be a boolean, not a string"),
+])
+def test_optional_run_settings_are_checked(ref, name, value, message):
+    variables, hosts = ref
+    variables[name] = value
+    assert message in [p["message"] for p in cm.validate(variables, hosts)]
+
+
+def test_karpenter_range_whose_aligned_block_is_too_small_is_caught_in_preflight(ref):
+    variables, hosts = ref
+    # 30 addresses, but the largest aligned block inside .101-.130 is a /28 (16 addresses)
+    variables["cellplatform_karpenter"] = dict(variables["cellplatform_karpenter"], max_nodes=20,
+                                               address_range={"start": "192.168.100.101", "end": "192.168.100.130"})
+    problems = [p for p in cm.validate(variables, hosts) if p["field"] == "cellplatform_karpenter.address_range"]
+    assert len(problems) == 1
+    assert "largest CIDR-aligned block (the subnet Karpenter's simple IPAM allocates from)" in problems[0]["message"]
+    assert "192.168.100.112/28" in problems[0]["message"] and "fewer than max_nodes 20" in problems[0]["message"]
+    assert "a whole /27" in problems[0]["fix"]
+
+
+@pytest.mark.parametrize("start,end,block", [
+    ("10.0.0.0", "10.0.0.255", "10.0.0.0/24"),
+    ("10.0.0.1", "10.0.0.254", "10.0.0.64/26"),
+    ("10.0.0.7", "10.0.0.7", "10.0.0.7/32"),
+    ("10.0.0.100", "10.0.0.149", "10.0.0.112/28"),
+])
+def test_karpenter_ipam_block(start, end, block):
+    assert str(cm.karpenter_ipam_block(cm.parse_ip(start), cm.parse_ip(end))) == block
+
+
+def test_one_layer_list():
+    assert cm.LAYERS == ("l0", "l1", "l2", "l3", "l4", "l5", "l6", "l7")
+    assert dict(cm.LAYER_TITLES)["l5"] == "L5 resilience"

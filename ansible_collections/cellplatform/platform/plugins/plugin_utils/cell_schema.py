@@ -1,0 +1,455 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The inventory schema: every ``cellplatform_*`` input of a cell, in one place.
+
+Each entry has the shape of an Ansible argument spec option (``type``, ``elements``,
+``choices``, ``options`` for nested mappings, ``description``) plus:
+
+``layer``
+    the lowest layer that needs it (``l0`` .. ``l7``); the preflight requires a layer's inputs
+    only when that layer is selected.
+``scope``
+    ``host`` for per-node host variables (``hosts.yml``); cell-wide otherwise (``group_vars``).
+
+The roles do not declare these inputs: they read the validated cell model (``cellplatform_cell``)
+that ``cellplatform.platform.cell_preflight`` builds from them. ``docs/variables.md`` is generated
+from this schema and the roles' own knobs (``scripts/gen-variables-doc.py``).
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import yaml
+
+INVENTORY_SCHEMA = yaml.safe_load(r"""
+cellplatform_cell_name:
+  layer: l0
+  type: str
+  description:
+    - 'Name of the cell: a lowercase DNS label (RFC 1123); names build/<cell>/, the cluster and the work directory.'
+    - Also names the default work directory and Terraform state file.
+cellplatform_mode:
+  layer: l0
+  type: str
+  choices:
+    - render
+    - apply
+  description:
+    - C(render) writes build/<cell>/ only (no cluster, hypervisor or network needed); C(apply) renders, then converges
+      the machines and the cluster and gates each layer.
+cellplatform_build_root:
+  layer: l0
+  type: str
+  description:
+    - Directory the rendered tree goes to; files land in C(<build_root>/<cell>/).
+cellplatform_secrets_dir:
+  layer: l0
+  type: str
+  description:
+    - Directory of the cell's age-encrypted secrets (Talos bundle, talosconfig, kubeconfig, C(platform.yaml.age),
+      C(linkerd-*.age)).
+cellplatform_network:
+  layer: l0
+  type: dict
+  description:
+    - 'Node network of the cell (IPv4): CIDR, gateway, resolvers, NTP, search domains, MTU and the CEL selector
+      of the node NIC.'
+  options:
+    cidr:
+      type: str
+      description: Node network in CIDR notation without host bits, a /29 or larger (e.g. C(192.168.100.0/24)).
+    gateway:
+      type: str
+      description: Default gateway (IPv4 inside C(cidr)).
+    nameservers:
+      type: list
+      elements: str
+      description: DNS resolvers by IP address (at least one).
+    ntp_servers:
+      type: list
+      elements: str
+      description: NTP servers, IP addresses or host names (at least one).
+    search_domains:
+      type: list
+      elements: str
+      description: DNS search domains (may be empty); the first is also the VMs' cloud-init search domain.
+    mtu:
+      type: int
+      description: MTU of the node link (1280-9216).
+    link_selector:
+      type: str
+      description: CEL expression selecting the node NIC (Talos LinkAliasConfig), e.g. C(link.driver == "virtio_net").
+cellplatform_api_vip:
+  layer: l0
+  type: str
+  description:
+    - 'Kubernetes API virtual IP (Talos Layer2VIPConfig on the control planes): a free IPv4 of the node network
+      outside the LoadBalancer pool.'
+cellplatform_api_port:
+  layer: l0
+  type: int
+  description:
+    - Kubernetes API port (1-65535).
+cellplatform_api_dns_name:
+  layer: l0
+  type: str
+  description:
+    - DNS name of the API VIP (certificate SAN; external-dns publishes it).
+cellplatform_lb_pool:
+  layer: l0
+  type: dict
+  description:
+    - 'LoadBalancer address pool of MetalLB: a range inside the node network, disjoint from the nodes, the gateway
+      and the API VIP.'
+  options:
+    start:
+      type: str
+      description: First address (IPv4, inside the node network).
+    end:
+      type: str
+      description: Last address (IPv4, inside the node network, not before C(start)).
+cellplatform_pod_cidr:
+  layer: l0
+  type: str
+  description:
+    - Pod network (CIDR, disjoint from the node network and the service CIDR).
+cellplatform_service_cidr:
+  layer: l0
+  type: str
+  description:
+    - Service network (CIDR, at most 2^20 addresses, disjoint from the node network and the pod CIDR).
+cellplatform_cluster_dns_domain:
+  layer: l0
+  type: str
+  description:
+    - Kubernetes cluster DNS domain (Talos C(cluster.network.dnsDomain)), e.g. C(cluster.local).
+    - Written to Talos C(cluster.network.dnsDomain).
+cellplatform_talos_version:
+  layer: l0
+  type: str
+  description:
+    - 'Talos release C(vMAJOR.MINOR.PATCH) (supported minors: v1.13, v1.14); talosctl must match it.'
+cellplatform_kubernetes_version:
+  layer: l0
+  type: str
+  description:
+    - Kubernetes version C(MAJOR.MINOR.PATCH) supported by the Talos release (quote it in YAML).
+cellplatform_talos_schematic_id:
+  layer: l0
+  type: str
+  description:
+    - 64-character hex ID of the Image Factory schematic (the reference one contains siderolabs/qemu-guest-agent).
+cellplatform_talos_platform:
+  layer: l0
+  type: str
+  choices:
+    - nocloud
+    - metal
+  description:
+    - Talos platform of the installer image; C(proxmox) provisioning needs C(nocloud).
+cellplatform_talos_install_disk:
+  layer: l0
+  type: str
+  description:
+    - Default install disk of every node (absolute device path such as C(/dev/sda)).
+cellplatform_age_recipients:
+  layer: l0
+  type: list
+  elements: str
+  description:
+    - age public keys (C(age1...)) the cell's secrets are encrypted to; required and non-empty in apply mode.
+    - The Talos secrets bundle, talosconfig and kubeconfig are encrypted to them.
+cellplatform_age_identity:
+  layer: l0
+  type: str
+  description:
+    - age identity file that decrypts the cell's secrets (the SOPS key file works); required in apply mode.
+    - Decrypts the Talos bundle, the Proxmox token and the configs in apply mode.
+cellplatform_provisioner:
+  layer: l0
+  type: str
+  choices:
+    - proxmox
+    - none
+  description:
+    - C(proxmox) creates the VMs with Terraform; C(none) skips Terraform for machines that already boot Talos in
+      maintenance mode.
+cellplatform_proxmox:
+  layer: l0
+  type: dict
+  description:
+    - Proxmox VE API endpoint, node, datastores, bridge and VM ID base; required when C(cellplatform_provisioner)
+      is C(proxmox).
+    - Terraform variables (endpoint, node, datastores, bridge); VM IDs from C(vm_id_base).
+  options:
+    endpoint:
+      type: str
+      description: Proxmox API URL (https), e.g. C(https://pve.example.lan:8006/).
+    insecure:
+      type: bool
+      description: Skip TLS verification of the Proxmox API.
+    node_name:
+      type: str
+      description: Proxmox node the VMs are created on.
+    datastore:
+      type: str
+      description: Datastore of the VM disks (also the boot disk storage of Karpenter's workers).
+    image_datastore:
+      type: str
+      description: Datastore the Talos image is downloaded to.
+    bridge:
+      type: str
+      description: Network bridge of the VM NICs.
+    vm_id_base:
+      type: int
+      description: VM IDs are C(vm_id_base) plus the last octet of the node address (unless C(cellplatform_node_vm_id)
+        is set).
+cellplatform_node_sizes:
+  layer: l0
+  type: dict
+  description:
+    - VM sizes per role for Terraform; required when C(cellplatform_provisioner) is C(proxmox).
+    - Terraform VM sizes of the control planes and static workers.
+  options:
+    controlplane:
+      type: dict
+      description: Size of each control-plane VM.
+      options:
+        cores:
+          type: int
+          description: vCPUs (1-512).
+        memory_mib:
+          type: int
+          description: Memory in MiB (controlplane at least 2048, worker at least 1024).
+        disk_gib:
+          type: int
+          description: Boot disk in GiB (10-65536).
+    worker:
+      type: dict
+      description: Size of each static worker VM.
+      options:
+        cores:
+          type: int
+          description: vCPUs (1-512).
+        memory_mib:
+          type: int
+          description: Memory in MiB (controlplane at least 2048, worker at least 1024).
+        disk_gib:
+          type: int
+          description: Boot disk in GiB (10-65536).
+cellplatform_karpenter:
+  layer: l1
+  type: dict
+  description:
+    - Karpenter (Proxmox provider) and the Proxmox cloud-controller-manager; with C(enabled) false nothing else
+      is read and nothing is rendered or applied for them.
+    - 'Only C(enabled) is read here: it turns on Talos C(cluster.externalCloudProvider) for the Proxmox CCM.'
+  options:
+    enabled:
+      type: bool
+      description: Install Karpenter and the Proxmox CCM (also turns on Talos C(cluster.externalCloudProvider) in
+        L0).
+    min_nodes:
+      type: int
+      description: Lower bound of dynamic workers (0-100; documented, Karpenter scales from zero).
+    max_nodes:
+      type: int
+      description: Upper bound of dynamic workers (0-100, not below C(min_nodes)); NodePool limits are max_nodes
+        times the node size.
+    node_cores:
+      type: int
+      description: vCPUs of one dynamic worker (1-512).
+    node_memory_mib:
+      type: int
+      description: Memory (MiB) of one dynamic worker (at least 1024).
+    node_disk_gib:
+      type: int
+      description: Boot disk (GiB) of one dynamic worker (10-65536).
+    proxmox_region:
+      type: str
+      description: Region name of the Proxmox cluster in the provider and CCM config.
+    template_name:
+      type: str
+      description: Name of the pre-built Proxmox template VM (ProxmoxUnmanagedTemplate).
+    address_range:
+      type: dict
+      description: Addresses dynamic workers may take, disjoint from nodes, VIP, gateway and the LoadBalancer pool;
+        mapped to the largest CIDR-aligned block inside it (the IPAM subnet of the template).
+      options:
+        start:
+          type: str
+          description: First address (IPv4, inside the node network).
+        end:
+          type: str
+          description: Last address (IPv4, inside the node network, not before C(start)).
+cellplatform_gitops:
+  layer: l0
+  type: dict
+  description:
+    - GitOps repository the Argo CD Applications of every layer point at; C(path) is also the build-tree directory
+      the Applications are written to (C(<path>/<component>.yaml)).
+  options:
+    repo_url:
+      type: str
+      description: 'Repository URL: C(https://), C(ssh://) or scp-like C(git@host:org/repo.git) (no plain http).'
+    revision:
+      type: str
+      description: Branch, tag or commit.
+    path:
+      type: str
+      description: Directory of the child Application manifests, relative to the repository root (no C(..)).
+    project:
+      type: str
+      description: Argo CD AppProject every platform Application belongs to (a DNS label); default C(platform).
+    namespace:
+      type: str
+      description: Namespace of Argo CD and its Applications (a DNS label); default C(argocd).
+cellplatform_work_dir:
+  layer: l0
+  type: str
+  description:
+    - Private per-run directory for decrypted material (0700, files 0600), shared by every layer; default C(~/.cache/cellplatform/<cell>).
+cellplatform_kubeconfig:
+  layer: l0
+  type: str
+  description:
+    - An admin kubeconfig of this cell to use as it is. Unset (the default), L0 fetches one, stores it encrypted as
+      C(<secrets_dir>/kubeconfig.age) and every layer decrypts it into the work directory; a kubeconfig named here
+      is never written.
+cellplatform_terraform_allow_destroy:
+  layer: l0
+  type: bool
+  description:
+    - Allow Terraform plans that delete or replace VMs for this run (default false); pass it with C(-e) when you mean
+      it, never set it in the inventory.
+cellplatform_node_ip:
+  layer: l0
+  scope: host
+  type: str
+  description:
+    - 'Host variable of every node: its static IPv4 address inside the node network.'
+    - Read through the cell model (node addresses, Terraform, Talos endpoints).
+cellplatform_node_install_disk:
+  layer: l0
+  scope: host
+  type: str
+  description:
+    - 'Optional host variable: install disk of this node instead of C(cellplatform_talos_install_disk).'
+    - Read through the cell model (per-node Talos patch).
+cellplatform_node_vm_id:
+  layer: l0
+  scope: host
+  type: int
+  description:
+    - 'Optional host variable: Proxmox VM ID of this node instead of C(vm_id_base) plus the last octet.'
+    - Read through the cell model (Terraform VM IDs).
+cellplatform_dns_domain:
+  layer: l1
+  type: str
+  description:
+    - DNS domain of the cell; every external-dns domain filter must lie within it.
+    - Validated by the L1 preflight against the external-dns domain filters.
+cellplatform_external_dns:
+  layer: l1
+  type: dict
+  description:
+    - 'external-dns settings: provider, policy, TXT owner, domain filters and the provider''s server settings (secrets
+      come from C(platform.yaml.age)).'
+  options:
+    provider:
+      type: str
+      choices:
+        - rfc2136
+        - pdns
+      description: 'C(rfc2136) (TSIG: BIND, Knot, PowerDNS, Windows) or C(pdns) (PowerDNS HTTP API).'
+    policy:
+      type: str
+      choices:
+        - sync
+        - upsert-only
+        - create-only
+      description: Record policy; C(sync) needs C(rfc2136.axfr) with rfc2136.
+    txt_owner_id:
+      type: str
+      description: TXT registry owner id of this cell (letters, digits, C(.), C(_), C(-)).
+    domain_filters:
+      type: list
+      elements: str
+      description: Domains external-dns may manage (within C(cellplatform_dns_domain), at least one).
+    rfc2136:
+      type: dict
+      description: RFC2136 server, zone and TSIG key name/algorithm (provider C(rfc2136)); the TSIG secret comes
+        from C(platform.yaml.age).
+      options:
+        host:
+          type: str
+          description: DNS server address or host name.
+        port:
+          type: int
+          description: DNS server port (1-65535).
+        zone:
+          type: str
+          description: Zone to update (equal to or a parent of every domain filter).
+        tsig_keyname:
+          type: str
+          description: TSIG key name.
+        tsig_algorithm:
+          type: str
+          choices:
+            - hmac-md5
+            - hmac-sha1
+            - hmac-sha224
+            - hmac-sha256
+            - hmac-sha384
+            - hmac-sha512
+          description: TSIG algorithm.
+        axfr:
+          type: bool
+          description: List records by zone transfer (C(--rfc2136-axfr)); required for policy C(sync).
+    pdns:
+      type: dict
+      description: PowerDNS API endpoint (provider C(pdns)); the API key comes from C(platform.yaml.age).
+      options:
+        server:
+          type: str
+          description: PowerDNS API URL (http or https).
+        server_id:
+          type: str
+          description: PowerDNS server id, usually C(localhost).
+cellplatform_metallb_bgp:
+  layer: l1
+  type: bool
+  description:
+    - MetalLB BGP through the frr-k8s subchart (optional, default false; the reference cell is L2-only).
+cellplatform_argocd_domain:
+  layer: l2
+  type: str
+  description:
+    - Host name of the Argo CD UI (C(global.domain), HTTPRoute hostname).
+cellplatform_policy_mode:
+  layer: l2
+  type: str
+  choices:
+    - audit
+    - enforce
+  description:
+    - 'C(audit) or C(enforce): Kyverno validationFailureAction and the ValidatingPolicy validationActions.'
+cellplatform_linkerd:
+  layer: l2
+  type: dict
+  description:
+    - Linkerd certificate lifetimes in days.
+  options:
+    trust_anchor_lifetime_days:
+      type: int
+      description: Trust anchor lifetime (1-36500, longer than the issuer's).
+    issuer_lifetime_days:
+      type: int
+      description: Issuer lifetime (1-3650, shorter than the trust anchor's).
+    issuer_renew_before_days:
+      type: int
+      description: Renew the issuer when it expires within this many days (shorter than the issuer lifetime).
+""")
+
+HOST_VARIABLES = tuple(name for name, spec in INVENTORY_SCHEMA.items() if spec.get("scope") == "host")
