@@ -27,7 +27,7 @@ Readiness hooks (nothing here runs controllers): ``FakeKubeAPI(auto_ready=True,
 ready_delay=s, crd_delay=s)`` marks Deployments/DaemonSets/StatefulSets ready, EndpointSlice
 endpoints ready and CRDs Established ``ready_delay``/``crd_delay`` seconds after they are
 written; ``auto_ready=False`` leaves it to the test (``mark_ready(kind, namespace, name)``,
-``establish(crd_name)``).
+``establish(crd_name)``); ``set_condition(...)`` plays a controller that reports a condition.
 
 Every request is logged in ``api.events`` (seq, time, verb, path, apiVersion, kind, namespace,
 name, dry_run, field_manager, code) so tests can assert order ("CRs only after CRDs
@@ -293,6 +293,19 @@ class FakeKubeAPI(object):
                     self._make_ready(key, obj)
                     return True
         return False
+
+    def set_condition(self, api_version, kind, name, namespace, cond_type, status="True"):
+        """Stand in for a controller: set ``status.conditions[type]`` of an object (False if absent)."""
+        with self.lock:
+            obj = self.objects.get((api_version, kind, namespace or "", name))
+            if obj is None:
+                return False
+            conds = [c for c in (obj.get("status") or {}).get("conditions") or [] if c.get("type") != cond_type]
+            conds.append({"type": cond_type, "status": status, "reason": "TestDouble"})
+            obj.setdefault("status", {})["conditions"] = conds
+            self._rv += 1
+            obj["metadata"]["resourceVersion"] = str(self._rv)
+            return True
 
     def establish(self, crd_name):
         with self.lock:

@@ -9,11 +9,19 @@ import json
 import os
 import posixpath
 import tempfile
+from collections.abc import Mapping
 
 from ansible.errors import AnsibleActionFail
 from ansible.module_utils.common.text.converters import to_text
 from ansible.plugins.action import ActionBase
 
+from ansible_collections.cellplatform.platform.plugins.module_utils.cell_model import LAYERS
+from ansible_collections.cellplatform.platform.plugins.plugin_utils.component import (
+    ComponentError,
+    plan_entries,
+    records_for,
+    render_files_for,
+)
 from ansible_collections.cellplatform.platform.plugins.plugin_utils.render import (
     PLAN_JSON,
     PLAN_MD,
@@ -22,6 +30,7 @@ from ansible_collections.cellplatform.platform.plugins.plugin_utils.render impor
     merge_plan,
     render_plan_md,
     serialise,
+    to_plain,
 )
 
 _DIFF_LIMIT = 200 * 1024
@@ -37,7 +46,7 @@ def _check_relpath(path):
             "(no leading '/', no '..', no '//' or './'). Fix: write e.g. 'l1/metallb/values.yaml'." % path)
     if norm in (PLAN_JSON, PLAN_MD):
         raise AnsibleActionFail(
-            "render_files: %s is generated from the 'plan' option; do not list it in files." % norm)
+            "render_files: %s is generated from the 'layer' and 'components' options; do not list it in files." % norm)
     return norm
 
 
@@ -66,7 +75,7 @@ def _write_atomic(path, data, mode):
 
 class ActionModule(ActionBase):
     TRANSFERS_FILES = False
-    _VALID_ARGS = frozenset(("root", "files", "plan", "prune"))
+    _VALID_ARGS = frozenset(("root", "files", "layer", "components", "cell", "prune"))
 
     def run(self, tmp=None, task_vars=None):
         result = super().run(tmp, task_vars)
@@ -77,10 +86,28 @@ class ActionModule(ActionBase):
             raise AnsibleActionFail("render_files: 'root' (the build directory) is required")
         root = os.path.realpath(os.path.expanduser(root))
         files = args.get("files") or []
-        plan = args.get("plan")
+        layer = args.get("layer")
+        cell = args.get("cell")
         prune = args.get("prune") or []
         if not isinstance(files, list):
             raise AnsibleActionFail("render_files: 'files' must be a list of {path, data|documents|content}")
+        files = list(files)
+        if layer is not None and layer not in LAYERS:
+            raise AnsibleActionFail("render_files: layer %r is not one of %s" % (layer, ", ".join(LAYERS)))
+        if cell is not None and not isinstance(cell, Mapping):
+            raise AnsibleActionFail("render_files: 'cell' must be the cell model (cellplatform_cell)")
+        records = args.get("components") or []
+        entries = []
+        if records:
+            if layer is None or cell is None:
+                raise AnsibleActionFail("render_files: 'components' needs 'layer' and 'cell'")
+            gitops = to_plain(cell.get("gitops") or {})
+            try:
+                normalised = records_for(to_plain(records), layer)
+                files += render_files_for(normalised, gitops)
+                entries = plan_entries(normalised, gitops)
+            except ComponentError as exc:
+                raise AnsibleActionFail("render_files: %s" % exc) from exc
 
         wanted = {}
         for entry in files:
@@ -101,9 +128,7 @@ class ActionModule(ActionBase):
             mode = int(str(entry.get("mode", "0644")), 8)
             wanted[path] = (body, mode)
 
-        if plan is not None:
-            if not isinstance(plan, dict):
-                raise AnsibleActionFail("render_files: 'plan' must be a mapping {layer, components, cell}")
+        if layer is not None:
             existing_raw = _read(os.path.join(root, PLAN_JSON))
             existing = {}
             if existing_raw:
@@ -112,7 +137,7 @@ class ActionModule(ActionBase):
                 except ValueError:
                     existing = {}
             try:
-                new_plan = merge_plan(existing, plan.get("layer"), plan.get("components"), plan.get("cell"))
+                new_plan = merge_plan(existing, layer, entries, cell)
             except RenderError as exc:
                 raise AnsibleActionFail("render_files: %s" % exc) from exc
             wanted[PLAN_JSON] = (dump_json(new_plan).encode("utf-8"), 0o644)

@@ -65,27 +65,29 @@ options:
           - File mode, as an octal string.
         type: str
         default: "0644"
-  plan:
+  layer:
     description:
-      - Merges the layer's components into C(plan.json) under O(root) and regenerates C(PLAN.md).
-      - Components of other layers already in C(plan.json) are kept; those of O(plan.layer) are replaced.
+      - The layer being rendered (C(l0) ... C(l7)). With it, the layer's components are merged into
+        C(plan.json) under O(root) and C(PLAN.md) is regenerated; components of other layers already
+        in C(plan.json) are kept, those of O(layer) are replaced.
+    type: str
+  components:
+    description:
+      - The layer's component records (the shape is documented in C(docs/development.md) and in the
+        C(cellplatform.platform.component) role). For each enabled record the task writes its Helm
+        values (C(<layer>/<name>/values.yaml)), its extra manifests (C(manifests.yaml)), its Namespace
+        (C(namespace.yaml)) and its Argo CD Application (C(<gitops path>/<name>.yaml)), and adds its
+        C(plan.json) entry.
+      - Requires O(layer) and O(cell).
+    type: list
+    elements: dict
+    default: []
+  cell:
+    description:
+      - The cell model (the C(cellplatform_cell) variable set by the preflight). Its GitOps settings
+        address the Applications; its description of the cell (nodes, network, versions) becomes the
+        C(cell) section of C(plan.json).
     type: dict
-    suboptions:
-      layer:
-        description: The layer being rendered (C(l0) ... C(l7)).
-        type: str
-        required: true
-      components:
-        description:
-          - One entry per component with at least C(name); usually C(chart), C(repo),
-            C(version), C(namespace), C(release), C(values_file), C(manifests),
-            C(application) and C(sync_wave).
-        type: list
-        elements: dict
-        default: []
-      cell:
-        description: The cell model (the C(cellplatform_cell) fact) for the nodes and network sections.
-        type: dict
   prune:
     description:
       - Directories (relative to O(root)) owned by this task. Files in them that this task did
@@ -117,15 +119,16 @@ EXAMPLES = r"""
         data: "{{ l1_metallb_values }}"
       - path: l1/metallb/manifests.yaml
         documents: "{{ l1_metallb_manifests }}"
-    plan:
-      layer: l1
-      components:
-        - name: metallb
-          chart: metallb
-          repo: https://metallb.github.io/metallb
-          version: 0.16.1
-          namespace: metallb-system
-          values_file: l1/metallb/values.yaml
+    layer: l1
+    cell: "{{ cellplatform_cell }}"
+    components:
+      - name: metallb
+        namespace: metallb-system
+        pod_security: privileged
+        chart: {repo: https://metallb.github.io/metallb, name: metallb, version: 0.16.1}
+        values: {frrk8s: {enabled: false}}
+        manifests: "{{ l1_metallb_manifests }}"
+        gate: {deployments: [metallb-controller], daemonsets: [metallb-speaker]}
 """
 
 RETURN = r"""
@@ -163,14 +166,9 @@ ARGUMENT_SPEC = dict(
             mode=dict(type="str", default="0644"),
         ),
     ),
-    plan=dict(
-        type="dict",
-        options=dict(
-            layer=dict(type="str", required=True),
-            components=dict(type="list", elements="dict", default=[]),
-            cell=dict(type="dict"),
-        ),
-    ),
+    layer=dict(type="str"),
+    components=dict(type="list", elements="dict", default=[]),
+    cell=dict(type="dict"),
     prune=dict(type="list", elements="str", default=[]),
 )
 

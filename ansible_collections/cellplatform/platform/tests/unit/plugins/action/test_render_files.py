@@ -24,11 +24,13 @@ PLAYBOOK = textwrap.dedent("""\
             root: "{{ root }}"
             prune: [nodes]
             files: "{{ files }}"
-            plan:
-              layer: l0
-              cell: {name: cell, nodes: [{name: cp-1, ip: 192.168.100.51, role: controlplane}]}
-              components:
-                - {name: cilium, chart: cilium, repo: "https://helm.cilium.io/", version: 1.20.0, namespace: kube-system}
+            layer: l0
+            cell:
+              name: cell
+              nodes: [{name: cp-1, ip: 192.168.100.51, role: controlplane}]
+              gitops: {repo_url: "https://git.example.org/cell.git", revision: main, path: apps}
+              work_dir: /should/not/reach/plan.json
+            components: "{{ components }}"
           register: out
         - name: Show the result
           ansible.builtin.debug:
@@ -36,9 +38,14 @@ PLAYBOOK = textwrap.dedent("""\
     """)
 
 
-def run(tmp_path, files, *extra):
+CILIUM = {"name": "cilium", "namespace": "kube-system", "values": {"ipam": {"mode": "kubernetes"}},
+          "chart": {"repo": "https://helm.cilium.io/", "name": "cilium", "version": "1.20.0"}}
+
+
+def run(tmp_path, files, *extra, components=(CILIUM,)):
     (tmp_path / "play.yml").write_text(PLAYBOOK)
-    (tmp_path / "vars.json").write_text(json.dumps({"root": str(tmp_path / "build"), "files": files}))
+    (tmp_path / "vars.json").write_text(json.dumps({"root": str(tmp_path / "build"), "files": files,
+                                                    "components": list(components)}))
     env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(REPO), ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json",
                ANSIBLE_LOCALHOST_WARNING="0", ANSIBLE_INVENTORY_UNPARSED_WARNING="0")
     proc = subprocess.run(
@@ -67,6 +74,12 @@ def test_write_rerun_check_diff_prune(tmp_path):
     assert json.loads((build / "terraform/cell.auto.tfvars.json").read_text()) == {"a": 2, "b": 1}
     plan = json.loads((build / "plan.json").read_text())
     assert plan["components"][0]["name"] == "cilium" and plan["cell"]["name"] == "cell"
+    assert "work_dir" not in plan["cell"] and "gitops" not in plan["cell"]    # machine-specific keys stay out
+    assert plan["components"][0]["values_file"] == "l0/cilium/values.yaml"
+    assert (build / "l0/cilium/values.yaml").read_text() == "ipam:\n  mode: kubernetes\n"
+    app = (build / "apps/cilium.yaml").read_text()
+    assert "chart: cilium" in app and "$values/l0/cilium/values.yaml" in app
+    assert not (build / "l0/cilium/namespace.yaml").exists()               # kube-system belongs to Kubernetes
     assert "| cilium |" in (build / "PLAN.md").read_text()
     snapshot = {p: p.read_bytes() for p in build.rglob("*") if p.is_file()}
     mtimes = {p: p.stat().st_mtime_ns for p in snapshot}
@@ -94,11 +107,23 @@ def test_write_rerun_check_diff_prune(tmp_path):
 @pytest.mark.parametrize("files,message", [
     ([{"path": "../escape.yaml", "data": {}}], "must be a normalised path relative to root"),
     ([{"path": "a.yaml", "data": {}, "content": "x"}], "needs exactly one of data, documents or content"),
-    ([{"path": "plan.json", "data": {}}], "generated from the 'plan' option"),
+    ([{"path": "plan.json", "data": {}}], "generated from the 'layer' and 'components' options"),
     ([{"path": "k.txt", "content": "-----BEGIN RSA PRIVATE KEY-----"}], "refusing to write private key material"),
 ])
 def test_bad_input_fails_before_writing(tmp_path, files, message):
     rc, task = run(tmp_path, files)
     assert rc != 0 and task["failed"] is True
     assert message in task["msg"]
+    assert not (tmp_path / "build").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("component,message", [
+    (dict(CILIUM, chart=dict(CILIUM["chart"], version="latest")), "chart version 'latest' is not pinned"),
+    (dict(CILIUM, valuez={}), "unknown field(s) valuez"),
+    (dict(CILIUM, layer="l2"), "says layer l2 but is listed by layer l0"),
+])
+def test_bad_component_record_fails_before_writing(tmp_path, component, message):
+    rc, task = run(tmp_path, FILES, components=[component])
+    assert rc != 0 and message in task["msg"]
     assert not (tmp_path / "build").exists()

@@ -1,0 +1,37 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, cellplatform developers
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The component records a run applies (filter component_run)."""
+
+from __future__ import annotations
+
+from ansible.errors import AnsibleFilterError
+
+from ansible_collections.cellplatform.platform.plugins.plugin_utils.component import (
+    ComponentError,
+    namespace_document,
+    records_for,
+    select_for_run,
+)
+from ansible_collections.cellplatform.platform.plugins.plugin_utils.render import to_plain
+
+
+def component_run(records, layer, run_tags=None, skip_tags=None):
+    """Normalised, enabled records of ``layer`` that ``--tags``/``--skip-tags`` select, in order.
+
+    Each record also carries ``namespace_document``: the Namespace the render step writes to
+    ``<layer>/<name>/namespace.yaml`` (None when the component does not create its namespace),
+    so the apply sends exactly what was rendered, in check mode too.
+    """
+    try:
+        selected = select_for_run(records_for(to_plain(records or []), layer), run_tags, skip_tags)
+    except ComponentError as exc:
+        raise AnsibleFilterError("component_run: %s" % exc)
+    for rec in selected:
+        rec["namespace_document"] = namespace_document(rec) if rec["namespace_create"] else None
+    return selected
+
+
+class FilterModule:
+    def filters(self):
+        return {"component_run": component_run}

@@ -1,0 +1,360 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, cellplatform developers
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Component records: the one shape every layer describes its components in.
+
+A layer role lists its components as records (data, see ``RECORD_FIELDS``); everything the
+collection does with a component follows from its record:
+
+* render: ``render_files_for`` -> values, extra manifests, namespace and the Argo CD Application,
+  ``plan_entries`` -> the layer's plan.json entries;
+* apply: the internal ``cellplatform.platform.component`` role runs the records returned by
+  ``select_for_run`` (namespace -> prerequisite CRDs -> Secrets -> Helm release -> gate ->
+  manifests -> gate).
+
+Pure and deterministic; no Ansible objects in or out (callers pass plain data).
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+from collections.abc import Mapping
+
+SYSTEM_NAMESPACES = ("kube-system", "kube-public", "kube-node-lease", "default")
+POD_SECURITY_LEVELS = ("privileged", "baseline", "restricted")
+GATE_KINDS = ("crds", "deployments", "daemonsets", "statefulsets", "webhooks", "jobs", "conditions", "exists")
+PART_OF = "cellplatform"
+_NONE = type(None)
+_NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+
+# field -> (type(s), default, description). The record documentation in docs/development.md
+# and the component role's README follow this table.
+RECORD_FIELDS = {
+    "name": (str, None, "DNS label; names the Helm release (by default), files and Argo CD Application"),
+    "layer": (str, None, "l0 .. l7"),
+    "enabled": (bool, True, "false leaves the component out of render, plan and apply"),
+    "tags": (list, None, "Ansible tags that select it (default: its name with '-' as '_')"),
+    "namespace": (str, None, "namespace the release and manifests go to"),
+    "namespace_create": (bool, None, "render and apply a Namespace (default: the first component of the layer "
+                                     "using a non-system namespace)"),
+    "namespace_labels": (dict, {}, "extra labels of the Namespace"),
+    "pod_security": ((str, _NONE), None, "PodSecurity level of the namespace: privileged, baseline, "
+                                         "restricted, or null for the cluster default"),
+    "chart": ((dict, _NONE), None, "{repo, name, version, release}: the pinned Helm chart"),
+    "values": (dict, {}, "Helm values (rendered to <layer>/<name>/values.yaml)"),
+    "manifests": (list, [], "extra manifests applied after the release's gate (<layer>/<name>/manifests.yaml)"),
+    "remote_manifests": (list, [], "[{url, checksum}]: pinned upstream manifests (e.g. CRD bundles) applied "
+                                   "server-side before the release"),
+    "requires_crds": (list, [], "CRDs that must be Established before the release is installed"),
+    "secrets": (list, [], "[{name, namespace, type, keys: {key: <platform secret key>}}]: Secrets created at "
+                          "apply time from the encrypted platform secrets"),
+    "prepare": ((dict, _NONE), None, "{role, tasks_from}: a layer task file run after the namespace and "
+                                     "before the release (certificates, composite Secrets)"),
+    "gate": (dict, {}, "what says the release is ready: crds, deployments, daemonsets, statefulsets, "
+                       "webhooks (Service names), jobs, conditions, exists, nodes_ready"),
+    "manifests_gate": (dict, {}, "the same, for what the extra manifests create"),
+    "timeout": ((int, _NONE), None,
+                "seconds this component may take to become ready (default: the pipeline's component_wait_timeout)"),
+    "depends_on": (list, [], "components that must be ready first (an earlier component of this layer, "
+                             "or a component of a lower layer)"),
+    "sync_wave": (int, 0, "Argo CD sync wave of its Application"),
+    "argocd": (dict, {}, "Application extras: ignore_differences, sync_options"),
+    "plan": (dict, {}, "extra plan.json keys of the component (notes, address_range)"),
+}
+
+
+class ComponentError(ValueError):
+    """A record that cannot be used; the message names the component, the field and the fix."""
+
+
+def _tag(name):
+    return name.replace("-", "_")
+
+
+def _coerce(value, kinds):
+    """Scalars that arrive as text from templating (``"-6"``, ``"True"``) as their type."""
+    if not isinstance(value, str):
+        return value
+    if int in (kinds if isinstance(kinds, tuple) else (kinds,)) and re.match(r"^-?[0-9]+$", value.strip()):
+        return int(value)
+    if kinds is bool and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    return value
+
+
+def _check_type(name, field, value, kinds):
+    kinds = kinds if isinstance(kinds, tuple) else (kinds,)
+    if bool in kinds and not isinstance(value, bool):
+        ok = False
+    elif int in kinds and isinstance(value, bool):
+        ok = False
+    else:
+        check = tuple(Mapping if k is dict else k for k in kinds)
+        ok = isinstance(value, check)
+    if not ok:
+        want = " or ".join("null" if k is _NONE else k.__name__ for k in kinds)
+        raise ComponentError("component %s: field %s must be %s, not %r" % (name, field, want, value))
+
+
+def normalise(record, layer=None):
+    """Validate one record and return it with every field present (defaults filled in)."""
+    if not isinstance(record, Mapping):
+        raise ComponentError("a component record must be a mapping, not %r" % (record,))
+    name = record.get("name")
+    if not isinstance(name, str) or not _NAME_RE.match(name):
+        raise ComponentError("component record %r: name must be a DNS label (lowercase a-z, 0-9, '-')" % (name,))
+    unknown = sorted(set(record) - set(RECORD_FIELDS))
+    if unknown:
+        raise ComponentError("component %s: unknown field(s) %s; known fields: %s"
+                             % (name, ", ".join(unknown), ", ".join(RECORD_FIELDS)))
+    out = {}
+    for field, (kinds, default, _doc) in RECORD_FIELDS.items():
+        value = record.get(field)
+        if value is None:
+            value = type(default)(default) if isinstance(default, (dict, list)) else default
+        value = _coerce(value, kinds)
+        if value is not None:
+            _check_type(name, field, value, kinds)
+        out[field] = value
+    if layer is not None:
+        if out["layer"] is None:
+            out["layer"] = layer
+        elif out["layer"] != layer:
+            raise ComponentError("component %s says layer %s but is listed by layer %s" % (name, out["layer"], layer))
+    if not out["layer"]:
+        raise ComponentError("component %s: layer is required (l0 .. l7)" % name)
+    if not out["namespace"]:
+        raise ComponentError("component %s: namespace is required" % name)
+    if out["pod_security"] is not None and out["pod_security"] not in POD_SECURITY_LEVELS:
+        raise ComponentError("component %s: pod_security %r is not one of %s (or null)"
+                             % (name, out["pod_security"], ", ".join(POD_SECURITY_LEVELS)))
+    if out["tags"] is None:
+        out["tags"] = [_tag(name)]
+    chart = out["chart"]
+    if chart is not None:
+        missing = [k for k in ("repo", "name", "version") if not chart.get(k)]
+        if missing:
+            raise ComponentError("component %s: chart needs %s (a pinned chart: repo, name, version)"
+                                 % (name, ", ".join(missing)))
+        version = str(chart["version"])
+        if version in ("latest", "*") or version.startswith(("^", "~", ">", "<")):
+            raise ComponentError("component %s: chart version %r is not pinned; write an exact version"
+                                 % (name, version))
+        out["chart"] = {"repo": str(chart["repo"]), "name": str(chart["name"]), "version": version,
+                        "release": str(chart.get("release") or name)}
+    elif out["values"]:
+        raise ComponentError("component %s: values without a chart; put the objects in manifests instead" % name)
+    if chart is None and not out["manifests"] and not out["remote_manifests"]:
+        raise ComponentError("component %s has neither a chart nor manifests" % name)
+    for key in ("gate", "manifests_gate"):
+        unknown = sorted(set(out[key]) - set(GATE_KINDS) - {"nodes_ready"})
+        if unknown:
+            raise ComponentError("component %s: %s has unknown check(s) %s; known: %s, nodes_ready"
+                                 % (name, key, ", ".join(unknown), ", ".join(GATE_KINDS)))
+    for idx, item in enumerate(out["remote_manifests"]):
+        if not isinstance(item, Mapping) or not item.get("url") or not str(item.get("checksum", "")).startswith("sha256:"):
+            raise ComponentError("component %s: remote_manifests[%d] needs url and checksum 'sha256:<hex>'" % (name, idx))
+    for idx, secret in enumerate(out["secrets"]):
+        if not isinstance(secret, Mapping) or not secret.get("name") or not isinstance(secret.get("keys"), Mapping):
+            raise ComponentError("component %s: secrets[%d] needs name and keys {key: <platform secret key>}"
+                                 % (name, idx))
+    if out["prepare"] is not None and not out["prepare"].get("tasks_from"):
+        raise ComponentError("component %s: prepare needs tasks_from (and role)" % name)
+    return out
+
+
+def records_for(records, layer):
+    """The enabled records of ``layer``, normalised, names unique, dependencies in order."""
+    out = []
+    seen = {}
+    for record in records or []:
+        rec = normalise(record, layer)
+        if not rec["enabled"]:
+            continue
+        if rec["name"] in seen:
+            raise ComponentError("component %s is listed twice in layer %s" % (rec["name"], layer))
+        for dep in rec["depends_on"]:
+            if dep == rec["name"]:
+                raise ComponentError("component %s depends on itself" % dep)
+        seen[rec["name"]] = rec
+        out.append(rec)
+    names = [r["name"] for r in out]
+    for rec in out:
+        for dep in rec["depends_on"]:
+            if dep in names and names.index(dep) > names.index(rec["name"]):
+                raise ComponentError("component %s depends on %s, which comes later in layer %s; list %s first"
+                                     % (rec["name"], dep, layer, dep))
+    _assign_namespaces(out)
+    return out
+
+
+def _assign_namespaces(records):
+    """By default the first component of a layer that uses a namespace creates it."""
+    claimed = set()
+    for rec in records:
+        ns = rec["namespace"]
+        if rec["namespace_create"] is None:
+            rec["namespace_create"] = ns not in SYSTEM_NAMESPACES and ns not in claimed
+        elif rec["namespace_create"] and ns in SYSTEM_NAMESPACES:
+            raise ComponentError("component %s: namespace %s belongs to Kubernetes; set namespace_create: false"
+                                 % (rec["name"], ns))
+        if rec["namespace_create"]:
+            claimed.add(ns)
+
+
+def paths(rec):
+    base = "%s/%s" % (rec["layer"], rec["name"])
+    return {
+        "namespace": base + "/namespace.yaml" if rec["namespace_create"] else None,
+        "values": base + "/values.yaml" if rec["chart"] else None,
+        "manifests": base + "/manifests.yaml" if rec["manifests"] else None,
+    }
+
+
+def namespace_document(rec):
+    labels = {"app.kubernetes.io/part-of": PART_OF, "app.kubernetes.io/name": rec["namespace"]}
+    labels.update(dict(rec["namespace_labels"]))
+    if rec["pod_security"]:
+        for mode in ("enforce", "audit", "warn"):
+            labels["pod-security.kubernetes.io/%s" % mode] = rec["pod_security"]
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": rec["namespace"], "labels": labels}}
+
+
+def _manifest_files(rec):
+    p = paths(rec)
+    return [x for x in (p["namespace"], p["manifests"]) if x]
+
+
+def application_path(rec, gitops):
+    return "%s/%s.yaml" % (gitops.get("path") or "apps", rec["name"])
+
+
+def plan_entry(rec, gitops):
+    """The component's plan.json entry: what is deployed, from where, and where its files are."""
+    p = paths(rec)
+    entry = {
+        "name": rec["name"],
+        "layer": rec["layer"],
+        "namespace": rec["namespace"],
+        "manifests": _manifest_files(rec),
+        "application": application_path(rec, gitops),
+        "sync_wave": rec["sync_wave"],
+        "privileged": rec["pod_security"] == "privileged",
+    }
+    if rec["chart"]:
+        entry.update(chart=rec["chart"]["name"], repo=rec["chart"]["repo"], version=rec["chart"]["version"],
+                     release=rec["chart"]["release"], values_file=p["values"])
+    if rec["depends_on"]:
+        entry["depends_on"] = list(rec["depends_on"])
+    entry.update(dict(rec["plan"]))
+    return entry
+
+
+PSA_PRIVILEGED = {
+    "pod-security.kubernetes.io/enforce": "privileged",
+    "pod-security.kubernetes.io/audit": "privileged",
+    "pod-security.kubernetes.io/warn": "privileged",
+}
+
+
+def application(rec, gitops, destination_server="https://kubernetes.default.svc"):
+    """The Argo CD Application that deploys the component exactly as the collection does.
+
+    Same chart, version, release name and values file as the Ansible apply, so Argo CD adopts
+    the release instead of fighting it; values and extra manifests come from the GitOps
+    repository, which holds the rendered build tree at its root.
+    """
+    repo_url, revision = gitops.get("repo_url"), gitops.get("revision")
+    if not repo_url or not revision:
+        raise ComponentError("component %s: the GitOps repository (cellplatform_gitops.repo_url/revision) is "
+                             "needed for its Argo CD Application" % rec["name"])
+    p = paths(rec)
+    sources = []
+    if rec["chart"]:
+        chart = rec["chart"]
+        repo = chart["repo"]
+        sources.append({
+            # Argo CD addresses Helm OCI registries without the oci:// scheme (enableOCI repo).
+            "repoURL": repo[len("oci://"):] if repo.startswith("oci://") else repo,
+            "chart": chart["name"],
+            "targetRevision": chart["version"],
+            "helm": {"releaseName": chart["release"], "valueFiles": ["$values/%s" % p["values"]]},
+        })
+        sources.append({"repoURL": repo_url, "targetRevision": revision, "ref": "values"})
+    for manifest in _manifest_files(rec):
+        sources.append({
+            "repoURL": repo_url,
+            "targetRevision": revision,
+            "path": posixpath.dirname(manifest) or ".",
+            "directory": {"include": posixpath.basename(manifest)},
+        })
+    sync_options = ["CreateNamespace=true", "ServerSideApply=true"]
+    if _manifest_files(rec):
+        # Custom resources of a chart's own CRDs: skip the dry run until the CRDs exist.
+        sync_options.append("SkipDryRunOnMissingResource=true")
+    sync_options.extend(o for o in rec["argocd"].get("sync_options") or [] if o not in sync_options)
+    sync_policy = {
+        "automated": {"prune": True, "selfHeal": True},
+        "syncOptions": sync_options,
+        "retry": {"limit": 5, "backoff": {"duration": "10s", "factor": 2, "maxDuration": "3m"}},
+    }
+    if rec["pod_security"] == "privileged":
+        # Talos enforces PodSecurity baseline; these namespaces run host-level agents.
+        sync_policy["managedNamespaceMetadata"] = {"labels": dict(PSA_PRIVILEGED)}
+    spec = {
+        "project": gitops.get("project") or "platform",
+        "sources": sources,
+        "destination": {"server": destination_server, "namespace": rec["namespace"]},
+        "syncPolicy": sync_policy,
+    }
+    if rec["argocd"].get("ignore_differences"):
+        spec["ignoreDifferences"] = rec["argocd"]["ignore_differences"]
+    return {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "Application",
+        "metadata": {
+            "name": rec["name"],
+            "namespace": gitops.get("namespace") or "argocd",
+            "annotations": {"argocd.argoproj.io/sync-wave": str(rec["sync_wave"])},
+            "labels": {
+                "app.kubernetes.io/part-of": PART_OF,
+                "app.kubernetes.io/managed-by": PART_OF,
+                "cellplatform.io/layer": rec["layer"],
+            },
+        },
+        "spec": spec,
+    }
+
+
+def render_files_for(records, gitops):
+    """render_files ``files`` entries of normalised records (values, manifests, namespace, app)."""
+    files = []
+    for rec in records:
+        p = paths(rec)
+        if p["namespace"]:
+            files.append({"path": p["namespace"], "documents": [namespace_document(rec)]})
+        if p["values"]:
+            files.append({"path": p["values"], "data": rec["values"]})
+        if p["manifests"]:
+            files.append({"path": p["manifests"], "documents": list(rec["manifests"])})
+        files.append({"path": application_path(rec, gitops), "data": application(rec, gitops)})
+    return files
+
+
+def plan_entries(records, gitops):
+    return [plan_entry(rec, gitops) for rec in records]
+
+
+def selected(rec, run_tags, skip_tags):
+    """Whether ``--tags``/``--skip-tags`` select this component (layer tag or a component tag)."""
+    mine = {rec["layer"]} | set(rec["tags"])
+    skip = set(skip_tags or [])
+    if mine & skip or "all" in skip:
+        return False
+    run = set(run_tags or ["all"])
+    return "all" in run or bool(mine & run)
+
+
+def select_for_run(records, run_tags, skip_tags):
+    return [rec for rec in records if selected(rec, run_tags, skip_tags)]

@@ -1,0 +1,171 @@
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Component records: validation, defaults, the files and plan entries they render, tag selection."""
+
+from __future__ import annotations
+
+import pytest
+
+from ansible_collections.cellplatform.platform.plugins.plugin_utils import component as comp
+
+GITOPS = {"repo_url": "https://gitea.cell.lan/platform/cell.git", "revision": "main", "path": "apps",
+          "project": "platform", "namespace": "argocd"}
+METALLB = {
+    "name": "metallb", "namespace": "metallb-system", "pod_security": "privileged",
+    "chart": {"repo": "https://metallb.github.io/metallb", "name": "metallb", "version": "0.16.1",
+              "namespace": "ignored", "sync_wave": -6},
+    "values": {"frrk8s": {"enabled": False}},
+    "manifests": [{"apiVersion": "metallb.io/v1beta1", "kind": "IPAddressPool",
+                   "metadata": {"name": "cell-pool", "namespace": "metallb-system"}}],
+    "gate": {"deployments": ["metallb-controller"], "webhooks": ["metallb-webhook-service"]},
+    "sync_wave": "-6",
+}
+
+
+def records(*items, layer="l1"):
+    return comp.records_for(list(items), layer)
+
+
+def test_defaults_are_filled_in():
+    rec = comp.normalise(METALLB, "l1")
+    assert rec["layer"] == "l1" and rec["enabled"] is True and rec["tags"] == ["metallb"]
+    assert rec["chart"] == {"repo": "https://metallb.github.io/metallb", "name": "metallb", "version": "0.16.1",
+                            "release": "metallb"}
+    assert rec["sync_wave"] == -6                      # templated text becomes the integer
+    assert rec["secrets"] == [] and rec["depends_on"] == [] and rec["prepare"] is None
+    assert comp.normalise({"name": "external-dns", "namespace": "x", "manifests": [{}]}, "l1")["tags"] == ["external_dns"]
+
+
+@pytest.mark.parametrize("record,message", [
+    ("metallb", "must be a mapping"),
+    (dict(METALLB, name="MetalLB"), "name must be a DNS label"),
+    (dict(METALLB, chartt={}), "unknown field(s) chartt; known fields: name, layer"),
+    (dict(METALLB, namespace=None), "namespace is required"),
+    (dict(METALLB, pod_security="strict"), "pod_security 'strict' is not one of privileged, baseline, restricted"),
+    (dict(METALLB, chart={"repo": "r", "name": "n"}), "chart needs version"),
+    (dict(METALLB, chart=dict(METALLB["chart"], version="^0.16")), "chart version '^0.16' is not pinned"),
+    (dict(METALLB, chart=None), "values without a chart"),
+    (dict(METALLB, chart=None, values={}, manifests=[]), "neither a chart nor manifests"),
+    (dict(METALLB, gate={"deploymentz": []}), "gate has unknown check(s) deploymentz"),
+    (dict(METALLB, manifests="x"), "field manifests must be list"),
+    (dict(METALLB, enabled="maybe"), "field enabled must be bool"),
+    (dict(METALLB, remote_manifests=[{"url": "https://x/y.yaml", "checksum": "md5:1"}]), "checksum 'sha256:<hex>'"),
+    (dict(METALLB, secrets=[{"name": "s"}]), "secrets[0] needs name and keys"),
+    (dict(METALLB, prepare={"role": "r"}), "prepare needs tasks_from"),
+    (dict(METALLB, layer="l2"), "says layer l2 but is listed by layer l1"),
+])
+def test_bad_records_name_the_component_and_the_field(record, message):
+    with pytest.raises(comp.ComponentError) as err:
+        comp.normalise(record, "l1")
+    assert message in str(err.value)
+
+
+def test_a_layer_lists_each_component_once_with_dependencies_first():
+    with pytest.raises(comp.ComponentError, match="metallb is listed twice"):
+        records(METALLB, METALLB)
+    later = {"name": "pool", "namespace": "metallb-system", "manifests": [{}], "depends_on": ["metallb"]}
+    with pytest.raises(comp.ComponentError, match="pool depends on metallb, which comes later"):
+        records(later, METALLB)
+    with pytest.raises(comp.ComponentError, match="depends on itself"):
+        records(dict(METALLB, depends_on=["metallb"]))
+    # a dependency on a lower layer's component (not in this list) is fine
+    assert records(dict(METALLB, depends_on=["cilium"]))[0]["depends_on"] == ["cilium"]
+
+
+def test_disabled_components_leave_no_trace():
+    assert records(dict(METALLB, enabled=False)) == []
+    assert records(dict(METALLB, enabled="False")) == []
+
+
+def test_the_first_component_of_a_namespace_creates_it():
+    policies = {"name": "metallb-config", "namespace": "metallb-system", "manifests": [{}]}
+    ccm = {"name": "ccm", "namespace": "kube-system", "manifests": [{}]}
+    out = records(METALLB, policies, ccm)
+    assert [r["namespace_create"] for r in out] == [True, False, False]
+    with pytest.raises(comp.ComponentError, match="namespace kube-system belongs to Kubernetes"):
+        records(dict(ccm, namespace_create=True))
+
+
+def test_namespace_document_carries_part_of_name_extra_labels_then_pod_security():
+    rec = records(dict(METALLB, namespace_labels={"example.org/team": "net"}))[0]
+    doc = comp.namespace_document(rec)
+    assert doc["metadata"]["name"] == "metallb-system"
+    assert list(doc["metadata"]["labels"].items()) == [
+        ("app.kubernetes.io/part-of", "cellplatform"), ("app.kubernetes.io/name", "metallb-system"),
+        ("example.org/team", "net"), ("pod-security.kubernetes.io/enforce", "privileged"),
+        ("pod-security.kubernetes.io/audit", "privileged"), ("pod-security.kubernetes.io/warn", "privileged")]
+    plain = records({"name": "x", "namespace": "x", "manifests": [{}]})[0]
+    assert "pod-security.kubernetes.io/enforce" not in comp.namespace_document(plain)["metadata"]["labels"]
+
+
+def test_plan_entry_points_at_every_rendered_file():
+    rec = records(dict(METALLB, depends_on=["cilium"], plan={"notes": "L2 only"}))[0]
+    entry = comp.plan_entry(rec, GITOPS)
+    assert entry == {
+        "name": "metallb", "layer": "l1", "namespace": "metallb-system",
+        "manifests": ["l1/metallb/namespace.yaml", "l1/metallb/manifests.yaml"],
+        "application": "apps/metallb.yaml", "sync_wave": -6, "privileged": True,
+        "chart": "metallb", "repo": "https://metallb.github.io/metallb", "version": "0.16.1", "release": "metallb",
+        "values_file": "l1/metallb/values.yaml", "depends_on": ["cilium"], "notes": "L2 only"}
+
+
+def test_application_follows_the_component():
+    app = comp.application(records(METALLB)[0], GITOPS)
+    chart, values, namespace, manifests = app["spec"]["sources"]
+    assert chart == {"repoURL": "https://metallb.github.io/metallb", "chart": "metallb", "targetRevision": "0.16.1",
+                     "helm": {"releaseName": "metallb", "valueFiles": ["$values/l1/metallb/values.yaml"]}}
+    assert values == {"repoURL": GITOPS["repo_url"], "targetRevision": "main", "ref": "values"}
+    assert namespace["directory"] == {"include": "namespace.yaml"}
+    assert manifests["path"] == "l1/metallb" and manifests["directory"] == {"include": "manifests.yaml"}
+    assert app["metadata"]["namespace"] == "argocd" and app["spec"]["project"] == "platform"
+    assert app["metadata"]["annotations"]["argocd.argoproj.io/sync-wave"] == "-6"
+    assert app["spec"]["destination"]["namespace"] == "metallb-system"
+    labels = app["spec"]["syncPolicy"]["managedNamespaceMetadata"]["labels"]
+    assert labels["pod-security.kubernetes.io/enforce"] == "privileged"
+    assert "SkipDryRunOnMissingResource=true" in app["spec"]["syncPolicy"]["syncOptions"]
+    assert "finalizers" not in app["metadata"]
+
+
+def test_application_of_an_oci_chart_and_the_cells_project():
+    karp = {"name": "karpenter", "namespace": "kube-system", "values": {},
+            "chart": {"repo": "oci://ghcr.io/sergelogvinov/charts", "name": "karpenter-provider-proxmox",
+                      "version": "0.4.9", "release": "karpenter-provider-proxmox"},
+            "argocd": {"sync_options": ["ServerSideApply=true", "PruneLast=true"],
+                       "ignore_differences": [{"kind": "Secret", "jsonPointers": ["/data"]}]}}
+    app = comp.application(records(karp)[0], dict(GITOPS, project="cells", namespace="gitops"))
+    assert app["spec"]["sources"][0]["repoURL"] == "ghcr.io/sergelogvinov/charts"
+    assert app["spec"]["sources"][0]["helm"]["releaseName"] == "karpenter-provider-proxmox"
+    assert len(app["spec"]["sources"]) == 2                 # chart + $values; no namespace file for kube-system
+    assert "managedNamespaceMetadata" not in app["spec"]["syncPolicy"]
+    assert app["spec"]["syncPolicy"]["syncOptions"] == ["CreateNamespace=true", "ServerSideApply=true", "PruneLast=true"]
+    assert app["spec"]["ignoreDifferences"] == [{"kind": "Secret", "jsonPointers": ["/data"]}]
+    assert app["spec"]["project"] == "cells" and app["metadata"]["namespace"] == "gitops"
+
+
+def test_application_needs_the_gitops_repository():
+    with pytest.raises(comp.ComponentError, match="cellplatform_gitops.repo_url"):
+        comp.application(records(METALLB)[0], {"revision": "main"})
+
+
+def test_render_files_for_writes_each_file_once():
+    files = comp.render_files_for(records(METALLB), GITOPS)
+    assert [f["path"] for f in files] == [
+        "l1/metallb/namespace.yaml", "l1/metallb/values.yaml", "l1/metallb/manifests.yaml", "apps/metallb.yaml"]
+    assert files[1]["data"] == {"frrk8s": {"enabled": False}}
+    assert files[2]["documents"][0]["kind"] == "IPAddressPool"
+
+
+@pytest.mark.parametrize("run,skip,selected", [
+    (["all"], [], ["metallb", "proxmox-ccm", "karpenter"]),
+    (["l1"], [], ["metallb", "proxmox-ccm", "karpenter"]),
+    (["karpenter"], [], ["proxmox-ccm", "karpenter"]),
+    (["proxmox_ccm"], [], ["proxmox-ccm"]),
+    (["l2"], [], []),
+    (["all"], ["karpenter"], ["metallb"]),
+    (["l1"], ["l1"], []),
+    (["all"], ["all"], []),
+])
+def test_tags_select_components(run, skip, selected):
+    recs = records(METALLB,
+                   {"name": "proxmox-ccm", "namespace": "kube-system", "manifests": [{}], "tags": ["karpenter", "proxmox_ccm"]},
+                   {"name": "karpenter", "namespace": "kube-system", "manifests": [{}]})
+    assert [r["name"] for r in comp.select_for_run(recs, run, skip)] == selected
