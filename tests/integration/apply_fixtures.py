@@ -57,6 +57,14 @@ def deployment(name, replicas=1):
                                   "spec": {"containers": [{"name": name, "image": "example.invalid/%s" % name}]}}}}
 
 
+def statefulset(name, replicas=1):
+    return {"apiVersion": "apps/v1", "kind": "StatefulSet",
+            "metadata": {"name": name, "namespace": "{{NAMESPACE}}"},
+            "spec": {"replicas": replicas, "serviceName": name, "selector": {"matchLabels": {"app": name}},
+                     "template": {"metadata": {"labels": {"app": name}},
+                                  "spec": {"containers": [{"name": name, "image": "example.invalid/%s" % name}]}}}}
+
+
 def daemonset(name):
     return {"apiVersion": "apps/v1", "kind": "DaemonSet",
             "metadata": {"name": name, "namespace": "{{NAMESPACE}}"},

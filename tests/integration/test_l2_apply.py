@@ -26,7 +26,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from apply_fixtures import apply_run_setup, crd, daemonset, deployment, helm_calls, recap, run_playbook, SecretsDir, webhook, write_chart
+from apply_fixtures import (apply_run_setup, crd, daemonset, deployment, helm_calls, recap, run_playbook, SecretsDir,
+                            statefulset, webhook, write_chart)
 from fake_kube_api import FakeKubeAPI
 from ansible_collections.cellplatform.platform.plugins.module_utils import age_crypto
 
@@ -61,10 +62,12 @@ def l2_charts(charts_dir):
     """Chart fixtures: the objects each L2 chart leaves in the cluster that the gates look at."""
     write_chart(charts_dir, "argo-cd", "10.1.1", "v3.4.4",
                 [crd("argoproj.io", k, p, ("v1alpha1",)) for k, p in ARGO_CRDS]
-                + [deployment("argocd-server"), deployment("argocd-repo-server")])
+                + [deployment("argocd-server"), deployment("argocd-repo-server"),
+                   deployment("argocd-applicationset-controller"), statefulset("argocd-application-controller")])
     write_chart(charts_dir, "kyverno", "3.9.0", "v1.19.0",
                 [crd(g, k, p, v, s) for g, k, p, v, s in KYVERNO_CRDS]
                 + [deployment("kyverno-admission-controller", 3)]
+                + [deployment("kyverno-%s-controller" % c, 2) for c in ("background", "cleanup", "reports")]
                 + webhook("kyverno-policy-validating-webhook-cfg", "kyverno-svc", "policies.kyverno.io", "v1",
                           ["validatingpolicies"]))
     write_chart(charts_dir, "kyverno-policies", "3.9.0", "v1.19.0", [])
@@ -89,7 +92,7 @@ def l2_run(tmp_path_factory):
         charts = tmp / "charts"
         l2_charts(charts)
         env, extra, state, build_root = apply_run_setup(
-            tmp, secrets, charts, l2_core_platform_wait_timeout=60, l2_core_platform_gate_delay=1)
+            tmp, secrets, charts, component_wait_timeout=60, component_poll_interval=1)
         env["ANSIBLE_PIPELINING"] = "1"
         rc1, out1 = run_playbook("playbooks/l2.yml", env, extra, ["-vvv"])
         writes1 = len(api.writes())
@@ -119,9 +122,10 @@ def test_releases_in_order_with_pinned_charts_and_rendered_values(l2_run):
         argv = call["argv"]
         assert argv[-1] == chart and "--version=%s" % version in argv and "--repo=%s" % repo in argv
         assert "--wait" in argv
-        values_path = str(l2_run["build"] / values_rel)
-        assert list(call["values_files"]) == [values_path], call
-        assert call["values_files"][values_path] == Path(values_path).read_text()
+        # helm got exactly the values the render step wrote (the file the Argo CD Application uses)
+        assert len(call["values_files"]) == 1, call
+        given = yaml.safe_load(list(call["values_files"].values())[0])
+        assert given == yaml.safe_load((l2_run["build"] / values_rel).read_text()), release
         assert call["kubeconfig_server"] == l2_run["api"].url
 
 

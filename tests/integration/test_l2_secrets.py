@@ -76,14 +76,14 @@ class Cell(object):
             "      ansible_python_interpreter: %s\n" % sys.executable)
 
     def run(self, *args):
-        extra = {
-            "cellplatform_cell_name": "cell",
-            "l2_core_platform_work_dir": str(self.work),
-            "l2_core_platform_secrets_dir": str(self.secrets),
-            "cellplatform_age_identity": str(self.identity),
-            "cellplatform_age_recipients": [self.recipient],
-            "cellplatform_linkerd": LIFETIMES,
-        }
+        # The part of the cell model (set by the preflight in a real run) this step reads.
+        extra = {"cellplatform_cell": {
+            "name": "cell",
+            "work_dir": str(self.work),
+            "secrets_dir": str(self.secrets),
+            "age": {"identity": str(self.identity), "recipients": [self.recipient]},
+            "linkerd": LIFETIMES,
+        }}
         env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(REPO), ANSIBLE_NOCOLOR="1",
                    ANSIBLE_DEPRECATION_WARNINGS="0", ANSIBLE_PIPELINING="1", HOME=str(self.tmp))
         cmd = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(self.inventory),

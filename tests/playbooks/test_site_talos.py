@@ -245,7 +245,7 @@ def test_render_mode_with_talosctl_and_bundle_keeps_full_configs(cell, second_ru
     before = len(double.calls(state))
     proc = run_site(cell, mode='render')
     assert proc.returncode == 0, _fail(proc)
-    assert re.search(r"Generate every node's machine config.*\n(?:.*\n)*?ok: \[cp-1\]", proc.stdout), proc.stdout[-4000:]
+    assert re.search(r"Generate every node's machine config.*\n(?:.*\n)*?ok: \[localhost\]", proc.stdout), proc.stdout[-4000:]
     assert 'Full per-node machine configs not rendered' not in proc.stdout
     node_calls = [c['command'] for c in double.calls(state)[before:]
                   if c.get('command') in ('apply-config', 'bootstrap', 'kubeconfig', 'health')]
@@ -277,14 +277,21 @@ def test_cilium_and_gate_against_helm_and_kube_doubles(cell, second_run, tmp_pat
                  'spec': {'selector': {'matchLabels': {'k8s-app': 'cilium'}},
                           'template': {'metadata': {'labels': {'k8s-app': 'cilium'}},
                                        'spec': {'containers': [{'name': 'cilium-agent', 'image': 'quay.io/cilium/cilium'}]}}}}
+    deployments = [{'apiVersion': 'apps/v1', 'kind': 'Deployment',
+                    'metadata': {'name': name, 'namespace': '{{NAMESPACE}}'},
+                    'spec': {'replicas': 2, 'selector': {'matchLabels': {'k8s-app': name}},
+                             'template': {'metadata': {'labels': {'k8s-app': name}},
+                                          'spec': {'containers': [{'name': name, 'image': 'quay.io/cilium/%s' % name}]}}}}
+                   for name in ('cilium-operator', 'hubble-relay')]
     (charts / 'cilium-1.20.0.yaml').write_text(yaml.safe_dump({
         'chart': {'apiVersion': 'v2', 'name': 'cilium', 'version': '1.20.0', 'appVersion': '1.20.0'},
-        'manifest': [daemonset]}))
+        'manifest': [daemonset] + deployments}))
     api = FakeKubeAPI(auto_ready=False).start()
     stop = threading.Event()
 
     def daemonset_controller():
-        # plays the DaemonSet controller: one agent per node of the cell, all ready
+        # plays the DaemonSet and Deployment controllers: one agent per node of the cell, every
+        # replica of the operator and Hubble relay, all ready
         while not stop.is_set():
             with api.lock:
                 obj = api.objects.get(('apps/v1', 'DaemonSet', 'kube-system', 'cilium'))
@@ -293,6 +300,11 @@ def test_cilium_and_gate_against_helm_and_kube_doubles(cell, second_run, tmp_pat
                     obj['status'] = {'observedGeneration': gen, 'desiredNumberScheduled': 6,
                                      'currentNumberScheduled': 6, 'numberReady': 6,
                                      'updatedNumberScheduled': 6, 'numberAvailable': 6}
+                for name in ('cilium-operator', 'hubble-relay'):
+                    obj = api.objects.get(('apps/v1', 'Deployment', 'kube-system', name))
+                    if obj is not None and not obj.get('status'):
+                        obj['status'] = {'observedGeneration': obj['metadata'].get('generation', 1), 'replicas': 2,
+                                         'updatedReplicas': 2, 'readyReplicas': 2, 'availableReplicas': 2}
             stop.wait(0.2)
 
     thread = threading.Thread(target=daemonset_controller, daemon=True)
@@ -323,10 +335,14 @@ def test_cilium_and_gate_against_helm_and_kube_doubles(cell, second_run, tmp_pat
         argv = upgrades[0]['argv']
         assert '--version=1.20.0' in argv and '--repo=https://helm.cilium.io/' in argv and argv[-2:] == ['cilium', 'cilium']
         assert upgrades[0]['namespace'] == 'kube-system'
-        values = str(cell['build'] / 'l0' / 'cilium' / 'values.yaml')
-        assert list(upgrades[0]['values_files']) == [values]
+        # helm got exactly the values the render step wrote (the file the Argo CD Application uses)
+        given = list(upgrades[0]['values_files'].values())
+        assert len(given) == 1
+        assert yaml.safe_load(given[0]) == yaml.safe_load((cell['build'] / 'l0' / 'cilium' / 'values.yaml').read_text())
         assert api.get('apps/v1', 'DaemonSet', 'cilium', 'kube-system')['status']['numberReady'] == 6
-        assert re.search(r'Gate \| Wait until every node of the cell is Ready', runs[0].stdout)
+        gate = re.search(r'cilium: waiting up to \d+s for (.*)', runs[0].stdout)
+        assert gate and 'DaemonSet kube-system/cilium' in gate.group(1)
+        assert all('Node %s' % name in gate.group(1) for name, _ip in NODES), gate.group(1)
         assert {h: r['changed'] for h, r in recap(runs[1]).items() if r['changed']} == {}
         assert double.count_calls(str(cell['state']), 'health') >= 2
     finally:
