@@ -30,6 +30,8 @@ description:
     that skipped a task are not counted).
   - Prints only play and task names, host counts and durations (never hosts, arguments or
     results). Prints nothing when no task ran (for example a run with a tag that selects nothing).
+  - When the stdout callback writes JSON (its name contains C(json), for example
+    C(ansible.posix.json)), the summary goes to stderr, so that stdout stays one JSON document.
   - Enable it with C(callbacks_enabled = cellplatform.platform.timing) in C(ansible.cfg) (the
     repository's C(ansible.cfg) does).
 requirements:
@@ -49,6 +51,7 @@ options:
 import re
 import time
 
+from ansible import constants as C
 from ansible.plugins.callback import CallbackBase
 
 LAYER_TAG = re.compile(r'^l([0-7])$')
@@ -95,6 +98,11 @@ def layer_of(tags):
         if match:
             return 'L%s' % match.group(1)
     return None
+
+
+def machine_readable(stdout_callback):
+    """Whether a stdout callback's output is JSON (ansible.posix.json, ...), which the summary must not break."""
+    return 'json' in str(stdout_callback or '').rsplit('.', 1)[-1]
 
 
 def format_duration(seconds):
@@ -238,8 +246,9 @@ class CallbackModule(CallbackBase):
     def v2_playbook_on_stats(self, stats):
         now = self._clock()
         self._stop_play(now)
+        stderr = machine_readable(C.DEFAULT_STDOUT_CALLBACK)
         for line in self.summary(now):
-            self._display.display(line)
+            self._display.display(line, stderr=stderr)
 
     # --- the report ----------------------------------------------------------------------------
     def summary(self, now):

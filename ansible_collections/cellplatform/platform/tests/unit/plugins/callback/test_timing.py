@@ -10,6 +10,7 @@ every duration is exact. The last test runs a real ansible-playbook with the cal
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import subprocess
 import sys
@@ -43,9 +44,11 @@ class Display(object):
 
     def __init__(self):
         self.lines = []
+        self.to_stderr = set()
 
-    def display(self, msg, **_kwargs):
+    def display(self, msg, stderr=False, **_kwargs):
         self.lines.append(msg)
+        self.to_stderr.add(stderr)
 
     def __getattr__(self, name):       # warning/vvv/...: the callback must not need them
         raise AssertionError('the callback called Display.%s' % name)
@@ -264,6 +267,21 @@ def test_prints_names_and_durations_only():
     assert 'cellplatform.platform.talos_apply' not in body
 
 
+@pytest.mark.parametrize('stdout_callback,json', [
+    ('ansible.posix.json', True), ('json', True), ('ansible.posix.jsonl', True), ('community.general.json', True),
+    ('ansible.builtin.default', False), ('default', False), ('community.general.yaml', False), (None, False)])
+def test_json_stdout_callbacks_are_recognised(stdout_callback, json):
+    assert timing.machine_readable(stdout_callback) is json
+
+
+def test_summary_goes_to_stderr_under_a_json_stdout_callback(monkeypatch):
+    for stdout_callback, stderr in (('ansible.builtin.default', False), ('ansible.posix.json', True)):
+        monkeypatch.setattr(timing.C, 'DEFAULT_STDOUT_CALLBACK', stdout_callback)
+        run = Run()
+        _site(run)
+        assert run.end() and run.display.to_stderr == {stderr}
+
+
 def test_slowest_tasks_option():
     run = Run(slowest=0)
     _site(run)
@@ -292,8 +310,9 @@ def test_enabled_in_a_real_run(tmp_path):
           tags: [l3]
           tasks:
             - name: tekton | Wait a moment
-              ansible.builtin.pause:
-                seconds: 1
+              ansible.builtin.command:
+                argv: [sleep, '1']
+              changed_when: false
             - name: Note the secret
               ansible.builtin.set_fact:
                 hidden: "{{ 'S3cr3t-token' }}"
@@ -301,7 +320,7 @@ def test_enabled_in_a_real_run(tmp_path):
         '''))
     env = dict(os.environ, ANSIBLE_CALLBACKS_ENABLED='cellplatform.platform.timing', ANSIBLE_COLLECTIONS_PATH=str(collections),
                ANSIBLE_NOCOLOR='1', ANSIBLE_LOCALHOST_WARNING='0', ANSIBLE_INVENTORY_UNPARSED_WARNING='0',
-               CELLPLATFORM_TIMING_SLOWEST_TASKS='1')
+               CELLPLATFORM_TIMING_SLOWEST_TASKS='1', ANSIBLE_PYTHON_INTERPRETER=sys.executable)
     proc = subprocess.run([str(Path(sys.executable).parent / 'ansible-playbook'), '-i', 'localhost,', '-c', 'local',
                            str(playbook)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
                           cwd=str(tmp_path), check=False)
@@ -315,3 +334,12 @@ def test_enabled_in_a_real_run(tmp_path):
     assert report[-2] == 'slowest tasks:'              # CELLPLATFORM_TIMING_SLOWEST_TASKS=1
     assert report[-1].endswith('L3   tekton | Wait a moment (1 host)')
     assert 'S3cr3t-token' not in out
+
+    # a JSON stdout callback keeps stdout one JSON document; the summary goes to stderr
+    env['ANSIBLE_STDOUT_CALLBACK'] = 'ansible.posix.json'
+    proc = subprocess.run([str(Path(sys.executable).parent / 'ansible-playbook'), '-i', 'localhost,', '-c', 'local',
+                           str(playbook)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                          cwd=str(tmp_path), check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)['stats']['localhost']['ok'] == 2
+    assert 'TIMING (wall clock)' in proc.stderr and 'tekton | Wait a moment (1 host)' in proc.stderr
