@@ -353,7 +353,7 @@ def main(argv=None):
             print('error: %s' % exc, file=sys.stderr)
             return 2
         if root is None:
-            print('schemas: none (%s): schema checks will be skipped; %s' % (source, FULL_CHECK))
+            print('schemas: none, %s: the schema checks will be skipped; %s' % (source, FULL_CHECK))
         else:
             print('schemas: %s (from %s)' % (root, source))
         return 0

@@ -112,7 +112,7 @@ def test_skip_ledger_and_its_one_line_summary(no_cache):
 
 def test_where_command(no_cache, capsys, monkeypatch, tmp_path):
     assert schemacheck.main(['where']) == 0
-    assert capsys.readouterr().out.startswith('schemas: none (no schema store')
+    assert capsys.readouterr().out.startswith('schemas: none, no schema store (')
     monkeypatch.setenv('CELLPLATFORM_SCHEMAS', str(tmp_path / 'nope'))
     assert schemacheck.main(['where']) == 2
     assert 'Fix: point CELLPLATFORM_SCHEMAS' in capsys.readouterr().err

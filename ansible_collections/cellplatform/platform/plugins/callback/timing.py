@@ -271,6 +271,7 @@ class CallbackModule(CallbackBase):
             lines.append('slowest tasks:')
             for run in slowest:
                 hosts = len(run.hosts)
-                lines.append('  %9s  %-4s %s (%d host%s)' % (format_duration(run.seconds), run.group.label.split(' ')[0],
-                                                            run.name or '(unnamed task)', hosts, '' if hosts == 1 else 's'))
+                where = run.group.label.split(' ')[0]           # L0 .. L7, preflight or other
+                lines.append('  %9s  %-4s %s (%d host%s)' % (
+                    format_duration(run.seconds), where, run.name or '(unnamed task)', hosts, '' if hosts == 1 else 's'))
         return lines
