@@ -1,6 +1,7 @@
 # cellplatform: two commands do everything on a fresh machine.
 #   make render   set up the venv on first use, then render the reference cell into build/<cell>/
 #   make test     set up the venv on first use, then run every check (offline, loopback only)
+#   make schemas  download the pinned upstream schemas into .cache/schemas (needs HTTPS to GitHub)
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 VENV ?= .venv
@@ -8,18 +9,17 @@ PY := $(VENV)/bin/python
 BIN := $(abspath $(VENV))/bin
 INVENTORY ?= inventories/production/hosts.yml
 NETNS := scripts/netns-run
-SCHEMAS ?= $(abspath ../shared/schemas)
-export CELLPLATFORM_SCHEMAS ?= $(SCHEMAS)
 export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)
 export PATH := $(BIN):$(PATH)
 export TF_CLI_CONFIG_FILE := $(CURDIR)/scripts/terraformrc
 export CHECKPOINT_DISABLE := 1
 
-.PHONY: help venv render validate test units integration playbooks molecule sanity lint bench clean
+.PHONY: help venv render validate test schemas units integration playbooks molecule sanity lint bench clean
 
 help:
 	@echo "make render     render the reference cell into build/ (sets up .venv first)"
 	@echo "make test       run every check offline (sets up .venv first)"
+	@echo "make schemas    fetch the pinned upstream schemas into .cache/schemas (full schema checks)"
 	@echo "make validate   run the inventory preflight alone"
 	@echo "make bench      time render and simulated apply (writes docs/benchmarks.md figures)"
 
@@ -39,6 +39,11 @@ validate: venv
 # (scripts/netns-run); static checks (sanity, lint) run outside it.
 test: venv
 	scripts/run-tests.sh
+
+# The schema store of the tests (tests/support/schemas.lock.json: URLs + sha256). Not inside
+# scripts/netns-run: this is the one target that downloads. Offline, set CELLPLATFORM_SCHEMAS.
+schemas: venv
+	$(PY) scripts/fetch-schemas.py
 
 units: venv
 	scripts/run-tests.sh pytest

@@ -13,7 +13,6 @@ Run inside scripts/netns-run:
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -24,7 +23,6 @@ import yaml
 
 from apply_fixtures import REPO, run_playbook
 
-SCHEMAS = os.environ.get("CELLPLATFORM_SCHEMAS", str(REPO.parent / "shared" / "schemas"))
 GITOPS = {"repo_url": "https://git.example.test/ops/fleet.git", "revision": "release-1", "path": "clusters/cell"}
 
 
@@ -80,22 +78,22 @@ def test_check_mode_writes_nothing(tmp_path):
     assert not (tmp_path / "build" / "cell" / "l2").exists()
 
 
-def test_values_key_check_rejects_a_typo(enforce_build, tmp_path):
+def test_values_key_check_rejects_a_typo(enforce_build, tmp_path, schema_root):
     b = tmp_path / "cell"
     shutil.copytree(enforce_build, b)
     script = REPO / "molecule" / "l2_core_platform" / "check_values.py"
-    ok = subprocess.run([sys.executable, str(script), str(b), "--schemas", SCHEMAS],
+    ok = subprocess.run([sys.executable, str(script), str(b), "--schemas", str(schema_root)],
                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     assert ok.returncode == 0, ok.stdout
     values = _yaml(b / "l2/kyverno/values.yaml")
     values["admissionController"]["replica"] = 3
     (b / "l2/kyverno/values.yaml").write_text(yaml.safe_dump(values))
-    bad = subprocess.run([sys.executable, str(script), str(b), "--schemas", SCHEMAS],
+    bad = subprocess.run([sys.executable, str(script), str(b), "--schemas", str(schema_root)],
                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     assert bad.returncode == 1 and "admissionController.replica " in bad.stdout, bad.stdout
 
 
-def test_schema_check_rejects_an_invalid_policy(enforce_build, tmp_path):
+def test_schema_check_rejects_an_invalid_policy(enforce_build, tmp_path, schema_root):
     b = tmp_path / "cell"
     shutil.copytree(enforce_build, b)
     path = b / "l2/kyverno-policies/manifests.yaml"
@@ -103,6 +101,6 @@ def test_schema_check_rejects_an_invalid_policy(enforce_build, tmp_path):
     docs[0]["spec"]["validationActions"] = ["Enforce"]          # not Deny | Audit | Warn
     path.write_text(yaml.safe_dump_all(docs))
     proc = subprocess.run([sys.executable, str(REPO / "tests/support/verify_build.py"), str(b), "--layer", "l2",
-                           "--schemas", SCHEMAS], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                           "--schemas", str(schema_root)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     assert proc.returncode == 1
     assert "disallow-latest-tag" in proc.stdout and "validationActions" in proc.stdout, proc.stdout

@@ -1,8 +1,17 @@
 """Offline schema checks for everything cellplatform renders ("kubeconform-like").
 
 Used by ``tests/support/verify_build.py`` (CLI), the molecule scenarios' verify steps and the
-project tests. Data comes from the upstream schema store (``$CELLPLATFORM_SCHEMAS``, falling
-back to ``<repo>/../shared/schemas``); a missing store is an error, never a silent skip.
+project tests. Data comes from the upstream schema store, found like kubeconform finds its
+schemas (``locate_schemas``):
+
+1. ``$CELLPLATFORM_SCHEMAS``, when set: a directory with ``INDEX.json``. Set but missing is an
+   error naming the variable and the fix (``SchemaStoreError``), never a fallback.
+2. else the local cache ``<repo>/.cache/schemas``, filled by ``make schemas``
+   (``scripts/fetch-schemas.py``: pinned upstream files, checked against
+   ``tests/support/schemas.lock.json``). A cache built from another lock is an error (stale).
+3. else there is no store: schema checks are skipped, never silently. Each skipping check
+   records what it did not check (``record_skip``) in ``$CELLPLATFORM_SCHEMA_SKIPS`` and
+   ``scripts/run-tests.sh`` prints one summary line at the end (``skip_summary``).
 
 What is checked, and against what:
 
@@ -27,9 +36,12 @@ cannot compile several upstream patterns.
 
 from __future__ import annotations
 
+import argparse
+import hashlib
 import json
 import os
 import re
+import sys
 from pathlib import Path
 
 import jsonschema
@@ -39,10 +51,21 @@ from jsonschema import validators
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_KUBERNETES_VERSION = '1.36'
+ENV = 'CELLPLATFORM_SCHEMAS'
+SKIPS_ENV = 'CELLPLATFORM_SCHEMA_SKIPS'
+CACHE_DIR = REPO_ROOT / '.cache' / 'schemas'
+LOCK_FILE = Path(__file__).resolve().parent / 'schemas.lock.json'
+CACHE_STAMP = '.lock-sha256'   # written by scripts/fetch-schemas.py
+FULL_CHECK = ('for the full check run `make schemas` (pinned upstream schemas, checked by sha256, into '
+              '.cache/schemas) or set %s=<a schema store with INDEX.json>' % ENV)
 
 
-class SchemaStoreMissing(RuntimeError):
-    """The schema store could not be found; checks cannot run (a failure, not a skip)."""
+class SchemaStoreError(RuntimeError):
+    """The configured or cached schema store cannot be used (an error, not a skip)."""
+
+
+class SchemaStoreUnavailable(RuntimeError):
+    """No schema store is configured or cached: schema checks are skipped (and say so)."""
 
 
 # --- YAML ----------------------------------------------------------------------------------
@@ -98,16 +121,75 @@ def _messages(validator, instance):
 
 
 # --- the store -------------------------------------------------------------------------------
+def _shown(path):
+    """*path* relative to the repository when it is inside it (messages stay short)."""
+    return str(path.relative_to(REPO_ROOT)) if path.is_relative_to(REPO_ROOT) else str(path)
+
+
+def locate_schemas(explicit=None):
+    """The schema store to use: (Path, where it came from), or (None, why there is none).
+
+    *explicit* (``--schemas``) or ``$CELLPLATFORM_SCHEMAS`` wins; then the ``make schemas``
+    cache. Raises SchemaStoreError for a configured store that is missing and for a stale cache.
+    """
+    configured = explicit or os.environ.get(ENV)
+    if configured:
+        root = Path(configured).expanduser()
+        name = '--schemas' if explicit else ENV
+        if not (root / 'INDEX.json').is_file():
+            raise SchemaStoreError(
+                '%s=%s is not a schema store (%s). Fix: point %s at a directory with INDEX.json '
+                '(e.g. a copy of shared/schemas, or .cache/schemas after `make schemas`), or unset it '
+                'to use .cache/schemas' % (name, configured, 'no such directory' if not root.is_dir()
+                                           else 'it has no INDEX.json', name))
+        return root.resolve(), name
+    if (CACHE_DIR / 'INDEX.json').is_file():
+        stamp = CACHE_DIR / CACHE_STAMP
+        built_from = stamp.read_text().strip() if stamp.is_file() else None
+        if built_from != hashlib.sha256(LOCK_FILE.read_bytes()).hexdigest():
+            raise SchemaStoreError(
+                '%s was not built from the current %s (stale or incomplete). Fix: run `make schemas` again, '
+                'or set %s to another schema store' % (_shown(CACHE_DIR), _shown(LOCK_FILE), ENV))
+        return CACHE_DIR, 'cache'
+    return None, 'no schema store (%s is not set and %s does not exist)' % (ENV, _shown(CACHE_DIR))
+
+
 def schemas_root(explicit=None):
-    """Resolve the schema store: *explicit*, ``$CELLPLATFORM_SCHEMAS``, ``<repo>/../shared/schemas``."""
-    configured = explicit or os.environ.get('CELLPLATFORM_SCHEMAS')
-    root = Path(configured).expanduser() if configured else REPO_ROOT.parent / 'shared' / 'schemas'
-    if not (root / 'INDEX.json').is_file():
-        how = ('CELLPLATFORM_SCHEMAS=%s' % configured) if configured else 'the default %s' % root
-        raise SchemaStoreMissing(
-            'schema store not found: %s has no INDEX.json. Set CELLPLATFORM_SCHEMAS to the upstream '
-            'schema directory (shared/schemas); schema checks never silently skip.' % how)
-    return root.resolve()
+    """The schema store's directory; SchemaStoreUnavailable when there is none."""
+    root, why = locate_schemas(explicit)
+    if root is None:
+        raise SchemaStoreUnavailable('%s; %s' % (why, FULL_CHECK))
+    return root
+
+
+def record_skip(count, what, where):
+    """Note that *count* *what* (e.g. 'documents', 'tests') were not schema-checked by *where*.
+
+    Appends one line to ``$CELLPLATFORM_SCHEMA_SKIPS`` when it is set (scripts/run-tests.sh sets
+    it and prints ``skip_summary`` of it once at the end); a no-op otherwise.
+    """
+    ledger = os.environ.get(SKIPS_ENV)
+    if ledger and count:
+        with open(ledger, 'a') as out:   # one short write per line: safe with parallel writers
+            out.write('%d\t%s\t%s\n' % (count, what, where.replace('\t', ' ').replace('\n', ' ')))
+
+
+def skip_summary(ledger):
+    """The one summary line for a skip ledger, or '' when nothing was skipped."""
+    totals = {}
+    try:
+        lines = Path(ledger).read_text().splitlines()
+    except FileNotFoundError:
+        lines = []
+    for line in lines:
+        count, what, _where = line.split('\t', 2)
+        totals[what] = totals.get(what, 0) + int(count)
+    if not totals:
+        return ''
+    phrases = {'tests': '%d schema tests were skipped'}
+    counted = ' and '.join(phrases.get(what, '%d ' + what + ' were not schema-checked') % n
+                           for what, n in sorted(totals.items()))
+    return 'schema checks SKIPPED (no schema store): %s; %s.' % (counted, FULL_CHECK)
 
 
 class SchemaStore(object):
@@ -254,3 +336,32 @@ def coalesce(defaults, values):
         else:
             out[key] = value
     return out
+
+
+def main(argv=None):
+    """Command line for scripts/run-tests.sh: which store is used, and the skip summary line."""
+    parser = argparse.ArgumentParser(description='Schema store of the offline schema checks.')
+    sub = parser.add_subparsers(dest='command', required=True)
+    sub.add_parser('where', help='print the schema store the checks will use (exit 2 when it is unusable)')
+    summary = sub.add_parser('skip-summary', help='print the one-line summary of a skip ledger (nothing if empty)')
+    summary.add_argument('ledger')
+    args = parser.parse_args(argv)
+    if args.command == 'where':
+        try:
+            root, source = locate_schemas()
+        except SchemaStoreError as exc:
+            print('error: %s' % exc, file=sys.stderr)
+            return 2
+        if root is None:
+            print('schemas: none, %s: the schema checks will be skipped; %s' % (source, FULL_CHECK))
+        else:
+            print('schemas: %s (from %s)' % (root, source))
+        return 0
+    line = skip_summary(args.ledger)
+    if line:
+        print(line)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

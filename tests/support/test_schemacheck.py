@@ -1,8 +1,9 @@
 """Tests of the offline schema checks (tests/support/schemacheck.py, verify_build.py).
 
 Each check is shown to pass on a correct input and to fail, naming the field, on a wrong one.
-They need the upstream schema store ($CELLPLATFORM_SCHEMAS or ../shared/schemas); a missing
-store fails these tests (it is never a skip).
+The checks need the upstream schema store (the ``schema_root`` fixture of conftest.py:
+$CELLPLATFORM_SCHEMAS, else .cache/schemas) and are skipped, and counted, without one. How the
+store is found, the skip ledger and verify_build.py without a store are tested here without it.
 """
 
 from __future__ import annotations
@@ -20,9 +21,15 @@ import schemacheck  # noqa: E402  pylint: disable=wrong-import-position
 import verify_build  # noqa: E402  pylint: disable=wrong-import-position
 
 
-@pytest.fixture(scope='module')
-def store():
-    return schemacheck.SchemaStore()
+_STORES = {}
+
+
+@pytest.fixture
+def store(schema_root):
+    """One SchemaStore per store directory (it caches compiled validators)."""
+    if schema_root not in _STORES:
+        _STORES[schema_root] = schemacheck.SchemaStore(schema_root)
+    return _STORES[schema_root]
 
 
 HOSTNAME = {'apiVersion': 'v1alpha1', 'kind': 'HostnameConfig', 'auto': 'off', 'hostname': 'cp-1'}
@@ -32,10 +39,83 @@ COMMON = {'machine': {'kubelet': {'nodeIP': {'validSubnets': ['192.168.100.0/24'
                       'proxy': {'disabled': True}}}
 
 
-def test_missing_store_is_an_error_not_a_skip(tmp_path, monkeypatch):
+@pytest.fixture
+def no_cache(tmp_path, monkeypatch):
+    """Neither CELLPLATFORM_SCHEMAS nor a cache; a private skip ledger. Returns the ledger path."""
+    monkeypatch.delenv('CELLPLATFORM_SCHEMAS', raising=False)
+    monkeypatch.setattr(schemacheck, 'CACHE_DIR', tmp_path / 'cache' / 'schemas')
+    ledger = tmp_path / 'skips.tsv'
+    monkeypatch.setenv('CELLPLATFORM_SCHEMA_SKIPS', str(ledger))
+    return ledger
+
+
+def _fake_store(path, stamp=None):
+    path.mkdir(parents=True)
+    (path / 'INDEX.json').write_text('{}')
+    if stamp is not None:
+        (path / '.lock-sha256').write_text(stamp + '\n')
+    return path
+
+
+def _lock_digest():
+    import hashlib
+    return hashlib.sha256(schemacheck.LOCK_FILE.read_bytes()).hexdigest()
+
+
+def test_configured_store_that_does_not_exist_is_an_error_naming_the_variable(tmp_path, monkeypatch):
     monkeypatch.setenv('CELLPLATFORM_SCHEMAS', str(tmp_path / 'nope'))
-    with pytest.raises(schemacheck.SchemaStoreMissing, match='CELLPLATFORM_SCHEMAS'):
+    with pytest.raises(schemacheck.SchemaStoreError, match=r'CELLPLATFORM_SCHEMAS=.*nope is not a schema store '
+                       r'\(no such directory\)\. Fix: point CELLPLATFORM_SCHEMAS at a directory with INDEX.json'):
         schemacheck.SchemaStore()
+    (tmp_path / 'empty').mkdir()
+    monkeypatch.setenv('CELLPLATFORM_SCHEMAS', str(tmp_path / 'empty'))
+    with pytest.raises(schemacheck.SchemaStoreError, match='it has no INDEX.json'):
+        schemacheck.locate_schemas()
+
+
+def test_resolution_order_configured_then_cache_then_none(tmp_path, monkeypatch, no_cache):
+    assert schemacheck.locate_schemas() == (None, 'no schema store (CELLPLATFORM_SCHEMAS is not set and '
+                                                  '%s does not exist)' % schemacheck.CACHE_DIR)
+    with pytest.raises(schemacheck.SchemaStoreUnavailable, match='make schemas'):
+        schemacheck.SchemaStore()
+    cache = _fake_store(schemacheck.CACHE_DIR, stamp=_lock_digest())
+    assert schemacheck.locate_schemas() == (cache, 'cache')
+    configured = _fake_store(tmp_path / 'configured')
+    monkeypatch.setenv('CELLPLATFORM_SCHEMAS', str(configured))
+    assert schemacheck.locate_schemas() == (configured.resolve(), 'CELLPLATFORM_SCHEMAS')
+    assert schemacheck.locate_schemas(str(cache)) == (cache.resolve(), '--schemas')
+
+
+def test_cache_built_from_another_lock_is_an_error(no_cache):
+    _fake_store(schemacheck.CACHE_DIR, stamp='0' * 64)
+    with pytest.raises(schemacheck.SchemaStoreError, match=r'not built from the current tests/support/'
+                       r'schemas.lock.json \(stale or incomplete\). Fix: run `make schemas` again'):
+        schemacheck.locate_schemas()
+    (schemacheck.CACHE_DIR / '.lock-sha256').unlink()         # e.g. an interrupted copy
+    with pytest.raises(schemacheck.SchemaStoreError, match='stale or incomplete'):
+        schemacheck.locate_schemas()
+
+
+def test_skip_ledger_and_its_one_line_summary(no_cache):
+    assert schemacheck.skip_summary(no_cache) == ''
+    schemacheck.record_skip(12, 'rendered documents', 'verify_build build/cell layer l0')
+    schemacheck.record_skip(0, 'tests', 'nothing skipped is not recorded')
+    schemacheck.record_skip(1, 'tests', 'tests/x.py::test_a')
+    schemacheck.record_skip(5, 'rendered documents', 'verify_build build/cell layer l1')
+    assert len(no_cache.read_text().splitlines()) == 3
+    line = schemacheck.skip_summary(no_cache)
+    assert '\n' not in line
+    assert line.startswith('schema checks SKIPPED (no schema store): 17 rendered documents were not schema-checked '
+                           'and 1 schema tests were skipped; for the full check run `make schemas`')
+    assert 'CELLPLATFORM_SCHEMAS=<a schema store with INDEX.json>' in line
+
+
+def test_where_command(no_cache, capsys, monkeypatch, tmp_path):
+    assert schemacheck.main(['where']) == 0
+    assert capsys.readouterr().out.startswith('schemas: none, no schema store (')
+    monkeypatch.setenv('CELLPLATFORM_SCHEMAS', str(tmp_path / 'nope'))
+    assert schemacheck.main(['where']) == 2
+    assert 'Fix: point CELLPLATFORM_SCHEMAS' in capsys.readouterr().err
 
 
 def test_talos_documents_pass(store):
@@ -130,7 +210,7 @@ def _tree(tmp_path):
     return build
 
 
-def test_verify_build_cli_passes_and_fails(tmp_path, capsys):
+def test_verify_build_cli_passes_and_fails(tmp_path, capsys, schema_root):
     build = _tree(tmp_path)
     assert verify_build.main([str(build), '--layer', 'l0']) == 0
     (build / 'talos' / 'nodes' / 'cp-1.yaml').write_text('apiVersion: v1alpha1\nkind: HostnameConfig\nauto: off\n')
@@ -147,13 +227,41 @@ def test_verify_build_cli_passes_and_fails(tmp_path, capsys):
     assert '4 failure(s)' in out
 
 
-def test_verify_build_missing_plan_or_files(tmp_path, capsys):
+def test_verify_build_missing_plan_or_files(tmp_path, capsys, schema_root):
     assert verify_build.main([str(tmp_path)]) == 2
     build = _tree(tmp_path)
     (build / 'l0' / 'cilium' / 'values.yaml').unlink()
     capsys.readouterr()
     assert verify_build.main([str(build), '--layer', 'l0']) == 1
     assert 'missing' in capsys.readouterr().out
+
+
+def test_verify_build_without_a_store_skips_and_counts_but_runs_the_other_checks(tmp_path, capsys, no_cache):
+    build = _tree(tmp_path)
+    assert verify_build.main([str(build), '--layer', 'l0']) == 0
+    out = capsys.readouterr().out
+    assert ('verify_build: %s layer l0: schema checks SKIPPED, 4 documents not schema-checked (3 talos documents, '
+            '1 values files): no schema store' % build) in out
+    assert 'make schemas' in out
+    assert no_cache.read_text() == '4\trendered documents\tverify_build %s layer l0\n' % build
+    # what needs no schema still fails: key material, a non-object tfvars, a missing file, bad YAML
+    (build / 'l0' / 'cilium' / 'key.pem').write_text('-----BEGIN EC PRIVATE KEY-----\n')
+    (build / 'terraform' / 'cell.auto.tfvars.json').write_text('[1]')
+    (build / 'talos' / 'nodes' / 'cp-1.yaml').write_text('a: [\n')
+    (build / 'l0' / 'cilium' / 'values.yaml').unlink()
+    assert verify_build.main([str(build), '--layer', 'l0']) == 1
+    out = capsys.readouterr().out
+    assert 'FAIL l0/cilium/key.pem: private key material' in out
+    assert 'FAIL terraform/cell.auto.tfvars.json: top level must be a JSON object' in out
+    assert 'FAIL talos/nodes/cp-1.yaml: not valid YAML' in out
+    assert 'FAIL l0/cilium/values.yaml: named as values_file of component cilium in plan.json but missing' in out
+    assert 'other checks: 4 failure(s)' in out
+
+
+def test_verify_build_with_a_configured_store_that_is_missing_exits_2(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv('CELLPLATFORM_SCHEMAS', str(tmp_path / 'nope'))
+    assert verify_build.main([str(_tree(tmp_path)), '--layer', 'l0']) == 2
+    assert 'Fix: point CELLPLATFORM_SCHEMAS at a directory with INDEX.json' in capsys.readouterr().err
 
 
 def test_values_are_checked_coalesced_with_chart_defaults_like_helm(store):

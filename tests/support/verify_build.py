@@ -16,8 +16,14 @@ For the chosen layer (default: every layer in plan.json plus the Talos and Terra
 * any other YAML file under ``<layer>/`` that plan.json does not name: as manifests;
 * every file of the layer: no private key material.
 
+Without a schema store (``$CELLPLATFORM_SCHEMAS`` unset and no ``.cache/schemas``; see
+schemacheck.locate_schemas) the schema checks are skipped and counted, everything else
+(YAML/JSON parses, files named in plan.json exist, no empty manifest, no key material) still
+runs; the last line says how many documents were not schema-checked and the count goes to the
+skip ledger of scripts/run-tests.sh.
+
 Prints every failure (``path [doc n kind/name]: field: message``) and exits 1 when there is
-any; exits 2 when the build tree, plan.json or the schema store is missing.
+any; exits 2 when the build tree or plan.json is missing or a configured schema store is unusable.
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from schemacheck import (  # noqa: E402  pylint: disable=wrong-import-position
-    DEFAULT_KUBERNETES_VERSION, SchemaStore, SchemaStoreMissing, load_documents)
+    DEFAULT_KUBERNETES_VERSION, SchemaStore, SchemaStoreError, SchemaStoreUnavailable, load_documents, record_skip)
 
 _PRIVATE_KEY_RE = re.compile(r'-----BEGIN ([A-Z0-9 ]+ )?PRIVATE KEY-----|AGE-SECRET-KEY-1[0-9A-Z]{50,}')
 
@@ -41,12 +47,14 @@ class Report(object):
         self.failures = []
         self.notes = []
         self.checked = {}
+        self.unchecked = {}
 
     def fail(self, path, message):
         self.failures.append('%s: %s' % (path, message))
 
-    def count(self, what):
-        self.checked[what] = self.checked.get(what, 0) + 1
+    def count(self, what, schema_checked=True):
+        counts = self.checked if schema_checked else self.unchecked
+        counts[what] = counts.get(what, 0) + 1
 
 
 def _label(i, doc):
@@ -67,24 +75,27 @@ def _read_docs(path, rel, report):
 
 
 def _check_documents(path, rel, report, what, validate):
-    """Validate every document of a multi-document YAML file; an empty file is a failure."""
+    """Validate every document of a multi-document YAML file; an empty file is a failure.
+
+    *validate* None (no schema store): the documents are parsed and counted as not schema-checked.
+    """
     docs = _read_docs(path, rel, report)
     if docs is None:
         return
     if not docs:
         report.fail(rel, 'no documents')
     for i, doc in enumerate(docs):
-        report.count(what)
-        for err in validate(doc):
+        report.count(what, schema_checked=validate is not None)
+        for err in validate(doc) if validate else ():
             report.fail('%s [%s]' % (rel, _label(i, doc)), err)
 
 
 def check_talos_file(store, path, rel, report):
-    _check_documents(path, rel, report, 'talos documents', store.talos_document)
+    _check_documents(path, rel, report, 'talos documents', store.talos_document if store else None)
 
 
 def check_manifest_file(store, path, rel, report):
-    _check_documents(path, rel, report, 'manifests', store.manifest)
+    _check_documents(path, rel, report, 'manifests', store.manifest if store else None)
 
 
 def check_values_file(store, path, rel, comp, report):
@@ -98,6 +109,11 @@ def check_values_file(store, path, rel, comp, report):
     chart, version = comp.get('chart'), comp.get('version')
     if not chart or not version:
         report.fail(rel, 'plan.json component %s names this values file but no chart/version' % comp.get('name'))
+        return
+    if store is None:
+        if not isinstance(values, dict):
+            report.fail(rel, 'values are a %s, not a mapping' % type(values).__name__)
+        report.count('values files', schema_checked=False)
         return
     report.count('values files')
     errors, notes = store.values(values, chart, version)
@@ -118,7 +134,7 @@ def check_json_file(path, rel, report):
 
 
 def verify(build, layer=None, store=None, report=None):
-    """Validate *build* (a Path to build/<cell>); return the Report."""
+    """Validate *build* (a Path to build/<cell>); return the Report. *store* None: no schema checks."""
     report = report or Report()
     build = Path(build)
     plan_path = build / 'plan.json'
@@ -194,7 +210,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('build', help='the rendered cell directory, e.g. build/cell')
     parser.add_argument('--layer', help='only this layer (l0, l1, ...); default: all')
-    parser.add_argument('--schemas', help='schema store (default: $CELLPLATFORM_SCHEMAS, then ../shared/schemas)')
+    parser.add_argument('--schemas', help='schema store (default: $CELLPLATFORM_SCHEMAS, then .cache/schemas; '
+                        'with neither the schema checks are skipped and counted)')
     parser.add_argument('--kubernetes-version', default=None,
                         help='Kubernetes minor for built-in kinds (default: plan.json cell, else %s)'
                         % DEFAULT_KUBERNETES_VERSION)
@@ -210,20 +227,31 @@ def main(argv=None):
         cell = json.loads((build / 'plan.json').read_text()).get('cell') or {}
         kube = str((cell.get('talos') or {}).get('kubernetes_version') or DEFAULT_KUBERNETES_VERSION)
     kube = '.'.join(kube.lstrip('v').split('.')[:2])
+    unavailable = None
     try:
         store = SchemaStore(args.schemas, kubernetes_version=kube)
-    except SchemaStoreMissing as exc:
+    except SchemaStoreError as exc:
         print('verify_build: %s' % exc, file=sys.stderr)
         return 2
+    except SchemaStoreUnavailable as exc:
+        store, unavailable = None, exc
     report = verify(build, args.layer, store)
     if not args.quiet:
         for note in report.notes:
             print('note: %s' % note)
     for failure in report.failures:
         print('FAIL %s' % failure)
-    summary = ', '.join('%d %s' % (n, what) for what, n in sorted(report.checked.items())) or 'nothing'
-    print('verify_build: %s%s: %s checked (schemas %s, Kubernetes %s): %d failure(s)' % (
-        build, ' layer %s' % args.layer if args.layer else '', summary, store.root, kube, len(report.failures)))
+    what = '%s%s' % (build, ' layer %s' % args.layer if args.layer else '')
+    if store is None:
+        skipped = sum(report.unchecked.values())
+        record_skip(skipped, 'rendered documents', 'verify_build %s' % what)
+        detail = ', '.join('%d %s' % (n, kind) for kind, n in sorted(report.unchecked.items())) or 'nothing'
+        print('verify_build: %s: schema checks SKIPPED, %d documents not schema-checked (%s): %s; '
+              'other checks: %d failure(s)' % (what, skipped, detail, unavailable, len(report.failures)))
+    else:
+        summary = ', '.join('%d %s' % (n, kind) for kind, n in sorted(report.checked.items())) or 'nothing'
+        print('verify_build: %s: %s checked (schemas %s, Kubernetes %s): %d failure(s)' % (
+            what, summary, store.root, kube, len(report.failures)))
     return 1 if report.failures else 0
 
 

@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import json
+
+import jsonschema
 import pytest
 
 from ansible_collections.cellplatform.platform.plugins.plugin_utils import component as comp
@@ -139,6 +142,14 @@ def test_application_of_an_oci_chart_and_the_cells_project():
     assert app["spec"]["syncPolicy"]["syncOptions"] == ["CreateNamespace=true", "ServerSideApply=true", "PruneLast=true"]
     assert app["spec"]["ignoreDifferences"] == [{"kind": "Secret", "jsonPointers": ["/data"]}]
     assert app["spec"]["project"] == "cells" and app["metadata"]["namespace"] == "gitops"
+
+
+def test_application_validates_against_the_crd_schema(schema_root):
+    index = json.loads((schema_root / "INDEX.json").read_text())
+    schema = json.loads((schema_root / index["kubernetes_crds"]["argoproj.io/v1alpha1"]["Application"]).read_text())
+    for rec in records(METALLB, {"name": "pool", "namespace": "metallb-system", "manifests": [{}],
+                                 "argocd": {"ignore_differences": [{"kind": "Secret", "jsonPointers": ["/data"]}]}}):
+        jsonschema.Draft7Validator(schema).validate(comp.application(rec, GITOPS))
 
 
 def test_application_needs_the_gitops_repository():
