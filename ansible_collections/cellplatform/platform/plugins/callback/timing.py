@@ -19,9 +19,11 @@ description:
   - The layer of a play is its layer tag (C(l0) ... C(l7)). A play without one is listed as
     C(preflight) when it runs the C(cellplatform.platform.cell_preflight) action, otherwise as
     C(other), each with the play's name.
-  - The component of a task is the text before the first C( | ) of its name (the project's naming
-    convention, for example C(Talos | Apply the machine config) or C(metallb | Install the Helm
-    release)). Tasks without that prefix are the layer's own steps.
+  - The component of a task follows the project's naming convention. A task of a component ends in
+    C( | <component>), its name (a lowercase DNS label, as every task of the component pipeline does,
+    for example C(Install or upgrade the pinned Helm release | metallb)); a step of a layer's own
+    starts with C(<Step> | ) (for example C(Talos | Apply the machine config)). Tasks with neither
+    are the layer's own steps.
   - All times are wall-clock times, not time summed over hosts. A task lasts from its start until
     the next task (or handler, or play, or the end of the run) starts, so a per-node task that runs
     on six nodes in parallel counts once, for as long as the slowest node took. Layer and
@@ -60,12 +62,21 @@ OWN_STEPS = '(layer steps)'
 PREFLIGHT_ACTIONS = ('cellplatform.platform.cell_preflight', 'cell_preflight')
 
 
+_COMPONENT_RE = re.compile(r'^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$')
+
+
 def component_of(task_name):
-    """The component of a task name (text before the first ' | '), or None for a layer's own step."""
-    head, sep, _rest = (task_name or '').partition(' | ')
-    if not sep:
+    """The component of a task name, or None for a layer's own step.
+
+    ``... | metallb`` (the last segment is a component name, a DNS label) -> ``metallb``;
+    ``Talos | Apply ...`` (a step prefix) -> ``Talos``.
+    """
+    parts = [part.strip() for part in (task_name or '').split(' | ')]
+    if len(parts) < 2:
         return None
-    return head.strip() or None
+    if _COMPONENT_RE.match(parts[-1]):
+        return parts[-1]
+    return parts[0] or None
 
 
 def _runs_preflight(items):

@@ -227,6 +227,9 @@ def test_layer_tags_and_play_kinds():
 
 @pytest.mark.parametrize('name,component', [
     ('Talos | Apply the machine config', 'Talos'),
+    ('Install or upgrade the pinned Helm release | metallb', 'metallb'),
+    ('Wait until the release is ready | external-dns', 'external-dns'),
+    ('Gate | Wait until Talos reports the cluster healthy (seconds at most) 900', 'Gate'),
     ('metallb | Gate: CRDs | Established', 'metallb'),
     ('Render L1 into the build tree', None),
     ('Talos| no space', None),
