@@ -651,9 +651,9 @@ class Talosctl(object):
         args = ['get', 'machinestatus', '-o', 'json']
         mtls_error = None
         if self.talosconfig:
-            rc, out, err = self._probe_or_unreachable(args, ip)
+            rc, out, err = self.probe_answer(args, ip)
             if rc is None:
-                return out
+                return _unreachable(err, why=err)
             if rc == 0:
                 spec = _machinestatus_spec(out)
                 return dict(state='configured', stage=spec.get('stage'), ready=(spec.get('status') or {}).get('ready'),
@@ -664,9 +664,9 @@ class Talosctl(object):
             if kind not in ('x509', 'tls_required'):
                 raise self.error(args, rc, out, err, nodes=[ip])
             mtls_error = (rc, out, err)
-        rc, out, err = self._probe_or_unreachable(args, ip, insecure=True)
+        rc, out, err = self.probe_answer(args, ip, insecure=True)
         if rc is None:
-            return out
+            return _unreachable(err, why=err)
         if rc == 0:
             spec = _machinestatus_spec(out)
             stage = spec.get('stage')
@@ -686,15 +686,14 @@ class Talosctl(object):
             return dict(state='configured', stage=None, ready=None, machine_status=None)
         raise self.error(args, rc, out, err, nodes=[ip])
 
-    def _probe_or_unreachable(self, args, ip, insecure=False):
-        """probe(); a probe that timed out comes back as (None, node_details of an unreachable node, None)."""
+    def probe_answer(self, args, node, insecure=False):
+        """probe(), except that a probe without an answer in time returns (None, '', why) instead of raising."""
         try:
-            return self.probe(args, ip, insecure=insecure)
+            return self.probe(args, node, insecure=insecure)
         except TalosctlError as e:
             if e.kind != 'timeout':
                 raise
-            return None, dict(state='unreachable', stage=None, ready=None, machine_status=None,
-                              error='no answer within %s seconds (probe_timeout)' % self.probe_timeout), None
+            return None, '', 'no answer within %s seconds (probe_timeout)' % self.probe_timeout
 
     def probe_nodes(self, ips, probe=None):
         """Run *probe(ip)* (default node_details) for every node at once; (results, errors) by IP.
@@ -738,6 +737,6 @@ def unreachable_reason(err):
     return redact(why)
 
 
-def _unreachable(err):
+def _unreachable(err, why=None):
     """node_details result for a node whose Talos API did not answer."""
-    return dict(state='unreachable', stage=None, ready=None, machine_status=None, error=unreachable_reason(err))
+    return dict(state='unreachable', stage=None, ready=None, machine_status=None, error=why or unreachable_reason(err))

@@ -155,61 +155,63 @@ def parse_service_state(out):
     return None
 
 
-def unreachable(ip, why):
-    return dict(state='unreachable', etcd_service=None, member_id=None, error=why)
+class NoAnswer(Exception):
+    """The Talos API of the node did not answer a question (refused, dial timeout, no answer in time)."""
+
+    def __init__(self, why):
+        super().__init__(why)
+        self.why = why
+
+
+def question(talos, args, ip):
+    """One probe to *ip*: (rc, out, err); NoAnswer when the node's Talos API did not answer."""
+    rc, out, err = talos.probe_answer(args, ip)
+    if rc is None:
+        raise NoAnswer(err)
+    if rc != 0 and classify(err) in TRANSIENT_KINDS:
+        raise NoAnswer(unreachable_reason(err))
+    return rc, out, err
 
 
 def ask(talos, ip):
     """What control plane *ip* says about etcd (see RETURN control_planes); raises TalosctlError when unknown."""
-    args = ['get', 'services', 'etcd', '-o', 'json']
     try:
-        rc, out, err = talos.probe(args, ip)
-    except TalosctlError as e:
-        if e.kind == 'timeout':
-            return unreachable(ip, 'no answer within %s seconds (probe_timeout)' % talos.probe_timeout)
-        raise
-    if rc != 0:
-        kind = classify(err)
-        if kind in ('x509', 'tls_required', 'no_endpoints'):
-            details = talos.node_details(ip)   # raises the x509 error unless the node is in maintenance mode
-            if details['state'] == 'maintenance':
-                return dict(state='maintenance', etcd_service=None, member_id=None, error=None)
-            if details['state'] == 'unreachable':
-                return unreachable(ip, details.get('error'))
-            raise talos.error(args, rc, out, err, nodes=[ip])
-        if kind in TRANSIENT_KINDS:
-            return unreachable(ip, unreachable_reason(err))
-        if not any(e['code'] == 'NotFound' for e in parse_rpc_errors(err)):
-            raise talos.error(args, rc, out, err, nodes=[ip])
-        service = None   # no Services resource: etcd is not running (the resource only exists while it runs)
-    else:
+        return etcd_state(talos, ip)
+    except NoAnswer as e:
+        return dict(state='unreachable', etcd_service=None, member_id=None, error=e.why)
+
+
+def etcd_state(talos, ip):
+    """ask() without the NoAnswer handling: get services etcd, get etcdmembers, service etcd."""
+    args = ['get', 'services', 'etcd', '-o', 'json']
+    rc, out, err = question(talos, args, ip)
+    service = None   # no Services resource (NotFound): etcd is not running; the resource only exists while it runs
+    if rc == 0:
         service = _first_spec(talos, out, args, ip)
+    elif classify(err) in ('x509', 'tls_required', 'no_endpoints'):
+        details = talos.node_details(ip)   # raises the x509 error unless the node is in maintenance mode
+        if details['state'] == 'maintenance':
+            return dict(state='maintenance', etcd_service=None, member_id=None, error=None)
+        if details['state'] == 'unreachable':
+            raise NoAnswer(details.get('error'))
+        raise talos.error(args, rc, out, err, nodes=[ip])
+    elif not any(e['code'] == 'NotFound' for e in parse_rpc_errors(err)):
+        raise talos.error(args, rc, out, err, nodes=[ip])
     running = bool(service and service.get('running'))
 
     args = ['get', 'etcdmembers', '-o', 'json']
-    try:
-        rc, out, err = talos.probe(args, ip)
-    except TalosctlError as e:
-        if e.kind == 'timeout':
-            return unreachable(ip, 'no answer within %s seconds (probe_timeout)' % talos.probe_timeout)
-        raise
+    rc, out, err = question(talos, args, ip)
     if rc != 0:
-        if classify(err) in TRANSIENT_KINDS:
-            return unreachable(ip, unreachable_reason(err))
         raise talos.error(args, rc, out, err, nodes=[ip])
-    member = _first_spec(talos, out, args, ip)
-    member_id = (member or {}).get('memberID') or None
+    member_id = (_first_spec(talos, out, args, ip) or {}).get('memberID') or None
 
-    state = 'etcd_running' if running or member_id else 'etcd_not_running'
     etcd_service = 'Running' if running else None
     if not running:
         # the human-readable state of the service (Preparing while it waits for bootstrap or to join)
-        try:
-            rc, out, err = talos.probe(['service', 'etcd'], ip)
-            etcd_service = parse_service_state(out) if rc == 0 else None
-        except TalosctlError:
-            etcd_service = None
-    return dict(state=state, etcd_service=etcd_service, member_id=member_id, error=None)
+        rc, out, err = talos.probe_answer(['service', 'etcd'], ip)
+        etcd_service = parse_service_state(out) if rc == 0 else None
+    return dict(state='etcd_running' if running or member_id else 'etcd_not_running', etcd_service=etcd_service,
+                member_id=member_id, error=None)
 
 
 def describe(found, ips):

@@ -40,6 +40,13 @@ def all_preparing(script):
         script.control_plane(ip, 'preparing')
 
 
+def control_planes(script, *states):
+    """Script the three control planes in these states (Script.control_plane); bootstrap would succeed."""
+    for ip, state in zip(CP, states):
+        script.control_plane(ip, state)
+    script.on('bootstrap', answer=OK)
+
+
 def test_before_bootstrap_the_designated_node_is_bootstrapped_once(env):
     script, args = env
     all_preparing(script)
@@ -88,10 +95,8 @@ def test_control_planes_are_asked_at_the_same_time(env):
 
 def test_any_control_plane_running_etcd_means_bootstrapped_even_with_one_down(env):
     script, args = env
-    script.control_plane(CP[0], 'preparing')      # the designated node still joining
-    script.control_plane(CP[1], 'running')
-    script.control_plane(CP[2], 'refused')        # down after bootstrap
-    script.on('bootstrap', answer=OK)
+    # the designated node still joining (Preparing), cp-2 runs etcd, cp-3 went down after bootstrap
+    control_planes(script, 'preparing', 'running', 'refused')
     r = run_module(talos_bootstrap, args)
     assert r['_rc'] == 0, r
     assert r['changed'] is False and r['bootstrapped'] is False and r['already_bootstrapped'] is True
@@ -108,10 +113,7 @@ def test_any_control_plane_running_etcd_means_bootstrapped_even_with_one_down(en
 
 def test_a_local_member_counts_even_while_the_service_restarts(env):
     script, args = env
-    script.control_plane(CP[0], 'member')
-    script.control_plane(CP[1], 'preparing')
-    script.control_plane(CP[2], 'preparing')
-    script.on('bootstrap', answer=OK)
+    control_planes(script, 'member', 'preparing', 'preparing')
     r = run_module(talos_bootstrap, args)
     assert r['_rc'] == 0 and r['already_bootstrapped'] and not r['bootstrapped']
     assert r['control_planes'][CP[0]]['state'] == 'etcd_running' and r['control_planes'][CP[0]]['member_id'] == MEMBER
@@ -120,10 +122,7 @@ def test_a_local_member_counts_even_while_the_service_restarts(env):
 
 def test_unreachable_control_plane_refuses_to_bootstrap(env):
     script, args = env
-    script.control_plane(CP[0], 'preparing')
-    script.control_plane(CP[1], 'refused')
-    script.control_plane(CP[2], 'preparing')
-    script.on('bootstrap', answer=OK)
+    control_planes(script, 'preparing', 'refused', 'preparing')
     r = run_module(talos_bootstrap, args)
     assert r['_rc'] == 1 and r['changed'] is False
     assert 'cannot bootstrap etcd' in r['msg'] and '%s (connection refused on port 50000)' % CP[1] in r['msg']
@@ -237,10 +236,7 @@ def test_check_mode_never_bootstraps(env):
 
 def test_maintenance_control_plane_is_not_a_candidate_but_no_obstacle(env):
     script, args = env
-    script.control_plane(CP[0], 'preparing')
-    script.control_plane(CP[1], 'preparing')
-    script.control_plane(CP[2], 'maintenance')
-    script.on('bootstrap', answer=OK)
+    control_planes(script, 'preparing', 'preparing', 'maintenance')
     r = run_module(talos_bootstrap, args)
     assert r['_rc'] == 0, r
     assert r['control_planes'][CP[2]]['state'] == 'maintenance'
