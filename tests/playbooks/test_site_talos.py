@@ -1,5 +1,9 @@
 """End to end: ``playbooks/site.yml -t talos`` takes six maintenance nodes to a bootstrapped
-cluster, and a second run applies and bootstraps nothing (issue 2, "Done when").
+cluster, and a second run applies and bootstraps nothing (issue 2, "Done when") - with the
+double's ``etcd members`` refusing before bootstrap (main cell) and hanging until its deadline
+(hang cell); one transient fault per step converges in one run; unreachable nodes stop the run
+at the reachability probe with one message; a control plane lost after bootstrap never leads
+to a bootstrap ("real apply path" issue).
 
 Real parts: ansible-playbook, the whole collection (preflight, render, talos_secrets,
 talos_config, talos_apply on every node in parallel, talos_bootstrap, talos_kubeconfig,
