@@ -107,8 +107,9 @@ def test_first_run_from_maintenance_then_rerun_changes_nothing(cell):
 
     b = bootstrap(cell)
     assert b["changed"] and b["bootstrapped"] and not b["already_bootstrapped"], b
-    assert b["node_states"] == dict((ip, "configured") for ip in CONTROLPLANE)
-    assert cell.count("bootstrap") == 1
+    assert dict((ip, (c["state"], c["etcd_service"])) for ip, c in b["control_planes"].items()) == \
+        dict((ip, ("etcd_not_running", "Preparing")) for ip in CONTROLPLANE)
+    assert cell.count("bootstrap") == 1 and cell.count("etcd members") == 0
     argv = [c for c in double_state.calls(cell.state) if c["command"] == "bootstrap"][0]["argv"]
     assert argv[argv.index("--nodes") + 1] == CONTROLPLANE[0]
 
@@ -133,10 +134,11 @@ def test_first_run_from_maintenance_then_rerun_changes_nothing(cell):
     assert len(new_applies) == 6 and all("--dry-run" in c["argv"] for c in new_applies)
     b2 = bootstrap(cell)
     assert not b2["changed"] and b2["already_bootstrapped"] and not b2["bootstrapped"]
-    assert all(b2["etcd_members"][ip] for ip in CONTROLPLANE)
+    assert b2["etcd_members"] == CONTROLPLANE and all(c["member_id"] for c in b2["control_planes"].values())
     assert cell.count("bootstrap") == 1
+    assert list(double_state.etcd_clusters(cell.state).values()) == [CONTROLPLANE]
     k2 = run_module(talos_kubeconfig, cell.common(node=CONTROLPLANE[0], dest=dest))
-    assert not k2["changed"] and k2["reason"] == "identical"
+    assert not k2["changed"] and k2["reason"] == "equivalent"   # talosctl issued a new client cert
     with open(dest) as f:
         assert f.read() == first_bytes
     info = run_module(talos_info, cell.common(nodes=ALL))
@@ -194,15 +196,19 @@ def test_changed_config_uses_dry_run_and_redacted_diff(cell):
 # --- failures and recovery ------------------------------------------------------------------
 def test_unreachable_node_then_rerun_converges_and_bootstraps_once(cell):
     double_state.set_unreachable(cell.state, WORKERS[1], "refused")
-    double_state.set_unreachable(cell.state, CONTROLPLANE[2], "deadline")
-    res = apply_all(cell)
-    assert res[WORKERS[1]]["failed"] and "unreachable" in res[WORKERS[1]]["msg"]
+    double_state.set_unreachable(cell.state, CONTROLPLANE[2], "timeout")
+    double_state.set_cluster(cell.state, dial_timeout_seconds=30)
+    start = time.time()
+    res = apply_all(cell, probe_timeout=2)
+    assert time.time() - start < 20   # two dead nodes cost a probe each, not retry chains
+    assert res[WORKERS[1]]["failed"] and "connection refused on port 50000" in res[WORKERS[1]]["msg"]
     assert WORKERS[1] in res[WORKERS[1]]["msg"] and "powered on" in res[WORKERS[1]]["msg"]
-    assert res[CONTROLPLANE[2]]["failed"] and "unreachable" in res[CONTROLPLANE[2]]["msg"]
+    assert res[CONTROLPLANE[2]]["failed"] and "did not answer within 2 seconds" in res[CONTROLPLANE[2]]["msg"]
     assert sum(1 for r in res.values() if r.get("applied")) == 4
     # a control plane that cannot be asked blocks bootstrap (it could already run etcd)
-    b = bootstrap(cell)
-    assert b["failed"] and "refusing to bootstrap" in b["msg"] and CONTROLPLANE[2] in b["msg"]
+    b = bootstrap(cell, probe_timeout=2)
+    assert b["failed"] and "cannot bootstrap etcd" in b["msg"] and CONTROLPLANE[2] in b["msg"]
+    assert b["unreachable_nodes"] == [CONTROLPLANE[2]]
     assert cell.count("bootstrap") == 0
 
     double_state.set_unreachable(cell.state, WORKERS[1], None)
@@ -214,7 +220,9 @@ def test_unreachable_node_then_rerun_converges_and_bootstraps_once(cell):
     assert bootstrap(cell)["bootstrapped"]
     assert not bootstrap(cell)["changed"]
     assert cell.count("bootstrap") == 1
+    assert run_module(talos_health, cell.common(node=CONTROLPLANE[0], wait_timeout=5))["healthy"]
     assert all(cell.node(ip)["etcd_member_id"] for ip in CONTROLPLANE)
+    assert len(double_state.etcd_clusters(cell.state)) == 1
 
 
 def test_transient_failed_precondition_is_retried(cell):
@@ -237,7 +245,7 @@ def test_transient_failed_precondition_is_retried(cell):
 
 
 def test_bootstrap_not_available_while_installing_is_retried(cell):
-    double_state.set_cluster(cell.state, install_calls=4)
+    double_state.set_cluster(cell.state, install_calls=8)
     for ip in CONTROLPLANE:
         assert run_module(talos_apply, cell.common(node=ip, config=cell.paths[ip]))["applied"]
     assert cell.node(CONTROLPLANE[0])["stage"] == "installing"
@@ -258,11 +266,12 @@ def test_existing_etcd_without_designated_node_is_not_bootstrapped(cell):
     configured(cell)
 
     def drop_first(c):
-        c.nodes[CONTROLPLANE[0]]["etcd_member_id"] = None
+        c.nodes[CONTROLPLANE[0]].update(etcd_member_id=None, etcd_data=False, join_calls_left=10)
     double_state.update(cell.state, drop_first)
     b = bootstrap(cell)
-    assert not b["changed"] and b["already_bootstrapped"] and b["etcd_members"][CONTROLPLANE[0]] == []
-    assert any("not a member" in w for w in warning_texts(b))
+    assert not b["changed"] and b["already_bootstrapped"] and b["etcd_members"] == CONTROLPLANE[1:]
+    assert b["joining"] == [CONTROLPLANE[0]] and b["control_planes"][CONTROLPLANE[0]]["etcd_service"] == "Preparing"
+    assert any("second etcd cluster" in w for w in warning_texts(b))
     assert cell.count("bootstrap") == 0
 
 
@@ -270,8 +279,10 @@ def test_bootstrap_argument_errors(cell):
     b = bootstrap(cell, bootstrap_node=WORKERS[0])
     assert b["failed"] and WORKERS[0] in b["msg"] and "first control-plane node" in b["msg"]
     configured(cell, bootstrapped=False, nodes=[ip for ip in ALL if ip != CONTROLPLANE[1]])
-    b = bootstrap(cell)  # a CP still in maintenance is "not a member": bootstrap proceeds
-    assert b["bootstrapped"] and b["node_states"][CONTROLPLANE[1]] == "maintenance"
+    b = bootstrap(cell)  # a CP still in maintenance is "not configured": no candidate, no obstacle
+    assert b["bootstrapped"] and b["control_planes"][CONTROLPLANE[1]]["state"] == "maintenance"
+    assert [c["argv"][c["argv"].index("--nodes") + 1] for c in double_state.calls(cell.state)
+            if c["command"] == "bootstrap"] == [CONTROLPLANE[0]]
 
 
 def test_x509_mismatch_is_explained(cell):
@@ -304,6 +315,83 @@ def test_bare_patch_is_rejected_before_any_call(cell, tmp_path):
     assert cell.count("apply-config") == 0
 
 
+# --- the bootstrap guard against the real pre-bootstrap behaviour of etcd -----------------------
+@pytest.mark.parametrize("mode", ["refuse", "hang"])
+def test_guard_bootstraps_a_fresh_cluster_whatever_etcd_members_would_do(cell, mode):
+    """Before bootstrap `etcd members` refuses (127.0.0.1:2379) or hangs until its deadline; the guard
+    never asks it, so neither mode keeps the first bootstrap from happening, and it is fast."""
+    double_state.set_cluster(cell.state, pre_bootstrap_etcd=mode, etcd_deadline_seconds=30, join_calls=3)
+    configured(cell, bootstrapped=False)
+    start = time.time()
+    b = bootstrap(cell, probe_timeout=5)
+    assert b["bootstrapped"] and not b.get("failed"), b
+    assert time.time() - start < 15
+    assert cell.count("etcd members") == 0 and cell.count("bootstrap") == 1
+    # right after bootstrap the other control planes still join (Preparing): bootstrapped, never again
+    again = bootstrap(cell, probe_timeout=5)
+    assert not again["changed"] and again["already_bootstrapped"] and again["joining"] == CONTROLPLANE[1:]
+    assert all(again["control_planes"][ip]["etcd_service"] == "Preparing" for ip in CONTROLPLANE[1:])
+    assert cell.count("bootstrap") == 1
+    assert run_module(talos_health, cell.common(node=CONTROLPLANE[0], wait_timeout=5))["healthy"]
+    assert list(double_state.etcd_clusters(cell.state).values()) == [CONTROLPLANE]
+
+
+@pytest.mark.parametrize("down", [CONTROLPLANE[0], CONTROLPLANE[2]])
+def test_a_control_plane_down_after_bootstrap_never_leads_to_a_second_bootstrap(cell, down):
+    configured(cell)
+    double_state.set_unreachable(cell.state, down, "refused")
+    b = bootstrap(cell)
+    assert not b.get("failed") and not b["changed"] and b["already_bootstrapped"], b
+    assert b["unreachable_nodes"] == [down] and down not in b["etcd_members"]
+    assert any(down in w and "did not answer" in w for w in warning_texts(b))
+    assert cell.count("bootstrap") == 0
+
+
+def test_one_transient_fault_in_every_step_converges_in_one_pass(cell):
+    """Unavailable once on apply-config, on a state probe, on bootstrap and on kubeconfig: one pass converges."""
+    refused = ('connection error: desc = "transport: Error while dialing: dial tcp %s:50000: connect: '
+               'connection refused"')
+    double_state.inject_failure(cell.state, "apply-config", "Unavailable", refused % WORKERS[0], node=WORKERS[0])
+    double_state.inject_failure(cell.state, "get", "Unavailable", refused % WORKERS[1], node=WORKERS[1])
+    double_state.inject_failure(cell.state, "bootstrap", "Unavailable", "error reading from server: EOF")
+    double_state.inject_failure(cell.state, "kubeconfig", "Unavailable", refused % CONTROLPLANE[0])
+    res = apply_all(cell)
+    assert all(r["applied"] and not r.get("failed") for r in res.values()), res
+    b = bootstrap(cell)
+    assert b["bootstrapped"], b
+    k = run_module(talos_kubeconfig, cell.common(node=CONTROLPLANE[0], dest=str(cell.root / "work" / "kubeconfig")))
+    assert k["changed"] and not k.get("failed"), k
+    assert all(f["count"] == 0 for f in double_state.cluster(cell.state)["fail_next"])   # every fault was hit
+    assert cell.count("bootstrap") == 2 and cell.count("kubeconfig") == 2
+    assert [cell.node(ip)["apply_count"] for ip in ALL] == [1] * 6
+
+
+def test_unreachable_nodes_are_reported_together_within_seconds(cell):
+    double_state.set_cluster(cell.state, dial_timeout_seconds=60)
+    double_state.set_unreachable(cell.state, CONTROLPLANE[1], "refused")
+    double_state.set_unreachable(cell.state, WORKERS[0], "timeout")
+    double_state.set_unreachable(cell.state, WORKERS[2], "refused")
+    start = time.time()
+    r = run_module(talos_info, cell.common(nodes=ALL, detail="state", fail_on_unreachable=True, probe_timeout=3))
+    took = time.time() - start
+    assert r["failed"] and took < 10, took
+    assert r["unreachable_nodes"] == [CONTROLPLANE[1], WORKERS[0], WORKERS[2]] and r["maintenance"] == \
+        [CONTROLPLANE[0], CONTROLPLANE[2], WORKERS[1]]
+    assert "%s (connection refused on port 50000)" % CONTROLPLANE[1] in r["msg"]
+    assert "%s (no answer within 3 seconds (probe_timeout))" % WORKERS[0] in r["msg"]
+    assert "%s (connection refused on port 50000)" % WORKERS[2] in r["msg"]
+    assert str(cell.root) not in json.dumps(r)
+
+
+def test_a_node_rebooting_after_its_install_is_waited_for(cell):
+    double_state.set_cluster(cell.state, reboot_calls=3)
+    res = dict((ip, run_module(talos_apply, cell.common(node=ip, config=cell.paths[ip]))) for ip in CONTROLPLANE)
+    assert all(r["applied"] and not r.get("failed") for r in res.values()), res
+    assert all(cell.node(ip)["reboot_calls_left"] == 0 for ip in CONTROLPLANE)
+    b = bootstrap(cell)   # every control plane answers again: the guard can decide
+    assert b["bootstrapped"] and b["unreachable_nodes"] == []
+
+
 # --- version pinning -------------------------------------------------------------------------
 def test_talosctl_version_mismatch(cell, monkeypatch):
     monkeypatch.setenv("TALOSCTL_DOUBLE_VERSION", "v1.12.5")
@@ -316,11 +404,23 @@ def test_talosctl_version_mismatch(cell, monkeypatch):
 
 
 def test_hung_talosctl_times_out(cell):
+    # a probe that gets no answer: the node is unreachable, reported within probe_timeout
     double_state.set_hang(cell.state, "get", 5)
     start = time.time()
-    r = run_module(talos_info, cell.common(nodes=[WORKERS[0]], timeout=1))
-    assert r["failed"] and r["code"] == "Timeout" and "did not finish within 1 seconds" in r["msg"]
+    r = run_module(talos_info, cell.common(nodes=[WORKERS[0]], probe_timeout=1))
+    assert not r.get("failed") and r["unreachable_nodes"] == [WORKERS[0]]
+    assert r["nodes"][WORKERS[0]]["error"] == "no answer within 1 seconds (probe_timeout)"
     assert time.time() - start < 4.5
+    # a step that hangs: a timeout, worded as one (not "check power / port 50000")
+    configured(cell)
+    double_state.set_hang(cell.state, "kubeconfig", 5)
+    start = time.time()
+    r = run_module(talos_kubeconfig, cell.common(node=CONTROLPLANE[0], dest=str(cell.root / "work" / "kubeconfig"),
+                                                 timeout=1))
+    assert r["failed"] and r["code"] == "Timeout" and time.time() - start < 4.5
+    assert "talosctl kubeconfig on node %s did not finish within 1 seconds (option timeout)" % CONTROLPLANE[0] \
+        in r["msg"]
+    assert "powered on" not in r["msg"] and str(cell.root) not in json.dumps(r)
 
 
 def test_missing_binary(cell):
@@ -337,8 +437,8 @@ def test_kubeconfig_renewal_and_mode(cell):
     r = run_module(talos_kubeconfig, cell.common(node=CONTROLPLANE[0], dest=dest))
     assert r["changed"] and r["reason"] == "mode is not 0600"
     assert stat.S_IMODE(os.stat(dest).st_mode) == 0o600
-    r = run_module(talos_kubeconfig, cell.common(node=CONTROLPLANE[0], dest=dest, renew_before_days=400))
-    assert r["changed"] and r["reason"].startswith("client certificate expires")
+    r = run_module(talos_kubeconfig, cell.common(node=CONTROLPLANE[0], dest=dest))
+    assert not r["changed"] and r["reason"] == "equivalent"
     r = run_module(talos_kubeconfig, cell.common(node=CONTROLPLANE[0], dest=dest, context_name="ops@cell"))
     assert r["changed"] and r["current_context"] == "ops@cell"
     assert [n for n in os.listdir(os.path.dirname(dest)) if n.startswith(".talos-kubeconfig-")] == []

@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import types
 
 import pytest
@@ -118,19 +119,174 @@ def test_dry_run_summary_and_bare_patch(env, capsys, tmp_path):
 def test_bootstrap_contract(env, capsys):
     ip = CONTROLPLANE[0]
     double_state.preconfigure(env.state, dict((n, env.paths[n]) for n in CONTROLPLANE))
+    double_state.set_cluster(env.state, join_calls=0)
     rc, _, err = talosctl(capsys, "--talosconfig", env.tc, "-n", ",".join(CONTROLPLANE), "bootstrap")
     assert rc == 1 and err.strip() == 'command "bootstrap" is not supported with multiple nodes'
-    rc, _, err = talosctl(capsys, "--talosconfig", env.tc, "-n", ip, "-e", ip, "etcd", "members")
-    assert rc == 1 and "error getting members" in err
     assert talosctl(capsys, "--talosconfig", env.tc, "-n", ip, "-e", ip, "bootstrap")[0] == 0
     rc, _, err = talosctl(capsys, "--talosconfig", env.tc, "-n", ip, "-e", ip, "bootstrap")
     assert rc == 1 and err == ("error executing bootstrap: 1 error occurred:\n\t* %s: rpc error: code = "
                                "AlreadyExists desc = etcd data directory is not empty\n\n\n" % ip)
     rc, out, _ = talosctl(capsys, "--talosconfig", env.tc, "-n", CONTROLPLANE[1], "-e", ip, "etcd", "members")
-    assert rc == 0 and out.splitlines()[0].split() == ["NODE", "ID", "HOSTNAME", "PEER", "URLS", "CLIENT", "URLS",
-                                                       "LEARNER"]
-    assert len(out.splitlines()) == 4
+    lines = out.splitlines()
+    assert rc == 0 and lines[0].split() == ["NODE", "ID", "HOSTNAME", "PEER", "URLS", "CLIENT", "URLS", "LEARNER"]
+    assert len(lines) == 4 and lines[1].startswith("%s   " % CONTROLPLANE[1])   # tabwriter, padding 3
     assert double_state.count_calls(env.state, "bootstrap") == 3
+
+
+ETCD_REFUSED = ('error getting members: 1 error occurred:\n\t* %s: rpc error: code = Unavailable desc = connection '
+                'error: desc = "transport: Error while dialing: dial tcp 127.0.0.1:2379: connect: connection refused"'
+                '\n\n\n')
+
+
+def test_etcd_members_before_bootstrap_is_answered_by_the_local_etcd_client(env, capsys):
+    """What made the old guard refuse: the node's API answers, its local etcd (127.0.0.1:2379) does not."""
+    ip = CONTROLPLANE[0]
+    double_state.preconfigure(env.state, env.paths)
+    rc, out, err = talosctl(capsys, "--talosconfig", env.tc, "-n", ip, "-e", ip, "etcd", "members")
+    assert (rc, out, err) == (1, "", ETCD_REFUSED % ip)
+    rc, _, err = talosctl(capsys, "--talosconfig", env.tc, "-n", WORKERS[0], "-e", WORKERS[0], "etcd", "members")
+    assert rc == 1 and ("* %s: rpc error: code = Unimplemented desc = member list is only available on control "
+                        "plane nodes" % WORKERS[0]) in err
+
+
+def _run(argv, timeout=None):
+    path = os.pathsep.join([os.path.dirname(sys.executable), os.environ["PATH"]])
+    start = time.time()
+    proc = subprocess.run([os.path.join(DOUBLES, "talosctl")] + argv, capture_output=True, text=True,
+                          env=dict(os.environ, PATH=path), check=False, timeout=timeout)
+    return proc, time.time() - start
+
+
+def test_etcd_members_before_bootstrap_can_hang_until_its_deadline(env):
+    ip = CONTROLPLANE[0]
+    double_state.preconfigure(env.state, env.paths)
+    double_state.set_cluster(env.state, pre_bootstrap_etcd="hang", etcd_deadline_seconds=1.5)
+    base = ["--talosconfig", env.tc, "-n", ip, "-e", ip]
+    proc, took = _run(base + ["etcd", "members"])
+    assert took >= 1.5 and proc.returncode == 1
+    assert proc.stderr == ("error getting members: 1 error occurred:\n\t* %s: rpc error: code = DeadlineExceeded "
+                           "desc = context deadline exceeded\n\n\n" % ip)
+    # it really blocks: a caller's timeout stops it mid-wait ...
+    with pytest.raises(subprocess.TimeoutExpired):
+        _run(base + ["etcd", "members"], timeout=0.5)
+    # ... and it holds no lock while it waits: the node's API still answers other calls at once
+    import threading
+    waiting = threading.Thread(target=_run, args=(base + ["etcd", "members"],))
+    waiting.start()
+    time.sleep(0.3)
+    proc, took = _run(base + ["get", "machinestatus", "-o", "json"])
+    waiting.join()
+    assert proc.returncode == 0 and took < 1.2
+
+
+def test_etcd_service_resource_and_member_before_and_after_bootstrap(env, capsys):
+    cp1, cp2 = CONTROLPLANE[0], CONTROLPLANE[1]
+    double_state.preconfigure(env.state, env.paths)
+    double_state.set_cluster(env.state, join_calls=2)
+
+    def tc(ip, *argv):
+        return talosctl(capsys, "--talosconfig", env.tc, "-n", ip, "-e", ip, *argv)
+    # before bootstrap: the Services resource of etcd does not exist (it only exists while etcd runs) ...
+    rc, out, err = tc(cp1, "get", "services", "etcd", "-o", "json")
+    assert (rc, out) == (1, "") and err == ("1 error occurred:\n\t* rpc error: code = NotFound desc = resource "
+                                            "Services.v1alpha1.talos.dev(runtime/etcd@undefined) doesn't exist\n\n\n")
+    rc, out, _ = tc(cp1, "get", "services", "-o", "json")
+    ids = [o["metadata"]["id"] for o in _stream(out)]
+    assert rc == 0 and "etcd" not in ids and "apid" in ids
+    # ... there is no local member, and `service etcd` says Preparing
+    assert tc(cp1, "get", "etcdmembers", "-o", "json") == (0, "", "")
+    rc, out, _ = tc(cp1, "service", "etcd")
+    assert rc == 0 and out.splitlines()[:4] == ["NODE     %s" % cp1, "ID       etcd", "STATE    Preparing",
+                                                "HEALTH   ?"]
+    assert out.splitlines()[4] == "EVENTS   [Preparing]: Running pre state (5s ago)"
+    # bootstrap: cp-1 runs etcd at once
+    assert tc(cp1, "bootstrap")[0] == 0
+    rc, out, _ = tc(cp1, "get", "services", "etcd", "-o", "json")
+    obj = json.loads(out)
+    assert rc == 0 and list(obj) == ["metadata", "node", "spec"]   # Go's encoding/json sorts map keys
+    assert obj["spec"] == {"healthy": True, "running": True, "unknown": False}
+    assert obj["metadata"]["namespace"] == "runtime" and obj["metadata"]["type"] == "Services.v1alpha1.talos.dev"
+    member = json.loads(tc(cp1, "get", "etcdmembers", "-o", "json")[1])
+    assert member["metadata"]["id"] == "local" and member["metadata"]["namespace"] == "etcd"
+    assert len(member["spec"]["memberID"]) == 16
+    # cp-2 joins: Preparing for join_calls calls that reach it, then a member of the same cluster
+    assert "STATE    Preparing" in tc(cp2, "service", "etcd")[1]
+    assert tc(cp2, "get", "services", "etcd", "-o", "json")[0] == 1
+    rc, out, _ = tc(cp2, "get", "services", "etcd", "-o", "json")
+    assert rc == 0 and json.loads(out)["spec"]["running"] is True
+    assert "STATE    Running" in tc(cp2, "service", "etcd")[1]
+    rc, out, _ = tc(cp2, "service")
+    lines = out.splitlines()
+    assert lines[0] == "NODE" + " " * 13 + "SERVICE      STATE     HEALTH   LAST CHANGE   LAST EVENT"
+    assert lines[1] == "%s   apid         Running   OK       5s ago        Health check successful" % cp2
+    assert double_state.etcd_clusters(env.state) == {1: [cp1, cp2]}
+
+
+def _stream(out):
+    decoder = json.JSONDecoder()
+    idx, objs = 0, []
+    while idx < len(out.strip()):
+        obj, idx = decoder.raw_decode(out, idx)
+        objs.append(obj)
+        while idx < len(out) and out[idx].isspace():
+            idx += 1
+    return objs
+
+
+def test_bootstrapping_a_second_empty_control_plane_splits_etcd(env, capsys):
+    """The hazard the guard prevents: real Talos bootstraps any empty data directory, also a second one."""
+    double_state.preconfigure(env.state, env.paths)
+    double_state.set_cluster(env.state, join_calls=5)
+    for ip in CONTROLPLANE[:2]:
+        assert talosctl(capsys, "--talosconfig", env.tc, "-n", ip, "-e", ip, "bootstrap")[0] == 0
+    clusters = double_state.etcd_clusters(env.state)
+    assert len(clusters) == 2 and sorted(sum(clusters.values(), [])) == CONTROLPLANE[:2]
+
+
+def test_a_node_whose_talos_api_is_down(env, capsys):
+    ip = CONTROLPLANE[2]
+    double_state.preconfigure(env.state, env.paths)
+    double_state.set_unreachable(env.state, ip, "refused")
+    dial = ('rpc error: code = Unavailable desc = connection error: desc = "transport: Error while dialing: dial tcp '
+            '%s:50000: connect: connection refused"' % ip)
+    rc, _, err = talosctl(capsys, "--talosconfig", env.tc, "-n", ip, "-e", ip, "get", "machinestatus", "-o", "json")
+    assert (rc, err) == (1, dial + "\n")   # COSI: printed bare
+    rc, _, err = talosctl(capsys, "--talosconfig", env.tc, "-n", ip, "-e", ip, "bootstrap")
+    assert (rc, err) == (1, "error executing bootstrap: " + dial + "\n")
+    rc, _, err = talosctl(capsys, "-n", ip, "get", "machinestatus", "--insecure", "-o", "json")
+    assert (rc, err) == (1, dial + "\n")
+    # a dial that times out blocks for the dial timeout, then fails with i/o timeout
+    double_state.set_unreachable(env.state, ip, "timeout")
+    double_state.set_cluster(env.state, dial_timeout_seconds=1)
+    proc, took = _run(["--talosconfig", env.tc, "-n", ip, "-e", ip, "get", "machinestatus", "-o", "json"])
+    assert took >= 1 and proc.returncode == 1 and ("dial tcp %s:50000: i/o timeout" % ip) in proc.stderr
+    with pytest.raises(ValueError):
+        double_state.set_unreachable(env.state, ip, "deadline")
+
+
+def test_a_node_can_die_mid_run_and_health_notices(env, capsys):
+    ip = CONTROLPLANE[2]
+    double_state.preconfigure(env.state, env.paths, bootstrapped=True)
+    double_state.crash_after(env.state, ip, "apply-config")
+    base = ["--talosconfig", env.tc, "-n", ip, "-e", ip]
+    assert talosctl(capsys, *(base + ["apply-config", "-f", env.paths[ip], "--dry-run"]))[0] == 0
+    rc, _, err = talosctl(capsys, *(base + ["get", "machinestatus", "-o", "json"]))
+    assert rc == 1 and "dial tcp %s:50000: connect: connection refused" % ip in err
+    rc, _, err = talosctl(capsys, "--talosconfig", env.tc, "-n", CONTROLPLANE[0], "-e", CONTROLPLANE[0], "health",
+                          "--wait-timeout", "1s")
+    assert rc == 1 and "apid is not ready on nodes ['%s']" % ip in err
+
+
+def test_a_node_installed_from_maintenance_reboots_before_it_answers(env, capsys):
+    ip = WORKERS[0]
+    double_state.set_cluster(env.state, reboot_calls=2)
+    assert talosctl(capsys, "apply-config", "-i", "-n", ip, "-f", env.paths[ip])[0] == 0
+    base = ["--talosconfig", env.tc, "-n", ip, "-e", ip, "get", "machinestatus", "-o", "json"]
+    for _ in range(2):
+        rc, _, err = talosctl(capsys, *base)
+        assert rc == 1 and "connect: connection refused" in err
+    rc, out, _ = talosctl(capsys, *base)
+    assert rc == 0 and json.loads(out)["spec"]["stage"] == "running"
 
 
 def test_faults_and_partial_version(env, capsys):

@@ -1,5 +1,9 @@
 """End to end: ``playbooks/site.yml -t talos`` takes six maintenance nodes to a bootstrapped
-cluster, and a second run applies and bootstraps nothing (issue 2, "Done when").
+cluster, and a second run applies and bootstraps nothing (issue 2, "Done when") - with the
+double's ``etcd members`` refusing before bootstrap (main cell) and hanging until its deadline
+(hang cell); one transient fault per step converges in one run; unreachable nodes stop the run
+at the reachability probe with one message; a control plane lost after bootstrap never leads
+to a bootstrap ("real apply path" issue).
 
 Real parts: ansible-playbook, the whole collection (preflight, render, talos_secrets,
 talos_config, talos_apply on every node in parallel, talos_bootstrap, talos_kubeconfig,
@@ -42,10 +46,10 @@ RECAP_RE = re.compile(r'^(?P<host>\S+)\s+:\s+ok=(?P<ok>\d+)\s+changed=(?P<change
                       r'\s+failed=(?P<failed>\d+)', re.M)
 
 
-@pytest.fixture(scope='module')
-def cell(tmp_path_factory):
-    """A copy of the reference inventory, an age key, a work dir and a fresh double state."""
-    root = tmp_path_factory.mktemp('site_talos')
+def make_cell(tmp_path_factory, name='site_talos', **double_settings):
+    """A copy of the reference inventory, an age key, a work dir and a fresh double state of six maintenance
+    nodes; *double_settings* go into the double's cluster state (pre_bootstrap_etcd, etcd_deadline_seconds...)."""
+    root = tmp_path_factory.mktemp(name)
     inv = root / 'inventories' / 'production'
     shutil.copytree(REPO / 'inventories' / 'production', inv)
     for old in (inv / 'secrets').glob('*.age'):
@@ -57,6 +61,8 @@ def cell(tmp_path_factory):
     keys.chmod(0o600)
     state = root / 'double'
     double.create_cell(str(state), NODES)
+    if double_settings:
+        double.set_cluster(str(state), **double_settings)
     home = root / 'home'
     home.mkdir()
     extra = {
@@ -79,6 +85,12 @@ def cell(tmp_path_factory):
         env['ANSIBLE_CALLBACKS_ENABLED'] = 'ansible.posix.profile_tasks'
     return {'root': root, 'inv': inv, 'state': state, 'identity': identity, 'keys': keys,
             'extra': extra, 'env': env, 'build': root / 'build' / 'cell', 'runs': []}
+
+
+@pytest.fixture(scope='module')
+def cell(tmp_path_factory):
+    """The main cell: `etcd members` refuses before bootstrap (127.0.0.1:2379), as on most real nodes."""
+    return make_cell(tmp_path_factory, pre_bootstrap_etcd='refuse')
 
 
 def run_site(cell, mode='apply', check=False):
@@ -159,26 +171,63 @@ def first_run(cell):
     return proc
 
 
-def test_first_run_configures_all_six_nodes_and_bootstraps_once(cell, first_run):
+CONTROL_PLANES = [ip for name, ip in NODES if name.startswith('cp-')]
+
+
+def assert_bootstrapped_cell(cell, proc):
+    """Six maintenance nodes became one bootstrapped cluster in this run: one apply per node, one bootstrap
+    (on cp-1), one etcd cluster with every control plane; `etcd members` was never asked."""
     state = str(cell['state'])
     for _name, ip in NODES:
         node = double.node(state, ip)
         assert node['stage'] != 'maintenance', '%s still in maintenance' % ip
         assert node['config'], '%s got no config' % ip
         assert node['apply_count'] == 1, '%s applied %d times' % (ip, node['apply_count'])
-    assert double.count_calls(state, 'bootstrap') == 1
-    bootstrap = [c for c in double.calls(state) if c.get('command') == 'bootstrap']
-    assert '192.168.100.51' in ' '.join(bootstrap[0]['argv']), 'bootstrap must target cp-1: %r' % bootstrap[0]['argv']
-    insecure = [c for c in double.calls(state) if c.get('command') == 'apply-config' and '--insecure' in c['argv']]
+    bootstrap = [c for c in double.calls(state) if c.get('command') == 'bootstrap' and c['rc'] == 0]
+    assert len(bootstrap) == 1, 'exactly one successful bootstrap: %r' % bootstrap
+    argv = bootstrap[0]['argv']
+    assert argv[argv.index('--nodes') + 1] == '192.168.100.51', 'bootstrap must target cp-1: %r' % argv
+    assert double.count_calls(state, 'etcd members') == 0
+    assert double.etcd_clusters(state) == {1: CONTROL_PLANES}, double.etcd_clusters(state)
+    insecure = [c for c in double.calls(state) if c.get('command') == 'apply-config' and '--insecure' in c['argv']
+                and c['rc'] == 0]
     assert len(insecure) == 6, 'one --insecure apply per node, got %d' % len(insecure)
-    assert double.cluster(state)['bootstrapped'] is True
-    rows = recap(first_run)
+    rows = recap(proc)
     assert all(r['failed'] == 0 and r['unreachable'] == 0 for r in rows.values()), rows
     # every node took part in the per-node apply (node-scoped play, not run_once)
     assert all(rows[name]['ok'] >= 1 for name, _ in NODES), rows
     secrets = cell['inv'] / 'secrets'
     for name in ('talos-secrets.yaml.age', 'talosconfig.age', 'kubeconfig.age'):
         assert (secrets / name).read_bytes().startswith(b'age-encryption.org/v1'), name
+
+
+def stored_credentials(cell):
+    secrets = cell['inv'] / 'secrets'
+    return dict((name, (secrets / name).read_bytes()) for name in ('talosconfig.age', 'kubeconfig.age'))
+
+
+def assert_rerun_changed_nothing(cell, proc, calls_before, credentials_before):
+    """A rerun with nothing changed: changed=0 on every host, apply-config only as --dry-run (one per node),
+    no bootstrap, the stored talosconfig and kubeconfig byte-identical (talosctl issued new certificates)."""
+    state = str(cell['state'])
+    new = double.calls(state)[calls_before:]
+    applies = [c for c in new if c.get('command') == 'apply-config']
+    real = [c['argv'] for c in applies if '--dry-run' not in c['argv']]
+    assert real == [], 'the rerun applied configs: %r' % real
+    assert len(applies) == 6, 'the rerun should dry-run every node once'
+    assert [c for c in new if c.get('command') == 'bootstrap'] == []
+    assert [c for c in new if c.get('command') == 'kubeconfig'], 'the kubeconfig is fetched (and compared) again'
+    for _name, ip in NODES:
+        assert double.node(state, ip)['apply_count'] == 1
+    rows = recap(proc)
+    changed = {h: r['changed'] for h, r in rows.items() if r['changed']}
+    assert changed == {}, 'the rerun changed something:\n%s' % proc.stdout[-6000:]
+    assert stored_credentials(cell) == credentials_before
+
+
+def test_first_run_configures_all_six_nodes_and_bootstraps_once(cell, first_run):
+    assert_bootstrapped_cell(cell, first_run)
+    assert double.cluster(str(cell['state']))['pre_bootstrap_etcd'] == 'refuse'
     for name, _ in NODES:
         assert (cell['build'] / 'talos' / 'machineconfigs' / ('%s.yaml.age' % name)).is_file()
     # plaintext machine configs are removed after the apply; the work dir stays private
@@ -194,26 +243,14 @@ def second_run(cell, first_run):
     state = str(cell['state'])
     cell['bundle_before'] = (cell['inv'] / 'secrets' / 'talos-secrets.yaml.age').read_bytes()
     cell['calls_before'] = len(double.calls(state))
+    cell['credentials_before'] = stored_credentials(cell)
     proc = run_site(cell)
     assert proc.returncode == 0, _fail(proc)
     return proc
 
 
 def test_second_run_applies_and_bootstraps_nothing(cell, second_run):
-    state = str(cell['state'])
-    new = double.calls(state)[cell['calls_before']:]
-    applies = [c for c in new if c.get('command') == 'apply-config']
-    assert applies, 'the second run should dry-run every node'
-    real = [c['argv'] for c in applies if '--dry-run' not in c['argv']]
-    assert real == [], 'second run applied configs: %r' % real
-    assert len(applies) == 6
-    assert [c for c in new if c.get('command') == 'bootstrap'] == []
-    assert double.count_calls(state, 'bootstrap') == 1
-    for _name, ip in NODES:
-        assert double.node(state, ip)['apply_count'] == 1
-    rows = recap(second_run)
-    changed = {h: r['changed'] for h, r in rows.items() if r['changed']}
-    assert changed == {}, 'second run changed something:\n%s' % second_run.stdout[-6000:]
+    assert_rerun_changed_nothing(cell, second_run, cell['calls_before'], cell['credentials_before'])
 
 
 def test_secrets_bundle_unchanged_between_runs(cell, second_run):
@@ -253,6 +290,105 @@ def test_render_mode_with_talosctl_and_bundle_keeps_full_configs(cell, second_ru
     assert {h: r['changed'] for h, r in recap(proc).items() if r['changed']} == {}
     after = {p.name: p.read_bytes() for p in (cell['build'] / 'talos' / 'machineconfigs').glob('*.age')}
     assert after == configs and len(after) == 6
+
+
+# --- hang mode, unreachable nodes, a control plane lost mid-run -------------------------------------
+PROBE_TIMEOUT = 3
+
+
+@pytest.fixture(scope='module')
+def hang_cell(tmp_path_factory):
+    """A cell whose `etcd members` blocks until a (short) deadline before bootstrap, run with a short probe
+    timeout (role variable l0_infrastructure_talos_probe_timeout)."""
+    c = make_cell(tmp_path_factory, 'site_talos_hang', pre_bootstrap_etcd='hang', etcd_deadline_seconds=5,
+                  dial_timeout_seconds=60)
+    c['extra']['l0_infrastructure_talos_probe_timeout'] = PROBE_TIMEOUT
+    return c
+
+
+@pytest.fixture(scope='module')
+def hang_runs(hang_cell):
+    first = run_site(hang_cell)
+    assert first.returncode == 0, _fail(first)
+    calls_before = len(double.calls(str(hang_cell['state'])))
+    credentials = stored_credentials(hang_cell)
+    second = run_site(hang_cell)
+    assert second.returncode == 0, _fail(second)
+    return first, second, calls_before, credentials
+
+
+def test_hang_mode_bootstraps_in_one_run_and_the_rerun_changes_nothing(hang_cell, hang_runs):
+    first, second, calls_before, credentials = hang_runs
+    assert_bootstrapped_cell(hang_cell, first)
+    assert_rerun_changed_nothing(hang_cell, second, calls_before, credentials)
+
+
+def test_unreachable_nodes_fail_the_apply_fast_with_one_message(hang_cell, hang_runs):
+    state = str(hang_cell['state'])
+    down = {'192.168.100.53': 'refused', '192.168.100.62': 'timeout'}   # cp-3 refuses, worker-2 never answers
+    for ip, how in down.items():
+        double.set_unreachable(state, ip, how)
+    before = len(double.calls(state))
+    try:
+        proc = run_site(hang_cell)
+    finally:
+        for ip in down:
+            double.set_unreachable(state, ip, None)
+        hang_cell['runs'].pop()
+    assert proc.returncode != 0
+    out = re.sub(r'\s+', ' ', proc.stdout)
+    assert 'Ask every node\'s Talos API once' in out
+    assert re.search(r'the Talos API \(port 50000\) of 2 node\(s\) did not answer within %d seconds \(probe_timeout\): '
+                     r'192\.168\.100\.53 \(connection refused on port 50000\), 192\.168\.100\.62 \(no answer within %d '
+                     r'seconds \(probe_timeout\)\); nothing was changed' % (PROBE_TIMEOUT, PROBE_TIMEOUT), out), out[-3000:]
+    new = double.calls(state)[before:]
+    assert [c for c in new if c.get('command') in ('apply-config', 'bootstrap', 'kubeconfig')] == []
+    # every node was asked once, at the same time: the two dead ones cost one probe_timeout together
+    probes = [c for c in new if c.get('command') == 'get' and 'machinestatus' in c['argv']]
+    window = max(c['time'] + c['duration'] for c in probes) - min(c['time'] for c in probes)
+    assert window < PROBE_TIMEOUT + 3, window
+    assert str(hang_cell['root']) not in out
+
+
+def test_a_control_plane_lost_after_bootstrap_never_leads_to_bootstrap(hang_cell, hang_runs):
+    """cp-3 dies right after its dry-run in a rerun: the guard finds etcd running on cp-1/cp-2 and returns ok
+    (never bootstrap); the health gate is what fails, naming the node."""
+    state = str(hang_cell['state'])
+    double.crash_after(state, '192.168.100.53', 'apply-config')
+    before = len(double.calls(state))
+    try:
+        proc = run_site(hang_cell)
+    finally:
+        double.set_unreachable(state, '192.168.100.53', None)
+        hang_cell['runs'].pop()
+    assert proc.returncode != 0
+    out = proc.stdout
+    guard = out[out.index('Bootstrap etcd once'):]
+    assert re.match(r'Bootstrap etcd once[^\n]*\n(?:[^\n]*\n)*?ok: \[cp-1\]', guard), guard[:2000]
+    warnings = re.sub(r'\s+', ' ', proc.stderr)
+    assert re.search(r'the cluster is bootstrapped, but the Talos API of control-plane nodes 192\.168\.100\.53 '
+                     r'\(connection refused on port 50000\) did not answer', warnings), proc.stderr[-3000:]
+    assert re.search(r'Gate \| Wait until Talos reports the cluster healthy[^\n]*\n(?:[^\n]*\n)*?fatal: \[cp-1\]', out)
+    new = double.calls(state)[before:]
+    assert [c for c in new if c.get('command') == 'bootstrap'] == []
+    assert double.etcd_clusters(state) == {1: CONTROL_PLANES}
+
+
+def test_one_transient_fault_in_every_step_converges_in_one_run(tmp_path_factory):
+    """Unavailable once on an apply-config, a state probe, bootstrap and kubeconfig: the run converges."""
+    c = make_cell(tmp_path_factory, 'site_talos_faults', pre_bootstrap_etcd='refuse')
+    state = str(c['state'])
+    refused = ('connection error: desc = "transport: Error while dialing: dial tcp %s:50000: connect: '
+               'connection refused"')
+    double.inject_failure(state, 'apply-config', 'Unavailable', refused % '192.168.100.61', node='192.168.100.61')
+    double.inject_failure(state, 'get', 'Unavailable', refused % '192.168.100.52', node='192.168.100.52')
+    double.inject_failure(state, 'bootstrap', 'Unavailable', 'error reading from server: EOF')
+    double.inject_failure(state, 'kubeconfig', 'Unavailable', refused % '192.168.100.51')
+    proc = run_site(c)
+    assert proc.returncode == 0, _fail(proc)
+    assert all(f['count'] == 0 for f in double.cluster(state)['fail_next']), 'every fault was hit'
+    assert_bootstrapped_cell(c, proc)
+    assert double.count_calls(state, 'bootstrap') == 2   # one refused, one done
 
 
 def _post(url, body):

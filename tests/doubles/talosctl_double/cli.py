@@ -9,6 +9,25 @@ commands that talk to nodes (and ``config *``), per-node gRPC errors wrapped as
 nodes (mTLS to a maintenance node fails with x509, --insecure to a configured node fails the
 handshake), bootstrap/etcd state and ``health`` node-list matching.
 
+Verified against the v1.13.9 sources (cmd/talosctl/cmd/talos/{get,service,etcd}.go,
+pkg/machinery/client/reply.go, internal/app/machined/pkg/controllers/v1alpha1/service.go,
+internal/app/machined/pkg/system/{service_runner.go,services/etcd.go},
+internal/app/machined/internal/server/v1alpha1/v1alpha1_server.go EtcdMemberList):
+
+* machine API calls (version, bootstrap, apply-config, etcd members, service, kubeconfig, health)
+  go through apid per node: a node's error arrives as ``<prefix>: 1 error occurred:`` + ``\t* IP:
+  rpc error: ...``; ``get`` (COSI) prints transport errors bare (``rpc error: code = Unavailable
+  desc = connection error: ...``) and per-resource errors as ``1 error occurred:`` + ``\t* rpc error:
+  ...`` without the node;
+* a node whose API is down: the dial to ``IP:50000`` is refused at once or times out (``i/o timeout``);
+* the ``Services`` resource of a service exists only while the service runs, so ``get services
+  etcd`` on a control plane whose etcd waits for bootstrap fails with ``NotFound: resource
+  Services.v1alpha1.talos.dev(runtime/etcd@undefined) doesn't exist``; ``service etcd`` shows
+  ``STATE Preparing`` / ``HEALTH ?`` then; ``EtcdMembers`` ``local`` exists once the node is a member;
+* ``etcd members`` asks the node's local etcd client (127.0.0.1:2379): before the node runs etcd it
+  is refused at once or blocks until a deadline and ends with ``DeadlineExceeded``
+  (``pre_bootstrap_etcd`` in state.py); on workers it is ``Unimplemented``.
+
 The simulated machines live in ``$TALOSCTL_DOUBLE_STATE`` (see state.py). Environment:
 ``TALOSCTL_DOUBLE_STRICT=1`` turns silent real-world misuse (``--insecure`` with several
 nodes) into loud failures; ``TALOSCTL_DOUBLE_LATENCY`` adds seconds to every node call;
@@ -68,7 +87,7 @@ OFFLINE_HEADS = {"gen", "machineconfig", "validate"}
 APPLY_MODES = ("auto", "no-reboot", "reboot", "staged", "try")
 PREFIX = {
     "version": "error getting version",
-    "get": "error getting resources",
+    "get": None,  # COSI calls: errors are printed without a prefix (see module docstring)
     "apply-config": "error applying new configuration",
     "bootstrap": "error executing bootstrap",
     "etcd members": "error getting members",
@@ -77,11 +96,14 @@ PREFIX = {
     "health": "error checking health",
 }
 
+# commands whose node errors are not wrapped per node (COSI resource calls, one node at a time)
+ONE2ONE = {"get"}
+
 RESOURCES = {
     "machinestatus": ("MachineStatuses.runtime.talos.dev", "runtime", "machinestatuses", "MachineStatus"),
     "members": ("Members.cluster.talos.dev", "cluster", "member", "Member"),
     "etcdmember": ("EtcdMembers.etcd.talos.dev", "etcd", "etcdmembers", "EtcdMember"),
-    "services": ("Services.v1alpha1.talos.dev", "runtime", "service", "Service"),
+    "services": ("Services.v1alpha1.talos.dev", "runtime", "service", "Service"),  # alias svc
     "machinetype": ("MachineTypes.config.talos.dev", "config", "machinetypes", "MachineType"),
 }
 # resources the maintenance API serves over --insecure
@@ -174,20 +196,27 @@ def go_duration(text):
     return total
 
 
-def wrap(prefix, errors):
-    """Render per-node errors the way talosctl does: hashicorp multierror
-    ("%d errors occurred:\n\t%s\n\n") printed with Println (one more newline)."""
-    lines = ["%s: %d error%s occurred:" % (prefix, len(errors), "" if len(errors) == 1 else "s")]
+def wrap(prefix, errors, with_node=True):
+    """Render errors the way talosctl does: hashicorp multierror ("%d errors occurred:\n\t%s\n\n")
+    printed with Println (one more newline); machine API errors carry the node (client.NodeError),
+    COSI errors of ``get`` do not and have no prefix."""
+    head = "%d error%s occurred:" % (len(errors), "" if len(errors) == 1 else "s")
+    lines = ["%s: %s" % (prefix, head) if prefix else head]
     for ip, code, desc in errors:
-        lines.append("\t* %s: rpc error: code = %s desc = %s" % (ip, code, desc))
+        lines.append("\t* %srpc error: code = %s desc = %s" % ("%s: " % ip if with_node else "", code, desc))
     return "\n".join(lines) + "\n\n\n"
 
 
-def refused_desc(ip, how):
-    if how == "deadline":
-        return ("DeadlineExceeded", "context deadline exceeded")
-    return ("Unavailable", 'connection error: desc = "transport: Error while dialing: dial tcp %s:50000: '
-                           'connect: connection refused"' % ip)
+def dial_error(ip, how, port=50000):
+    """(code, desc) of a failed gRPC dial to *ip*:*port*: ``refused`` at once, ``timeout`` after the dial timeout."""
+    why = "i/o timeout" if how == "timeout" else "connect: connection refused"
+    return ("Unavailable", 'connection error: desc = "transport: Error while dialing: dial tcp %s:%s: %s"'
+            % (ip, port, why))
+
+
+# `etcd members` on a control plane whose etcd does not run (its local client dials 127.0.0.1:2379)
+ETCD_LOCAL_REFUSED = dial_error("127.0.0.1", "refused", 2379)
+ETCD_LOCAL_DEADLINE = ("DeadlineExceeded", "context deadline exceeded")
 
 
 X509 = ('connection error: desc = "transport: authentication handshake failed: tls: failed to verify '
@@ -286,42 +315,68 @@ class Session(object):
                 return f["code"], f["desc"]
         return None
 
-    def tick(self, node):
-        """A call reached *node*: advance installing -> running."""
+    def tick(self, cell, node):
+        """A call reached *node*: a rebooting node counts down, installing -> running, a control plane
+        that waits to join etcd counts down and joins."""
         if node["stage"] == "installing":
             if node["install_calls_left"] > 0:
                 node["install_calls_left"] -= 1
             if node["install_calls_left"] <= 0:
                 node["stage"] = "running"
                 node["reboots"] += 1
+        if node["stage"] == "running" and node["machine_type"] == "controlplane" and not node["etcd_member_id"]:
+            if node.get("join_calls_left") is None:
+                if cell.cluster["bootstrapped"]:
+                    start_joining(cell, node)
+            elif node["join_calls_left"] > 0:
+                node["join_calls_left"] -= 1
+            else:
+                join_etcd(cell, node)
+
+    def down(self, cell, ip):
+        """(code, desc) when the Talos API of *ip* does not answer (down or rebooting), else None."""
+        n = cell.nodes.get(ip)
+        if n is None:
+            return dial_error(ip, "refused")
+        if n.get("unreachable") == "timeout":
+            self.delay = max(self.delay, float(cell.cluster.get("dial_timeout_seconds") or 0))
+            return dial_error(ip, "timeout")
+        if n.get("unreachable"):
+            return dial_error(ip, "refused")
+        if n.get("reboot_calls_left", 0) > 0:
+            n["reboot_calls_left"] -= 1
+            return dial_error(ip, "refused")
+        return None
 
     def connect(self, cell, ips, endpoints, tc, insecure):
         """Check transport for each target; returns (ok_nodes, errors[(ip, code, desc)]).
 
         Raises Fail for endpoint-level failures (printed unwrapped, like talosctl)."""
         prefix = PREFIX.get(self.key, "error")
+        lead = "%s: " % prefix if prefix else ""
         if not insecure:
             ep = endpoints[0]
             epn = cell.nodes.get(ep)
-            if epn is None or epn.get("unreachable"):
-                code, desc = refused_desc(ep, epn.get("unreachable") if epn else "refused")
-                raise Fail("%s: rpc error: code = %s desc = %s" % (prefix, code, desc))
-            self.tick(epn)
+            failed = self.down(cell, ep)
+            if failed:
+                raise Fail("%srpc error: code = %s desc = %s" % ((lead,) + failed))
+            self.tick(cell, epn)
             if epn["stage"] == "maintenance" or not tc or (tc.get("ca") or "").strip() != (epn.get("ca") or ""):
-                raise Fail("%s: rpc error: code = Unavailable desc = %s" % (prefix, X509))
+                raise Fail("%srpc error: code = Unavailable desc = %s" % (lead, X509))
         ok, errors = [], []
         for ip in ips:
             n = cell.nodes.get(ip)
-            if n is None or n.get("unreachable"):
-                errors.append((ip,) + refused_desc(ip, n.get("unreachable") if n else "refused"))
+            failed = self.down(cell, ip) if (insecure or ip not in endpoints[:1]) else None
+            if failed:
+                errors.append((ip,) + failed)
                 continue
             if insecure:
-                self.tick(n)
+                self.tick(cell, n)
                 if n["stage"] != "maintenance":
                     errors.append((ip, "Unavailable", CERT_REQUIRED))
                     continue
             elif ip not in endpoints[:1]:
-                self.tick(n)
+                self.tick(cell, n)
                 if n["stage"] == "maintenance" or (tc.get("ca") or "").strip() != (n.get("ca") or ""):
                     errors.append((ip, "Unavailable", X509))
                     continue
@@ -330,7 +385,26 @@ class Session(object):
                 errors.append((ip,) + tuple(inj))
                 continue
             ok.append(n)
+        if errors and self.key in ONE2ONE:
+            # COSI calls dial each node on their own: a transport failure is the error of the call
+            raise Fail("rpc error: code = %s desc = %s" % errors[0][1:])
         return ok, errors
+
+
+def start_joining(cell, node):
+    """After bootstrap a running control plane waits `join_calls` calls (etcd Preparing), then joins."""
+    node["join_calls_left"] = int(cell.cluster.get("join_calls") or 0)
+    if node["join_calls_left"] <= 0:
+        join_etcd(cell, node)
+
+
+def join_etcd(cell, node):
+    """The node becomes a member of the (first) etcd cluster that runs."""
+    clusters = sorted(m["etcd_cluster"] for m in cell.nodes.values() if m.get("etcd_member_id"))
+    node["etcd_member_id"] = member_id(node["ip"])
+    node["etcd_data"] = True
+    node["etcd_cluster"] = clusters[0] if clusters else None
+    node["join_calls_left"] = None
 
 
 def latency():
@@ -349,21 +423,43 @@ def hang(ctx, key):
         time.sleep(float(seconds))
 
 
+def crash(cell, key, answered):
+    """Nodes scheduled to die after answering *key* (state.crash_after) go down now."""
+    ips = set(n["ip"] for n in answered)
+    for entry in list(cell.cluster.get("crash_after") or []):
+        if entry["command"] == key and entry["node"] in ips:
+            cell.nodes[entry["node"]]["unreachable"] = "refused"
+            cell.cluster["crash_after"].remove(entry)
+
+
 def node_command(ctx, command, flags, pos, handler, insecure=False):
-    """Common frame: latency/hang outside the lock, connect, run handler per node, wrap errors."""
+    """Common frame: latency/hang outside the lock, connect, run handler per node, wrap errors.
+
+    A handler (or connect) that must block - a dial that times out, an etcd call that waits for its
+    deadline - sets ``sess.delay``: the process sleeps after releasing the lock, before it prints,
+    so other talosctl processes go on and a caller's timeout really stops it mid-wait."""
     sess = Session(ctx, command, flags)
+    sess.delay = 0.0
     latency()
     hang(ctx, sess.key)
+    failure = None
     with st.locked(ctx.state_dir):
         cell = st.Cell(ctx.state_dir)
         try:
             nodes, endpoints, tc = sess.targets(insecure)
             ok, errors = sess.connect(cell, nodes, endpoints, tc, insecure)
             rc = handler(sess, cell, ok, errors, tc, nodes)
+            crash(cell, sess.key, ok)
+        except Fail as e:
+            failure = e
         finally:
             cell.save()
+    if sess.delay > 0:
+        time.sleep(sess.delay)
+    if failure is not None:
+        raise failure
     if errors:
-        ctx.stderr.write(wrap(PREFIX.get(sess.key, "error"), errors))
+        ctx.stderr.write(wrap(PREFIX.get(sess.key, "error"), errors, with_node=sess.key not in ONE2ONE))
         return 1
     return rc
 
@@ -430,21 +526,17 @@ def resource_objects(cell, n, rtype):
                                        "controlPlane": cp}))
         return out
     if rtype == "services":
-        out = []
-        names = ["apid", "containerd", "cri", "kubelet", "machined", "trustd", "udevd"]
-        if n["machine_type"] == "controlplane":
-            names.append("etcd")
-        for s in sorted(names):
-            running = s != "etcd" or bool(n.get("etcd_member_id"))
-            out.append(obj(s, {"running": running, "healthy": running, "unknown": False}))
-        return out
+        # v1alpha1.ServiceController keeps a Services resource only while the service is Running
+        return [obj(sid, {"running": True, "healthy": health == "OK", "unknown": health == "?"})
+                for sid, state, health, _events in service_states(n) if state == "Running"]
     return []
 
 
 def resolve_resource(name):
     low = name.lower()
     for key, (full, _, alias, kind) in RESOURCES.items():
-        if low in (key, alias, kind.lower(), full.lower(), full.split(".")[0].lower()):
+        if low in (key, alias, kind.lower(), full.lower(), full.split(".")[0].lower()) or \
+                (key == "services" and low == "svc"):
             return key
     return None
 
@@ -452,8 +544,8 @@ def resolve_resource(name):
 def emit(ctx, objs, output):
     import json
     if output == "json":
-        for o in objs:
-            ctx.stdout.write(json.dumps(o, indent=4) + "\n")
+        for o in objs:   # Go's encoding/json: map keys sorted, 4-space indent, one object per resource
+            ctx.stdout.write(json.dumps(o, indent=4, sort_keys=True) + "\n")
     elif output == "yaml":
         for o in objs:
             ctx.stdout.write("---\n" + yaml.safe_dump(o, sort_keys=False))
@@ -473,8 +565,7 @@ def cmd_get(ctx, flags, pos):
     rtype = resolve_resource(pos[0])
     output = last(flags["output"])
     if rtype is None:
-        raise Fail('error getting resources: failed to resolve resource type: resource "%s" is not registered'
-                   % pos[0])
+        raise Fail('rpc error: code = NotFound desc = resource "%s" is not registered' % pos[0])
 
     def handler(sess, cell, ok, errors, tc, nodes):
         objs = []
@@ -487,7 +578,8 @@ def cmd_get(ctx, flags, pos):
                     continue
                 objs.append(o)
         if len(pos) > 1 and not objs and not errors:
-            errors.extend((n["ip"], "NotFound", 'resource "%s" "%s" not found' % (RESOURCES[rtype][0], pos[1]))
+            full, ns = RESOURCES[rtype][0], last(flags["namespace"]) or RESOURCES[rtype][1]
+            errors.extend((n["ip"], "NotFound", "resource %s(%s/%s@undefined) doesn't exist" % (full, ns, pos[1]))
                           for n in ok)
         emit(ctx, objs, output)
         return 0
@@ -559,9 +651,12 @@ def cmd_apply(ctx, flags, pos):
             n["cluster"] = {"endpoint": (cl.get("controlPlane") or {}).get("endpoint"),
                             "name": cl.get("clusterName"), "ca": (cl.get("ca") or {}).get("crt")}
             if n["stage"] == "maintenance":
+                # installs to disk and reboots: refuses `reboot_calls` calls, then answers over mTLS
                 n["stage"] = "installing"
                 n["install_calls_left"] = int(cell.cluster.get("install_calls") or 0)
-                sess.tick(n) if n["install_calls_left"] == 0 else None
+                n["reboot_calls_left"] = int(cell.cluster.get("reboot_calls") or 0)
+                if n["install_calls_left"] == 0 and n["reboot_calls_left"] == 0:
+                    sess.tick(cell, n)
                 ctx.stdout.write("Applied configuration without a reboot\n")
             elif mode == "staged":
                 ctx.stdout.write("Staged configuration to be applied after a reboot\n")
@@ -570,9 +665,6 @@ def cmd_apply(ctx, flags, pos):
                 ctx.stdout.write("Applied configuration with a reboot\n")
             else:
                 ctx.stdout.write("Applied configuration without a reboot\n")
-            if n["stage"] == "running" and n["machine_type"] == "controlplane" and cell.cluster["bootstrapped"] \
-                    and not n["etcd_member_id"]:
-                n["etcd_member_id"] = member_id(n["ip"])
         return 0
     return node_command(ctx, ("apply-config",), flags, pos, handler, insecure=insecure)
 
@@ -594,55 +686,109 @@ def cmd_bootstrap(ctx, flags, pos):
             elif n["stage"] != "running" or n["machine_type"] != "controlplane":
                 errors.append((n["ip"], "FailedPrecondition", "bootstrap is not available yet"))
             else:
-                n["etcd_data"] = True
+                # an empty data directory: etcd starts a NEW cluster here (a second one if another runs)
+                cell.cluster["etcd_clusters"] = int(cell.cluster.get("etcd_clusters") or 0) + 1
+                n.update(etcd_data=True, etcd_member_id=member_id(n["ip"]), etcd_cluster=cell.cluster["etcd_clusters"],
+                         join_calls_left=None)
                 cell.cluster["bootstrapped"] = True
                 cell.cluster["bootstrap_node"] = n["ip"]
                 for m in cell.nodes.values():
-                    if m["machine_type"] == "controlplane" and m["stage"] == "running":
-                        m["etcd_member_id"] = member_id(m["ip"])
-                        m["etcd_data"] = True
+                    if m is not n and m["machine_type"] == "controlplane" and m["stage"] == "running" \
+                            and not m["etcd_member_id"] and m.get("join_calls_left") is None:
+                        start_joining(cell, m)
         return 0
     return node_command(ctx, ("bootstrap",), flags, pos, handler)
 
 
+def tabulate(rows, padding=3):
+    """Go text/tabwriter (minwidth 0, padding 3) over tab-separated *rows*: every cell but the last of a
+    line is padded to its column's width + padding."""
+    cells = [r.split("\t") for r in rows]
+    widths = {}
+    for line in cells:
+        for i, c in enumerate(line[:-1]):
+            widths[i] = max(widths.get(i, 0), len(c))
+    return "".join("".join(c.ljust(widths[i] + padding) for i, c in enumerate(line[:-1])) + line[-1] + "\n"
+                   for line in cells)
+
+
+def etcd_running(n):
+    return n["machine_type"] == "controlplane" and bool(n.get("etcd_member_id"))
+
+
 def cmd_etcd_members(ctx, flags, pos):
+    """EtcdMemberList(QueryLocal): answered by the node's local etcd client (127.0.0.1:2379)."""
     def handler(sess, cell, ok, errors, tc, nodes):
         rows = []
         for n in ok:
             if n["machine_type"] != "controlplane":
-                errors.append((n["ip"], "Unimplemented", "etcd is not available on worker nodes"))
-            elif not n.get("etcd_member_id"):
-                errors.append((n["ip"], "Unknown", "failed to create etcd client: etcd is not running "
-                                                   "(waiting to join the cluster)"))
+                errors.append((n["ip"], "Unimplemented", "member list is only available on control plane nodes"))
+            elif not etcd_running(n):
+                if cell.cluster.get("pre_bootstrap_etcd") == "hang":
+                    # clientv3 waits for a connection until the request's deadline
+                    sess.delay = max(sess.delay, float(cell.cluster.get("etcd_deadline_seconds") or 0))
+                    errors.append((n["ip"],) + ETCD_LOCAL_DEADLINE)
+                else:
+                    errors.append((n["ip"],) + ETCD_LOCAL_REFUSED)
             else:
-                for m in sorted(cell.etcd_members(), key=lambda x: x["ip"]):
-                    rows.append("%s   %s   %s   https://%s:2380   https://%s:2379   false"
+                members = [m for m in cell.etcd_members() if m.get("etcd_cluster") == n.get("etcd_cluster")]
+                for m in sorted(members, key=lambda x: x["ip"]):
+                    rows.append("%s\t%s\t%s\thttps://%s:2380\thttps://%s:2379\tfalse"
                                 % (n["ip"], m["etcd_member_id"], m["name"], m["ip"], m["ip"]))
         if rows:
-            ctx.stdout.write("NODE   ID   HOSTNAME   PEER URLS   CLIENT URLS   LEARNER\n" + "\n".join(rows) + "\n")
+            ctx.stdout.write(tabulate(["NODE\tID\tHOSTNAME\tPEER URLS\tCLIENT URLS\tLEARNER"] + rows))
         return 0
     return node_command(ctx, ("etcd", "members"), flags, pos, handler)
 
 
+# services a node runs (Talos 1.13 core services; etcd on control planes) and whether they health-check
+SERVICES = {"apid": True, "containerd": True, "cri": True, "kubelet": True, "machined": False, "trustd": True,
+            "udevd": False}
+
+
+def service_states(n):
+    """[(id, state, health, events newest last)] of node *n* as the service runner reports them."""
+    out = []
+    for sid in sorted(list(SERVICES) + (["etcd"] if n["machine_type"] == "controlplane" else [])):
+        events = ["[Starting]: Starting service", '[Waiting]: Waiting for service "cri" to be "up"',
+                  "[Preparing]: Running pre state"]
+        if sid == "etcd" and not etcd_running(n):
+            out.append((sid, "Preparing", "?", events))
+            continue
+        events += ["[Preparing]: Creating service runner", "[Running]: Started task %s (PID 2045) for container %s"
+                   % (sid, sid)]
+        healthy = SERVICES.get(sid, True)
+        if healthy:
+            events.append("[Running]: Health check successful")
+        out.append((sid, "Running", "OK" if healthy else "?", events))
+    return out
+
+
 def cmd_service(ctx, flags, pos):
+    """service [<id>]: the list (NODE SERVICE STATE HEALTH LAST CHANGE LAST EVENT) or one service's details."""
+    if len(pos) > 1 and pos[1] != "status":
+        raise Fail("talosctl double: service %s is not modelled" % pos[1])
+
     def handler(sess, cell, ok, errors, tc, nodes):
+        lines = []
         for n in ok:
-            objs = resource_objects(cell, n, "services")
+            states = service_states(n)
             if pos:
-                objs = [o for o in objs if o["metadata"]["id"] == pos[0]]
-                if not objs:
-                    errors.append((n["ip"], "NotFound", 'service "%s" not found' % pos[0]))
-                    continue
-                spec = objs[0]["spec"]
-                stt = "Running" if spec["running"] else "Preparing"
-                ctx.stdout.write("NODE     %s\nID       %s\nSTATE    %s\nHEALTH   %s\n"
-                                 % (n["ip"], pos[0], stt, "OK" if spec["healthy"] else "?"))
+                match = [x for x in states if x[0] == pos[0]]
+                if not match:
+                    raise Fail('service "%s" is not registered on any nodes' % pos[0])
+                sid, state, health, events = match[0]
+                lines += ["NODE\t%s" % n["ip"], "ID\t%s" % sid, "STATE\t%s" % state, "HEALTH\t%s" % health]
+                for i, ev in enumerate(reversed(events)):
+                    lines.append("%s\t%s (%ds ago)" % ("EVENTS" if i == 0 else "", ev, 5 + 10 * i))
             else:
-                ctx.stdout.write("NODE   SERVICE   STATE   HEALTH\n")
-                for o in objs:
-                    ctx.stdout.write("%s   %s   %s   %s\n" % (n["ip"], o["metadata"]["id"],
-                                                             "Running" if o["spec"]["running"] else "Preparing",
-                                                             "OK" if o["spec"]["healthy"] else "?"))
+                if not lines:
+                    lines.append("NODE\tSERVICE\tSTATE\tHEALTH\tLAST CHANGE\tLAST EVENT")
+                for sid, state, health, events in states:
+                    lines.append("%s\t%s\t%s\t%s\t5s ago\t%s" % (n["ip"], sid, state, health,
+                                                                 events[-1].split("]: ", 1)[1]))
+        if lines:
+            ctx.stdout.write(tabulate(lines))
         return 0
     return node_command(ctx, ("service",), flags, pos, handler)
 
@@ -732,6 +878,13 @@ def cmd_health(ctx, flags, pos):
         running = [m for m in cell.nodes.values() if m["stage"] == "running" and m["machine_type"]]
         if not cell.cluster["bootstrapped"]:
             problems.append("etcd is not healthy: etcd is not running")
+        else:
+            # health waits: control planes still joining etcd join meanwhile
+            for m in running:
+                if m["machine_type"] == "controlplane" and not m["etcd_member_id"]:
+                    join_etcd(cell, m)
+            if len(set(m.get("etcd_cluster") for m in cell.etcd_members())) > 1:
+                problems.append("etcd members are not consistent across nodes: more than one etcd cluster")
         if cps or workers:
             known = set(cps) | set(workers)
             actual = set(m["ip"] for m in running) | set(cell.cluster.get("extra_k8s_nodes") or [])
@@ -748,6 +901,9 @@ def cmd_health(ctx, flags, pos):
         not_ready = sorted(m["ip"] for m in cell.nodes.values() if m["stage"] != "running" and m["machine_type"])
         if not_ready:
             problems.append("nodes %s are not ready" % not_ready)
+        down = sorted(m["ip"] for m in cell.nodes.values() if m.get("unreachable") and m["machine_type"])
+        if down:
+            problems.append("apid is not ready on nodes %s: connection refused" % down)
         if cell.cluster.get("health_blocker"):
             problems.append(cell.cluster["health_blocker"])
         result["problems"] = problems

@@ -7,7 +7,22 @@ variable ``TALOSCTL_DOUBLE_STATE``. Every mutation happens under an exclusive ``
 Every invocation is appended to ``<state>/calls.jsonl``.
 
 Tests build and steer a cell with the helpers below (create_cell, set_unreachable,
-inject_failure, set_hang, calls, count_calls, ...).
+inject_failure, set_hang, set_cluster, calls, count_calls, etcd_clusters, ...).
+
+What a real cell does and the double models (see cli.py for the texts):
+
+* a node whose Talos API is down: ``unreachable`` = ``refused`` (dial to port 50000 refused at
+  once) or ``timeout`` (the dial blocks ``dial_timeout_seconds``, then ``i/o timeout``);
+* a node just installed from maintenance mode reboots: for ``reboot_calls`` calls it refuses
+  connections like a down node, then it answers over mTLS (stage ``installing`` for
+  ``install_calls`` more calls, then ``running``);
+* etcd: before bootstrap a configured control plane's etcd service is ``Preparing`` and its
+  local etcd client (``talosctl etcd members``) either refuses at once or blocks until
+  ``etcd_deadline_seconds`` and fails with ``DeadlineExceeded`` (``pre_bootstrap_etcd``:
+  ``refuse`` | ``hang``); after ``bootstrap`` the bootstrapped node runs etcd and every other
+  running control plane stays ``Preparing`` for ``join_calls`` calls that reach it, then joins
+  the same etcd cluster. Bootstrapping a node with an empty data directory always starts a new
+  etcd cluster - also a second one, as real Talos would (``etcd_clusters`` tells).
 """
 
 from __future__ import annotations
@@ -31,6 +46,21 @@ DEFAULT_CLUSTER = {
     "health_blocker": None,
     "bootstrapped": False,
     "kubeconfig_serial": 0,
+    # `etcd members` on a control plane whose etcd does not run: "refuse" (127.0.0.1:2379 refused at
+    # once) or "hang" (blocks etcd_deadline_seconds, then DeadlineExceeded)
+    "pre_bootstrap_etcd": "refuse",
+    "etcd_deadline_seconds": 30,
+    # calls reaching a control plane that joins etcd after bootstrap before it is a member (Preparing)
+    "join_calls": 2,
+    # seconds the dial to a node with unreachable == "timeout" blocks before "i/o timeout"
+    "dial_timeout_seconds": 20,
+    # calls a node refuses while it reboots after an install from maintenance mode
+    "reboot_calls": 0,
+    # etcd clusters started by bootstrap (more than one is a split etcd)
+    "etcd_clusters": 0,
+    # one-shot crashes: [{"node": ip, "command": "apply-config"}]: the node's API goes down right after it
+    # answered that command (a machine that dies in the middle of a run)
+    "crash_after": [],
 }
 
 
@@ -74,7 +104,10 @@ def new_node(name, ip):
         "install_calls_left": 0,
         "etcd_member_id": None,
         "etcd_data": False,
-        "unreachable": None,  # None | "refused" | "deadline"
+        "etcd_cluster": None,  # number of the etcd cluster the node is a member of
+        "join_calls_left": None,  # not None while the node waits to join etcd (service Preparing)
+        "reboot_calls_left": 0,
+        "unreachable": None,  # None | "refused" | "timeout"
         "apply_count": 0,
         "reboots": 0,
     }
@@ -145,10 +178,24 @@ def cluster(state_dir):
     return Cell(state_dir).cluster
 
 
+UNREACHABLE_MODES = (None, "refused", "timeout")
+
+
 def set_unreachable(state_dir, ip, how="refused"):
-    """Make node *ip* unreachable (``refused`` or ``deadline``); ``how=None`` heals it."""
+    """Take the Talos API of node *ip* down: ``refused`` (connection refused at once) or ``timeout`` (the dial
+    blocks ``dial_timeout_seconds``, then ``i/o timeout``); ``how=None`` brings it back."""
+    if how not in UNREACHABLE_MODES:
+        raise ValueError("unreachable mode %r: use one of %r" % (how, UNREACHABLE_MODES))
+
     def _f(cell):
         cell.nodes[ip]["unreachable"] = how
+    update(state_dir, _f)
+
+
+def crash_after(state_dir, ip, command):
+    """Node *ip* goes down (``unreachable: refused``) right after it answered the next *command* call."""
+    def _f(cell):
+        cell.cluster["crash_after"].append(dict(node=ip, command=command))
     update(state_dir, _f)
 
 
@@ -171,6 +218,15 @@ def set_cluster(state_dir, **values):
     def _f(cell):
         cell.cluster.update(values)
     update(state_dir, _f)
+
+
+def etcd_clusters(state_dir):
+    """{etcd cluster number: [IPs of its members]} (one key: one etcd cluster)."""
+    out = {}
+    for n in Cell(state_dir).nodes.values():
+        if n.get("etcd_member_id"):
+            out.setdefault(n.get("etcd_cluster"), []).append(n["ip"])
+    return out
 
 
 def calls(state_dir):
@@ -227,6 +283,8 @@ def preconfigure(state_dir, configs, bootstrapped=False):
             if bootstrapped and n["machine_type"] == "controlplane":
                 n["etcd_member_id"] = "%016x" % int(hashlib.sha256(ip.encode()).hexdigest()[:15], 16)
                 n["etcd_data"] = True
+                n["etcd_cluster"] = 1
         if bootstrapped:
             cell.cluster["bootstrapped"] = True
+            cell.cluster["etcd_clusters"] = 1
     update(state_dir, _f)

@@ -30,13 +30,17 @@ options:
     default: v1.13.9
   timeout:
     description:
-      - Seconds one C(talosctl) invocation may run before it is stopped and the task fails.
+      - Seconds one C(talosctl) invocation may run before it is stopped and the task fails with a timeout that says
+        which command on which node did not finish.
     type: int
     default: 300
   retries:
     description:
-      - How many times a call is retried when it fails with a transient gRPC error
-        (for example C(FailedPrecondition) while a node installs, or C(Unavailable) while it reboots).
+      - How many times a call is retried when it fails transiently.
+      - "Transient for every command: C(Unavailable), C(DeadlineExceeded), connection refused or reset on the Talos
+        API. Commands add their own (C(FailedPrecondition) for C(apply-config), C(bootstrap) and C(kubeconfig) while
+        a node installs). TLS, x509 and command-line errors are never retried; a call that exceeded O(timeout) is
+        not started again."
     type: int
     default: 10
   retry_delay:
@@ -44,6 +48,20 @@ options:
       - Seconds before the first retry; each further retry doubles the delay (at most 30 seconds).
     type: float
     default: 2.0
+  retry_deadline:
+    description:
+      - Seconds one step may spend retrying transient failures; no new attempt starts after it.
+      - Together with O(retries) it bounds the retry policy shared by every talosctl call.
+    type: int
+    default: 300
+  probe_timeout:
+    description:
+      - Seconds a reachability or state probe of one node may take, every attempt included (a transient refusal is
+        retried at most twice within that time).
+      - A node whose Talos API does not answer within it is reported unreachable, so nodes that are down cost seconds,
+        not a retry chain. Nodes are probed at the same time.
+    type: int
+    default: 10
 requirements:
   - talosctl with the same major.minor version as O(talos_version) on the controller
 notes:

@@ -19,6 +19,7 @@ import re
 import shutil
 import subprocess
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 TALOSCTL_COMMON_ARGS = dict(
     talosctl_path=dict(type='path'),
@@ -27,6 +28,8 @@ TALOSCTL_COMMON_ARGS = dict(
     timeout=dict(type='int', default=300),
     retries=dict(type='int', default=10),
     retry_delay=dict(type='float', default=2.0),
+    retry_deadline=dict(type='int', default=300),
+    probe_timeout=dict(type='int', default=10),
 )
 
 # Commands (first word of the argv) that never talk to a node: talosctl rejects the node
@@ -36,13 +39,36 @@ OFFLINE_COMMANDS = frozenset(('gen', 'machineconfig', 'validate', 'completion', 
 CONFIG_COMMANDS = frozenset(('config',))
 
 MAX_BACKOFF = 30.0
+# Ports of the Talos API on a node (apid, trustd). A dial error to one of them means the node's
+# API does not answer; a dial error to any other port (127.0.0.1:2379: the node's own etcd
+# client) means the node answered and one of its services is not up.
+TALOS_API_PORTS = ('50000', '50001')
 # Failure kinds that are configuration or TLS problems: retrying cannot help.
 PERMANENT_KINDS = ('x509', 'tls_required', 'usage', 'no_endpoints')
+# The one retry policy: these gRPC codes and failure kinds are transient (the node is rebooting,
+# a connection dropped, a call ran into its deadline). Callers add codes that are transient for
+# their command (FailedPrecondition for apply-config/bootstrap while a node installs).
+TRANSIENT_CODES = ('Unavailable', 'DeadlineExceeded')
+TRANSIENT_KINDS = ('unreachable', 'reset', 'deadline')
+# A reachability/state probe retries a transient refusal at most this often, all attempts
+# within probe_timeout: a node that is down costs seconds, not a retry chain.
+PROBE_RETRIES = 2
 
 _RPC_RE = re.compile(
     r'(?:\*\s+(?P<node>[^\s:*]+(?::\d+)?):\s+)?rpc error: code = (?P<code>[A-Za-z]+) desc = (?P<desc>[^\n]*)')
 _VERSION_RE = re.compile(r'v?(\d+)\.(\d+)\.(\d+)')
 _NODE_IN_TEXT_RE = re.compile(r'(?:dial tcp |\* )(\d{1,3}(?:\.\d{1,3}){3})')
+_DIAL_RE = re.compile(
+    r'dial tcp (?P<host>\[[^\]]+\]|[^\s:"]+):(?P<port>\d+): (?:connect: )?'
+    r'(?P<why>connection refused|i/o timeout|no route to host|network is unreachable|connection timed out)')
+# argv values that are paths are shown as what they are, never as the (private, temporary) path
+_PATH_LABELS = {
+    '--talosconfig': '<talosconfig>', '--file': '<machine config>', '-f': '<machine config>',
+    '--with-secrets': '<secrets bundle>', '--output': '<output>', '--output-file': '<output>',
+    '--config': '<machine config>', '--patch': '<patch>', '--config-patch': '<patch>',
+    '--config-patch-control-plane': '<patch>', '--config-patch-worker': '<patch>',
+}
+_POSITIONAL_LABELS = {'kubeconfig': '<kubeconfig>', 'machineconfig': '<machine config>'}
 
 # --- redaction -------------------------------------------------------------------------
 REDACTED = '<redacted>'
@@ -110,9 +136,10 @@ class TalosctlError(Exception):
     """A failed talosctl call.
 
     Attributes: ``code`` (gRPC code such as ``AlreadyExists``, or ``Timeout``, ``NotFound``,
-    ``VersionMismatch``, ``Usage``, ``Unreachable``, ``Unknown``), ``desc`` (the gRPC description),
-    ``node`` (the node the error is about, if known), ``rc``, ``stderr`` (redacted), ``argv``
-    (redacted) and ``message`` (what failed and how to fix it).
+    ``VersionMismatch``, ``Usage``, ``Unknown``), ``desc`` (the gRPC description), ``kind`` (see
+    classify(), or ``timeout`` when the process was stopped), ``node`` (the node the error is about,
+    if known), ``rc``, ``stderr`` (redacted, private paths replaced), ``argv`` (the same) and
+    ``message`` (what failed on which node and how to fix it).
     """
 
     def __init__(self, message, code=None, desc=None, node=None, rc=None, stderr='', argv=None, kind=None):
@@ -132,6 +159,10 @@ class TalosctlError(Exception):
                     stderr=self.stderr, cmd=' '.join(self.argv))
 
 
+class _ProcessTimeout(Exception):
+    """talosctl was stopped because it ran longer than its timeout."""
+
+
 def parse_rpc_errors(stderr):
     """All ``rpc error`` entries of a talosctl stderr: list of dicts node/code/desc."""
     out = []
@@ -143,9 +174,12 @@ def parse_rpc_errors(stderr):
 def classify(stderr):
     """Return the kind of a talosctl failure from its stderr.
 
-    ``x509`` (wrong CA / other cluster / maintenance node over mTLS), ``tls_required`` (an
-    insecure call to a configured node), ``no_endpoints``, ``unreachable``, ``usage``
-    (unknown flag/command: version mismatch) or ``None``.
+    ``usage`` (unknown flag/command: version mismatch), ``no_endpoints``, ``x509`` (wrong CA / other
+    cluster / maintenance node over mTLS), ``tls_required`` (an insecure call to a configured node),
+    ``unreachable`` (dialling the node's Talos API, port 50000/50001, failed: refused, i/o timeout,
+    no route), ``node_service`` (the node answered, but a service it dialled itself refused, e.g. its
+    etcd at 127.0.0.1:2379 before bootstrap), ``reset`` (an open connection dropped), ``deadline``
+    (a call ran into its deadline: the node answered too late or a service on it waits) or ``None``.
     """
     s = stderr or ''
     low = s.lower()
@@ -158,10 +192,22 @@ def classify(stderr):
         return 'x509'
     if 'certificate required' in low or 'bad certificate' in low or 'authentication handshake failed' in low:
         return 'tls_required'
-    if 'connection refused' in low or 'deadline exceeded' in low or 'no route to host' in low \
-            or 'i/o timeout' in low or 'network is unreachable' in low or 'connection reset' in low:
+    dial = _DIAL_RE.search(s)
+    if dial:
+        return 'unreachable' if dial.group('port') in TALOS_API_PORTS else 'node_service'
+    if 'no route to host' in low or 'network is unreachable' in low:
         return 'unreachable'
+    if 'connection reset' in low or 'transport is closing' in low or 'error reading from server: eof' in low:
+        return 'reset'
+    if 'deadlineexceeded' in low or 'deadline exceeded' in low:
+        return 'deadline'
     return None
+
+
+def dial_failure(stderr):
+    """``connection refused``/``i/o timeout``/... of a failed dial in *stderr*, with the port (or None)."""
+    m = _DIAL_RE.search(stderr or '')
+    return '%s on port %s' % (m.group('why'), m.group('port')) if m else None
 
 
 def parse_json_stream(text):
@@ -215,6 +261,38 @@ def parse_dry_run(stderr):
     return dict(changed=changed, reboot=reboot, diff=diff if changed else '')
 
 
+def command_words(args):
+    """The command words of *args* (``get machinestatus``, ``kubeconfig``): up to the first flag or path."""
+    words = []
+    for a in args:
+        if a.startswith('-') or os.sep in a or a.startswith('@'):
+            break
+        words.append(a)
+    return ' '.join(words)
+
+
+def path_labels(argv):
+    """{path: label} for every argv value that is a file path (so messages never show private paths)."""
+    labels = {}
+    prev = None
+    head = argv[0] if argv else None
+    for a in argv:
+        path = a[1:] if a.startswith('@') else a
+        if path.startswith(os.sep):
+            labels[path] = _PATH_LABELS.get(prev) or _POSITIONAL_LABELS.get(head) or '<file>'
+        prev = a
+    return labels
+
+
+def scrub(text, labels):
+    """*text* with every path of *labels* replaced by its label (longest paths first)."""
+    if not text or not labels:
+        return text
+    for path in sorted(labels, key=len, reverse=True):
+        text = text.replace(path, labels[path])
+    return text
+
+
 class Talosctl(object):
     """Runs talosctl for a module.
 
@@ -222,31 +300,26 @@ class Talosctl(object):
     ``params``, ``fail_json`` and ``warn`` are used). Keyword arguments override params.
     Construction fails the module (fail_json) when the binary is missing or its version does
     not match ``talos_version``; pass ``fail_on_error=False`` to get TalosctlError instead.
+
+    The retry policy (one for every command): a failure whose gRPC code is in TRANSIENT_CODES
+    (plus the codes a caller adds) or whose kind is in TRANSIENT_KINDS is retried with
+    exponential backoff from ``retry_delay`` (capped at 30 s), at most ``retries`` times and
+    never starting a new attempt after ``retry_deadline`` seconds; TLS, x509 and usage failures
+    are never retried. Probes (``probe``, ``node_details``) retry at most PROBE_RETRIES times and
+    finish, every attempt included, within ``probe_timeout``.
     """
 
     def __init__(self, module, path=None, talosconfig=None, talos_version=None, timeout=None,
                  retries=None, retry_delay=None, check_version=True, fail_on_error=True):
         self.module = module
-        params = getattr(module, 'params', None) or {}
-        self.talosconfig = talosconfig or params.get('talosconfig')
-        self.talos_version = talos_version or params.get('talos_version') or 'v1.13.9'
-        self.timeout = timeout or params.get('timeout') or 300
-        self.retries = retries if retries is not None else params.get('retries', 10)
-        if self.retries is None:
-            self.retries = 10
-        self.retry_delay = retry_delay if retry_delay is not None else params.get('retry_delay', 2.0)
-        if self.retry_delay is None:
-            self.retry_delay = 2.0
-        self.calls = []
-        self.last_attempts = 0
-        self.warnings = []
-        self.client_version = None
+        self.configure(getattr(module, 'params', None) or {}, talosconfig=talosconfig, talos_version=talos_version,
+                       timeout=timeout, retries=retries, retry_delay=retry_delay)
         try:
-            self.path = self._find(path or params.get('talosctl_path'))
+            self.path = self._find(path or (getattr(module, 'params', None) or {}).get('talosctl_path'))
             if self.talosconfig and not os.path.isfile(self.talosconfig):
                 raise TalosctlError(
-                    "talosconfig %r does not exist; pass the path of the cell's decrypted talosconfig "
-                    "(option talosconfig) or omit it for maintenance-mode calls" % self.talosconfig,
+                    "the talosconfig given in option talosconfig does not exist; pass the path of the cell's "
+                    "decrypted talosconfig, or omit it for maintenance-mode calls",
                     code='NotFound', kind='config')
             if check_version:
                 self._check_version()
@@ -254,6 +327,25 @@ class Talosctl(object):
             if fail_on_error:
                 module.fail_json(**e.to_result())
             raise
+
+    def configure(self, params, talosconfig=None, talos_version=None, timeout=None, retries=None, retry_delay=None):
+        """Settings from the module params (TALOSCTL_COMMON_ARGS); keyword arguments override them."""
+        def pick(value, name, default):
+            if value is not None:
+                return value
+            got = params.get(name)
+            return default if got is None else got
+        self.talosconfig = talosconfig or params.get('talosconfig')
+        self.talos_version = talos_version or params.get('talos_version') or 'v1.13.9'
+        self.timeout = timeout or params.get('timeout') or 300
+        self.retries = pick(retries, 'retries', 10)
+        self.retry_delay = pick(retry_delay, 'retry_delay', 2.0)
+        self.retry_deadline = pick(None, 'retry_deadline', 300)
+        self.probe_timeout = pick(None, 'probe_timeout', 10)
+        self.calls = []
+        self.last_attempts = 0
+        self.warnings = []
+        self.client_version = None
 
     # -- setup ------------------------------------------------------------------------
     def _find(self, path):
@@ -282,7 +374,12 @@ class Talosctl(object):
             raise TalosctlError(
                 "talos_version %r is not a Talos version; use the form vX.Y.Z such as v1.13.9" % self.talos_version,
                 code='InvalidArgument', kind='config')
-        rc, out, err = self._exec(['version', '--client', '--short'], self.timeout)
+        try:
+            rc, out, err = self._exec(['version', '--client', '--short'], self.timeout)
+        except _ProcessTimeout:
+            raise TalosctlError("`talosctl version --client` (%s) did not finish within %s seconds; the binary is "
+                                "broken: install talosctl %s" % (self.path, self.timeout, self.talos_version),
+                                code='Timeout', kind='timeout')
         have = parse_version(out)
         if rc != 0 or have is None:
             raise TalosctlError(
@@ -307,6 +404,7 @@ class Talosctl(object):
 
     # -- execution --------------------------------------------------------------------
     def _exec(self, argv, timeout):
+        """Run talosctl *argv*; (rc, stdout, stderr) unredacted. Raises _ProcessTimeout after *timeout* s."""
         full = [self.path] + list(argv)
         started = time.time()
         try:
@@ -315,19 +413,24 @@ class Talosctl(object):
                 full, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                 timeout=timeout, check=False)
         except subprocess.TimeoutExpired:
-            self.calls.append(dict(argv=redact(' '.join(full)), rc=None, seconds=round(time.time() - started, 3)))
-            raise TalosctlError(
-                "talosctl %s did not finish within %s seconds (option timeout); the node is slow or unreachable: "
-                "check that it is powered on and reachable on port 50000, or raise timeout"
-                % (redact(' '.join(argv[:2])), timeout),
-                code='Timeout', argv=[redact(a) for a in full], kind='timeout')
+            self.calls.append(dict(argv=' '.join(self.shown(argv)), rc=None, seconds=round(time.time() - started, 3)))
+            raise _ProcessTimeout()
         except OSError as e:
             raise TalosctlError("cannot execute %s: %s; install talosctl %s or fix talosctl_path"
                                 % (self.path, e, self.talos_version), code='NotFound', kind='binary')
         out = proc.stdout.decode('utf-8', 'replace')
         err = proc.stderr.decode('utf-8', 'replace')
-        self.calls.append(dict(argv=redact(' '.join(full)), rc=proc.returncode, seconds=round(time.time() - started, 3)))
+        self.calls.append(dict(argv=' '.join(self.shown(argv)), rc=proc.returncode, seconds=round(time.time() - started, 3)))
         return proc.returncode, out, err
+
+    def shown(self, argv):
+        """*argv* as it may be shown (list): ``talosctl``, paths replaced by what they are, secrets redacted."""
+        labels = path_labels(argv)
+        out = ['talosctl']
+        for a in argv:
+            bare = a[1:] if a.startswith('@') else a
+            out.append(labels[bare] if bare in labels else redact(a))
+        return out
 
     def build_argv(self, args, nodes=None, endpoints=None, insecure=False, talosconfig=None):
         """The argv (without the binary) for *args* plus the flags the command accepts."""
@@ -356,43 +459,92 @@ class Talosctl(object):
             argv.append('--insecure')
         return argv
 
-    def run(self, args, nodes=None, endpoints=None, insecure=False, retry_codes=(), check=True,
-            timeout=None, talosconfig=None, retries=None):
-        """Run talosctl; returns (rc, stdout, stderr) with stdout/stderr redacted.
+    def transient(self, stderr, retry_codes=()):
+        """Whether a failure with this stderr is worth another attempt (the retry policy)."""
+        kind = classify(stderr)
+        if kind in PERMANENT_KINDS:
+            return False
+        if kind in TRANSIENT_KINDS:
+            return True
+        codes = set(TRANSIENT_CODES) | set(retry_codes)
+        return any(e['code'] in codes for e in parse_rpc_errors(stderr))
 
-        Retries (with exponential backoff starting at ``retry_delay``) when the gRPC code of the
-        failure is in *retry_codes* (e.g. ``FailedPrecondition``, ``Unavailable``) and the failure
-        is not a TLS/x509 problem. With ``check=True`` a non-zero exit raises TalosctlError.
+    def run(self, args, nodes=None, endpoints=None, insecure=False, retry_codes=(), check=True,
+            timeout=None, talosconfig=None, retries=None, deadline=None, retry_if=None, probe=False):
+        """Run talosctl under the retry policy; returns (rc, stdout, stderr), redacted.
+
+        Transient failures (see ``transient``; *retry_codes* adds codes such as ``FailedPrecondition``)
+        are retried with backoff, at most *retries* times (default ``retries``), no new attempt
+        after *deadline* seconds (default ``retry_deadline``); *retry_if(rc, out, err)* may veto a
+        retry. A process that runs longer than *timeout* is stopped and raises TalosctlError
+        (code ``Timeout``), never retried. ``probe=True`` bounds every attempt by what is left of
+        *deadline* and words a timeout as "the Talos API did not answer". With ``check=True`` a
+        non-zero exit raises TalosctlError.
         """
         argv = self.build_argv(args, nodes=nodes, endpoints=endpoints, insecure=insecure, talosconfig=talosconfig)
         timeout = timeout or self.timeout
         retries = self.retries if retries is None else retries
+        deadline = self.retry_deadline if deadline is None else deadline
+        started = time.monotonic()
         attempt = 0
         while True:
             self.last_attempts = attempt + 1
-            rc, out, err = self._exec(argv, timeout)
+            limit = timeout
+            if probe:
+                limit = min(timeout, max(0.1, deadline - (time.monotonic() - started)))
+            try:
+                rc, out, err = self._exec(argv, limit)
+            except _ProcessTimeout:
+                raise self.timeout_error(args, argv, nodes, deadline if probe else limit, probe=probe)
             if rc == 0:
                 return rc, redact(out), redact(err)
-            errors = parse_rpc_errors(err)
-            kind = classify(err)
-            transient = (kind not in PERMANENT_KINDS
-                         and any(e['code'] in retry_codes for e in errors))
-            if 'Unreachable' in retry_codes and kind == 'unreachable':
-                transient = True
-            if transient and attempt < retries:
-                time.sleep(self.backoff(attempt))
-                attempt += 1
-                continue
+            if attempt < retries and self.transient(err, retry_codes) and (retry_if is None or retry_if(rc, out, err)):
+                pause = self.backoff(attempt)
+                if time.monotonic() - started + pause < deadline:
+                    time.sleep(pause)
+                    attempt += 1
+                    continue
             if not check:
-                return rc, redact(out), redact(err)
-            raise self.error(args, rc, out, err, nodes=nodes, attempts=attempt + 1)
+                labels = path_labels(argv)
+                return rc, redact(scrub(out, labels)), redact(scrub(err, labels))
+            raise self.error(args, rc, out, err, nodes=nodes, attempts=attempt + 1, argv=argv)
+
+    def probe(self, args, node, insecure=False):
+        """One reachability/state question to *node* (its own endpoint): (rc, stdout, stderr).
+
+        Transient refusals are retried at most PROBE_RETRIES times; all attempts together finish
+        within ``probe_timeout`` seconds. Raises TalosctlError (kind ``timeout``) when the node did
+        not answer in that time.
+        """
+        return self.run(args, nodes=[node], endpoints=[node], insecure=insecure, check=False,
+                        timeout=self.probe_timeout, retries=PROBE_RETRIES, deadline=self.probe_timeout, probe=True)
 
     def backoff(self, attempt):
         """Seconds to wait before retry number *attempt* + 1: ``retry_delay`` doubled per attempt, capped."""
         return min(MAX_BACKOFF, self.retry_delay * (2 ** attempt))
 
-    def error(self, args, rc, out, err, nodes=None, attempts=1):
-        """Build the TalosctlError for a failed call (message names cause and fix)."""
+    def timeout_error(self, args, argv, nodes, seconds, probe=False):
+        """TalosctlError for a talosctl process stopped after *seconds*: a timeout, worded as one."""
+        cmd = command_words(args)
+        node = nodes[0] if nodes and len(nodes) == 1 else None
+        where = ' on node %s' % node if node else (' on nodes %s' % ', '.join(nodes) if nodes else '')
+        secs = ('%g' % seconds) if isinstance(seconds, float) else str(seconds)
+        if probe:
+            msg = ("the Talos API of node %s did not answer `talosctl %s` within %s seconds (probe_timeout): the "
+                   "node is down, still booting or cut off; check that it is powered on, has its address and that "
+                   "port 50000 is reachable from the controller" % (node, cmd, secs))
+        else:
+            msg = ("talosctl %s%s did not finish within %s seconds (option timeout) and was stopped; the node did "
+                   "not complete the request in time: look at what it is doing (`talosctl -n %s dmesg`, "
+                   "`talosctl -n %s service`) and rerun, or raise timeout"
+                   % (cmd, where, secs, node or '<node>', node or '<node>'))
+        return TalosctlError(msg, code='Timeout', node=node, argv=self.shown(argv), kind='timeout')
+
+    def error(self, args, rc, out, err, nodes=None, attempts=1, argv=None):
+        """Build the TalosctlError for a failed call (message names node, step, cause and fix)."""
+        labels = path_labels(argv if argv is not None else args)
+        err = scrub(err, labels)
+        out = scrub(out, labels)
         errors = parse_rpc_errors(err)
         first = errors[0] if errors else dict(node=None, code=None, desc=None)
         kind = classify(err)
@@ -401,12 +553,14 @@ class Talosctl(object):
             node = node.split(':', 1)[0]
         if not node:
             m = _NODE_IN_TEXT_RE.search(err or '')
-            node = m.group(1) if m else (nodes[0] if nodes and len(nodes) == 1 else None)
-        cmd = ' '.join(a for a in args[:2] if not a.startswith('-'))
+            node = m.group(1) if m and m.group(1) != '127.0.0.1' else (nodes[0] if nodes and len(nodes) == 1 else None)
+        cmd = command_words(args)
         red = redact((err or out or '').strip())
+        last = red.splitlines()[-1] if red else ''
         where = ' on node %s' % node if node else ''
         after = ' after %d attempts' % attempts if attempts > 1 else ''
         code = first['code']
+        desc = redact(first['desc']) if first['desc'] else None
         if kind == 'usage':
             msg = ("talosctl rejected the command line of `talosctl %s`: %s; this usually means the talosctl binary "
                    "is not %s (client %s): install talosctl %s"
@@ -414,9 +568,8 @@ class Talosctl(object):
                       self.talos_version))
             code = code or 'Usage'
         elif kind == 'no_endpoints':
-            msg = ("talosctl %s failed: failed to determine endpoints; the talosconfig %s has no endpoints: set them "
-                   "with `talosctl --talosconfig FILE config endpoint <control-plane IPs>` (never the VIP)"
-                   % (cmd, self.talosconfig or '(default)'))
+            msg = ("talosctl %s failed: failed to determine endpoints; the talosconfig has no endpoints: set them "
+                   "with `talosctl --talosconfig FILE config endpoint <control-plane IPs>` (never the VIP)" % cmd)
             code = code or 'InvalidArgument'
         elif kind == 'x509':
             msg = ("talosctl %s%s failed TLS verification (x509: certificate signed by unknown authority): the node "
@@ -428,22 +581,34 @@ class Talosctl(object):
                    "requires mTLS; call it with this cell's talosconfig instead of --insecure" % (cmd, where))
             code = code or 'Unavailable'
         elif kind == 'unreachable':
-            msg = ("talosctl %s%s: node unreachable%s (%s); check that the machine is powered on, has its "
-                   "address and that port 50000 is reachable from the controller"
-                   % (cmd, where, after, first['desc'] or red.splitlines()[-1] if red else ''))
+            msg = ("talosctl %s%s: the node's Talos API does not answer (%s)%s; check that the machine is powered "
+                   "on, has its address and that port 50000 is reachable from the controller"
+                   % (cmd, where, dial_failure(err) or desc or last, after))
             code = code or 'Unavailable'
+        elif kind == 'node_service':
+            msg = ("talosctl %s%s: the node answered, but a service it asked on its own behalf refused the "
+                   "connection (%s)%s; that service is not running yet on the node"
+                   % (cmd, where, dial_failure(err), after))
+        elif kind == 'reset':
+            msg = ("talosctl %s%s: the connection to the node was reset (%s)%s; the node is probably rebooting: "
+                   "rerun when it is up" % (cmd, where, desc or last, after))
+        elif kind == 'deadline':
+            msg = ("talosctl %s%s: the request ran into its deadline (%s)%s; the node answered but did not finish in "
+                   "time (busy or still starting): rerun, or raise retries/retry_deadline"
+                   % (cmd, where, desc or last, after))
+            code = code or 'DeadlineExceeded'
         elif code:
-            msg = "talosctl %s%s failed%s: rpc error %s: %s" % (cmd, where, after, code, redact(first['desc']))
+            msg = "talosctl %s%s failed%s: rpc error %s: %s" % (cmd, where, after, code, desc)
             if code == 'FailedPrecondition':
                 msg += '; the node is not ready for this yet (still installing, rebooting or time not in sync): ' \
-                       'retry later or raise retries/timeout'
+                       'retry later or raise retries/retry_deadline'
             elif code == 'InvalidArgument' and 'v1alpha1' in (first['desc'] or ''):
                 msg += '; the file is not a complete machine configuration: apply the full per-node config, ' \
                        'not a bare patch'
         else:
             msg = "talosctl %s%s failed (rc=%s): %s" % (cmd, where, rc, red)
-        return TalosctlError(msg, code=code, desc=redact(first['desc']) if first['desc'] else None, node=node,
-                             rc=rc, stderr=redact(err), argv=[redact(a) for a in [self.path] + list(args)], kind=kind)
+        return TalosctlError(msg, code=code, desc=desc, node=node, rc=rc, stderr=redact(err),
+                             argv=self.shown(argv if argv is not None else args), kind=kind)
 
     # -- helpers ----------------------------------------------------------------------
     def get(self, resource, node, resource_id=None, insecure=False, namespace=None, endpoints=None,
@@ -458,41 +623,50 @@ class Talosctl(object):
         ep = endpoints if endpoints is not None else ([node] if node else None)
         rc, out, err = self.run(args, nodes=[node] if node else None, endpoints=ep, insecure=insecure,
                                 retry_codes=retry_codes, timeout=timeout)
+        return self.parse_objects(out, args, node)
+
+    @staticmethod
+    def parse_objects(out, args, node):
+        """The objects of a ``get -o json`` stdout (TalosctlError when it is not a JSON object stream)."""
         try:
             return parse_json_stream(out)
         except ValueError as e:
-            raise TalosctlError("cannot parse the JSON stream of `talosctl get %s` from node %s: %s"
-                                % (resource, node, e), code='Unknown', node=node)
+            raise TalosctlError("cannot parse the JSON stream of `talosctl %s` from node %s: %s"
+                                % (command_words(args), node, e), code='Unknown', node=node)
 
-    def node_state(self, ip, timeout=None):
-        """Return ``maintenance``, ``configured`` or ``unreachable`` for node *ip*.
+    def node_state(self, ip):
+        """Return ``maintenance``, ``configured`` or ``unreachable`` for node *ip* (see node_details)."""
+        return self.node_details(ip)['state']
 
-        mTLS ``get machinestatus`` with the talosconfig first (success: configured); on a TLS failure or
-        without a talosconfig the maintenance API (``get machinestatus --insecure``). Raises
-        TalosctlError when mTLS fails with x509 and the node is not in maintenance either
-        (it belongs to another cluster or the talosconfig is wrong).
+    def node_details(self, ip):
+        """What node *ip* is: dict(state, stage, ready, machine_status[, error]).
+
+        ``state`` is ``configured``, ``maintenance`` or ``unreachable`` (its Talos API did not answer
+        within probe_timeout; ``error`` says how it failed). mTLS ``get machinestatus`` with the
+        talosconfig first (success: configured); on a TLS failure or without a talosconfig the
+        maintenance API (``get machinestatus --insecure``). Every call is a probe (bounded by
+        probe_timeout). Raises TalosctlError when mTLS fails with x509 and the node is not in
+        maintenance either (it belongs to another cluster or the talosconfig is wrong).
         """
-        return self.node_details(ip, timeout=timeout)['state']
-
-    def node_details(self, ip, timeout=None):
-        """Like node_state but returns dict(state, stage, ready, machine_status)."""
-        timeout = timeout or min(self.timeout, 60)
+        args = ['get', 'machinestatus', '-o', 'json']
         mtls_error = None
         if self.talosconfig:
-            rc, out, err = self.run(['get', 'machinestatus', '-o', 'json'], nodes=[ip], endpoints=[ip], check=False,
-                                    timeout=timeout, retries=0)
+            rc, out, err = self.probe_answer(args, ip)
+            if rc is None:
+                return _unreachable(err, why=err)
             if rc == 0:
                 spec = _machinestatus_spec(out)
                 return dict(state='configured', stage=spec.get('stage'), ready=(spec.get('status') or {}).get('ready'),
                             machine_status=spec or None)
             kind = classify(err)
-            if kind == 'unreachable':
+            if kind in TRANSIENT_KINDS:
                 return _unreachable(err)
             if kind not in ('x509', 'tls_required'):
-                raise self.error(['get', 'machinestatus'], rc, out, err, nodes=[ip])
+                raise self.error(args, rc, out, err, nodes=[ip])
             mtls_error = (rc, out, err)
-        rc, out, err = self.run(['get', 'machinestatus', '-o', 'json'], nodes=[ip], endpoints=[ip], insecure=True,
-                                check=False, timeout=timeout, retries=0)
+        rc, out, err = self.probe_answer(args, ip, insecure=True)
+        if rc is None:
+            return _unreachable(err, why=err)
         if rc == 0:
             spec = _machinestatus_spec(out)
             stage = spec.get('stage')
@@ -500,17 +674,49 @@ class Talosctl(object):
             if stage == 'maintenance':
                 return dict(state='maintenance', stage=stage, ready=ready, machine_status=spec)
             if mtls_error:
-                raise self.error(['get', 'machinestatus'], *mtls_error, nodes=[ip])
+                raise self.error(args, *mtls_error, nodes=[ip])
             return dict(state='configured', stage=stage, ready=ready, machine_status=spec)
         kind = classify(err)
-        if kind == 'unreachable':
+        if kind in TRANSIENT_KINDS:
             return _unreachable(err)
         if kind == 'tls_required':
             if mtls_error:
                 # configured node that does not trust our talosconfig
-                raise self.error(['get', 'machinestatus'], *mtls_error, nodes=[ip])
+                raise self.error(args, *mtls_error, nodes=[ip])
             return dict(state='configured', stage=None, ready=None, machine_status=None)
-        raise self.error(['get', 'machinestatus'], rc, out, err, nodes=[ip])
+        raise self.error(args, rc, out, err, nodes=[ip])
+
+    def probe_answer(self, args, node, insecure=False):
+        """probe(), except that a probe without an answer in time returns (None, '', why) instead of raising."""
+        try:
+            return self.probe(args, node, insecure=insecure)
+        except TalosctlError as e:
+            if e.kind != 'timeout':
+                raise
+            return None, '', 'no answer within %s seconds (probe_timeout)' % self.probe_timeout
+
+    def probe_nodes(self, ips, probe=None):
+        """Run *probe(ip)* (default node_details) for every node at once; (results, errors) by IP.
+
+        One thread per node (at most 32), so N unreachable nodes cost one probe_timeout, not N.
+        """
+        probe = probe or self.node_details
+        results, errors = {}, {}
+        if not ips:
+            return results, errors
+
+        def one(ip):
+            try:
+                return ip, probe(ip), None
+            except TalosctlError as e:
+                return ip, None, e
+        with ThreadPoolExecutor(max_workers=max(1, min(32, len(ips)))) as pool:
+            for ip, found, exc in pool.map(one, ips):
+                if exc is not None:
+                    errors[ip] = exc
+                else:
+                    results[ip] = found
+        return results, errors
 
 
 def _machinestatus_spec(out):
@@ -522,6 +728,15 @@ def _machinestatus_spec(out):
     return (objs[0].get('spec') or {}) if objs else {}
 
 
-def _unreachable(err):
-    """node_details result for a node that did not answer."""
-    return dict(state='unreachable', stage=None, ready=None, machine_status=None, error=redact(err.strip()))
+def unreachable_reason(err):
+    """Short reason why a node's Talos API did not answer, from a talosctl stderr."""
+    errors = parse_rpc_errors(err)
+    text = (err or '').strip()
+    why = dial_failure(err) or ('%s: %s' % (errors[0]['code'], errors[0]['desc']) if errors else None) \
+        or (text.splitlines()[-1] if text else 'no answer')
+    return redact(why)
+
+
+def _unreachable(err, why=None):
+    """node_details result for a node whose Talos API did not answer."""
+    return dict(state='unreachable', stage=None, ready=None, machine_status=None, error=why or unreachable_reason(err))

@@ -47,6 +47,17 @@ options:
     type: str
     choices: [auto, no-reboot, reboot, staged, try]
     default: auto
+  wait:
+    description:
+      - After applying to a node in maintenance mode, wait until it answers over mTLS as a configured node.
+      - Needs O(talosconfig); without it the task returns right after the apply.
+    type: bool
+    default: true
+  wait_timeout:
+    description:
+      - Seconds to wait for a node installed from maintenance mode to come back configured (O(wait)).
+    type: int
+    default: 600
 attributes:
   check_mode:
     support: full
@@ -102,6 +113,11 @@ reboot_required:
   returned: always
   type: bool
   sample: false
+waited:
+  description: Seconds spent waiting for the node to come back configured after an install from maintenance mode.
+  returned: always
+  type: float
+  sample: 74.2
 applied:
   description: Whether C(apply-config) was actually run (false in check mode and when there were no changes).
   returned: always
@@ -136,6 +152,8 @@ except ImportError:  # pragma: no cover - PyYAML ships with ansible-core
 from ansible_collections.cellplatform.platform.plugins.module_utils.talosctl import (
     TALOSCTL_COMMON_ARGS, Talosctl, TalosctlError, parse_dry_run, redact)
 
+APPLY_RETRY_CODES = ('FailedPrecondition',)
+
 
 def read_config(module, path):
     """Return the v1alpha1 document of *path* (failing clearly, never echoing content)."""
@@ -159,14 +177,19 @@ def read_config(module, path):
     return text, mtype
 
 
-def wait_state(talos, node):
-    """node_details with retries while the node is unreachable (it may be rebooting)."""
+def wait_configured(talos, node, seconds):
+    """Probe *node* until it answers over mTLS as configured; returns the seconds waited (None: timed out)."""
+    start = time.monotonic()
     attempt = 0
     while True:
         details = talos.node_details(node)
-        if details['state'] != 'unreachable' or attempt >= talos.retries:
-            return details
-        time.sleep(talos.backoff(attempt))
+        waited = time.monotonic() - start
+        if details['state'] == 'configured':
+            return round(waited, 1)
+        pause = max(0.5, min(talos.backoff(min(attempt, 8)), 10.0))
+        if waited + pause > seconds:
+            return None
+        time.sleep(pause)
         attempt += 1
 
 
@@ -176,6 +199,8 @@ def run_module():
         node=dict(type='str', required=True),
         config=dict(type='path', required=True),
         mode=dict(type='str', default='auto', choices=['auto', 'no-reboot', 'reboot', 'staged', 'try']),
+        wait=dict(type='bool', default=True),
+        wait_timeout=dict(type='int', default=600),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     if not HAS_YAML:
@@ -187,31 +212,52 @@ def run_module():
 
     talos = Talosctl(module)
     result = dict(changed=False, node=node, mode=mode, applied=False, insecure=False, reboot_required=False,
-                  machine_type=mtype)
+                  machine_type=mtype, waited=0.0)
+    apply_args = ['apply-config', '--file', path, '--mode', mode]
     try:
-        details = wait_state(talos, node)
+        details = talos.node_details(node)
         state = details['state']
         if state == 'unreachable':
-            module.fail_json(msg="node %s is unreachable on the Talos API (port 50000) after %d attempts: %s; check that "
-                                 "the machine is powered on and has its address"
-                                 % (node, talos.retries + 1, details.get('error', '')), **result)
+            module.fail_json(msg="node %s: its Talos API (port 50000) did not answer within %s seconds "
+                                 "(probe_timeout): %s; nothing was applied. Check that the machine is powered on and "
+                                 "has its address (if an apply just rebooted it, rerun in a minute)"
+                                 % (node, talos.probe_timeout, details.get('error') or 'no answer'), **result)
         result['state_before'] = state
         if state == 'maintenance':
             result.update(changed=True, insecure=True, reboot_required=True)
             if module._diff:
                 result['diff'] = dict(before='', after=redact(text),
                                       before_header='%s (maintenance mode)' % node, after_header=path)
-            if not module.check_mode:
-                talos.run(['apply-config', '--file', path, '--mode', mode], nodes=[node], endpoints=[node],
-                          insecure=True, retry_codes=('FailedPrecondition',))
+            if module.check_mode:
+                module.exit_json(**result)
+            rc, out, err = talos.run(apply_args, nodes=[node], endpoints=[node], insecure=True, check=False,
+                                     retry_codes=APPLY_RETRY_CODES)
+            if rc != 0:
+                e = talos.error(apply_args, rc, out, err, nodes=[node], attempts=talos.last_attempts)
+                if not (e.kind == 'tls_required' and talos.last_attempts > 1 and talos.talosconfig):
+                    raise e
+                # an earlier attempt got through: the node now only speaks mTLS; treat it as configured below
+                module.warn("node %s: a retried apply-config --insecure found the node already configured (an earlier "
+                            "attempt got through); checking it over mTLS instead" % node)
                 result['applied'] = True
-            module.exit_json(**result)
+            else:
+                result['applied'] = True
+                if module.params['wait'] and talos.talosconfig:
+                    waited = wait_configured(talos, node, module.params['wait_timeout'])
+                    if waited is None:
+                        module.fail_json(msg="node %s took its configuration (it installs to disk and reboots) but did "
+                                             "not answer over mTLS as a configured node within %s seconds "
+                                             "(wait_timeout); watch its console for the install, then rerun (the "
+                                             "rerun only dry-runs it)" % (node, module.params['wait_timeout']),
+                                         **result)
+                    result['waited'] = waited
+                module.exit_json(**result)
 
         if not talos.talosconfig:
             module.fail_json(msg="node %s is already configured and only accepts mTLS; pass the cell's talosconfig "
                                  "(option talosconfig) to update it" % node, **result)
-        rc, out, err = talos.run(['apply-config', '--file', path, '--mode', mode, '--dry-run'], nodes=[node],
-                                 endpoints=[node], retry_codes=('FailedPrecondition',))
+        rc, out, err = talos.run(apply_args + ['--dry-run'], nodes=[node], endpoints=[node],
+                                 retry_codes=APPLY_RETRY_CODES)
         summary = parse_dry_run(err) or parse_dry_run(out)
         if summary is None:
             module.fail_json(msg="talosctl apply-config --dry-run on node %s printed no 'Dry run summary'; the talosctl "
@@ -225,8 +271,7 @@ def run_module():
         if module._diff:
             result['diff'] = dict(prepared=redact(summary['diff']))
         if not module.check_mode:
-            talos.run(['apply-config', '--file', path, '--mode', mode], nodes=[node], endpoints=[node],
-                      retry_codes=('FailedPrecondition',))
+            talos.run(apply_args, nodes=[node], endpoints=[node], retry_codes=APPLY_RETRY_CODES)
             result['applied'] = True
         module.exit_json(**result)
     except TalosctlError as e:

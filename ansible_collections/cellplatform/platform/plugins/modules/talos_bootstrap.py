@@ -13,15 +13,28 @@ version_added: 0.1.0
 author:
   - cellplatform contributors (@cellplatform)
 description:
-  - Runs C(talosctl bootstrap) on O(bootstrap_node), the first control-plane node of the cell, only when no
-    control-plane node is an etcd member yet.
-  - Before bootstrapping it asks B(every) control-plane node in O(nodes) for its etcd members (C(etcd members) over
-    mTLS). If any node reports members, the cluster exists and nothing is done. A node that is still in maintenance
-    mode counts as "not a member". A node that cannot be asked (unreachable, wrong CA) stops the task, because bootstrapping
-    without knowing could create a second etcd cluster.
+  - Runs C(talosctl bootstrap) on O(bootstrap_node), the first control-plane node of the cell, only when the Talos API
+    of B(every) control-plane node in O(nodes) answered and none of them runs etcd.
+  - "The guard asks each control plane's Talos API, never its etcd: C(get services etcd -o json) (the C(Services)
+    resource of etcd exists only while the service runs) and C(get etcdmembers -o json) (the C(local) member exists
+    once the node is an etcd member). For a control plane whose etcd does not run it also reads C(service etcd) to
+    report the service state (C(Preparing) before bootstrap or while joining)."
+  - It never uses C(talosctl etcd members). That call is answered by the node's local etcd client, so before bootstrap
+    it fails at once with C(dial tcp 127.0.0.1:2379 connect connection refused) or blocks until its deadline and
+    ends with C(DeadlineExceeded); neither says anything about the node being reachable.
+  - All control planes are asked at the same time; every question is a probe bounded by O(probe_timeout).
+  - "Outcomes per control plane: etcd running (or a local member) - the cluster is bootstrapped; the Talos API answers
+    and etcd does not run - not bootstrapped (or still joining); maintenance mode - not configured, not a candidate;
+    the Talos API does not answer (port 50000 refused, dial timeout, no answer within O(probe_timeout)) - unreachable."
+  - As soon as B(any) control plane runs etcd or has a local member, the cluster counts as bootstrapped and the task
+    returns C(ok) without calling bootstrap, even when another control plane is down, in maintenance or still joining
+    (the health gates decide about those). Otherwise an unreachable control plane stops the task (it might already
+    run etcd; bootstrapping then could create a second etcd cluster), and so does O(bootstrap_node) in maintenance
+    mode.
   - C(AlreadyExists) (C(etcd data directory is not empty)) is success without change. C(FailedPrecondition)
-    (C(bootstrap is not available yet), C(time is not in sync yet)) is retried with backoff (O(retries),
-    O(retry_delay)).
+    (C(bootstrap is not available yet), C(time is not in sync yet)) and transient failures (C(Unavailable),
+    C(DeadlineExceeded), connection refused/reset) are retried with backoff (O(retries), O(retry_delay),
+    O(retry_deadline)); bootstrap is only ever sent to O(bootstrap_node).
 extends_documentation_fragment:
   - cellplatform.platform.talosctl
 options:
@@ -40,13 +53,14 @@ options:
 attributes:
   check_mode:
     support: full
-    description: The etcd membership checks run (they are read-only); the bootstrap itself is only reported.
+    description: The probes run (they are read-only); the bootstrap itself is only reported.
   diff_mode:
     support: none
     description: No diff is returned.
 seealso:
   - module: cellplatform.platform.talos_apply
   - module: cellplatform.platform.talos_health
+  - module: cellplatform.platform.talos_info
 notes:
   - Requires O(talosconfig); the nodes must already have their configuration (M(cellplatform.platform.talos_apply)).
 '''
@@ -57,6 +71,7 @@ EXAMPLES = r'''
     nodes: "{{ groups['controlplane'] | map('extract', hostvars, 'cellplatform_node_ip') | list }}"
     bootstrap_node: "{{ hostvars[groups['controlplane'][0]].cellplatform_node_ip }}"
     talosconfig: "{{ cellplatform_work_dir }}/talosconfig"
+    probe_timeout: 10
   run_once: true
   delegate_to: localhost
 '''
@@ -68,20 +83,51 @@ bootstrapped:
   type: bool
   sample: true
 already_bootstrapped:
-  description: Whether the cluster was found bootstrapped (etcd members present, or C(AlreadyExists)).
+  description: Whether the cluster was found bootstrapped (a control plane runs etcd or is a member, or C(AlreadyExists)).
   returned: always
   type: bool
   sample: false
+control_planes:
+  description: Per control-plane node IP, what its Talos API said.
+  returned: always
+  type: dict
+  sample:
+    192.168.100.51: {state: etcd_running, etcd_service: Running, member_id: 0f56d3d82142ea44, error: null}
+    192.168.100.52: {state: etcd_not_running, etcd_service: Preparing, member_id: null, error: null}
+    192.168.100.53: {state: unreachable, etcd_service: null, member_id: null, error: connection refused on port 50000}
+  contains:
+    state:
+      description: V(etcd_running), V(etcd_not_running), V(maintenance) or V(unreachable).
+      type: str
+    etcd_service:
+      description: State of the etcd service (C(Running), C(Preparing), ...) when the node answered over mTLS.
+      type: str
+    member_id:
+      description: The node's etcd member ID (resource C(EtcdMembers) C(local)) when it is a member.
+      type: str
+    error:
+      description: Why an unreachable node did not answer.
+      type: str
 etcd_members:
-  description: Per control-plane node IP, the etcd member IDs it reported (empty when it is not a member).
+  description: IPs of the control planes that run etcd or have a local etcd member.
   returned: always
-  type: dict
-  sample: {192.168.100.51: ["0f56d3d82142ea44"], 192.168.100.52: [], 192.168.100.53: []}
-node_states:
-  description: Per control-plane node IP, V(configured) or V(maintenance).
+  type: list
+  elements: str
+  sample: [192.168.100.51]
+joining:
+  description: IPs of the control planes that answered without running etcd while another one runs it (joining).
   returned: always
-  type: dict
-  sample: {192.168.100.51: configured}
+  type: list
+  elements: str
+  sample: [192.168.100.52]
+unreachable_nodes:
+  description:
+    - IPs of the control planes whose Talos API did not answer.
+    - Not called C(unreachable), which Ansible reads as "the host of this task is unreachable".
+  returned: always
+  type: list
+  elements: str
+  sample: []
 bootstrap_node:
   description: The node that was (or would be) bootstrapped.
   returned: always
@@ -89,48 +135,87 @@ bootstrap_node:
   sample: 192.168.100.51
 '''
 
-from concurrent.futures import ThreadPoolExecutor
-
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.cellplatform.platform.plugins.module_utils.talosctl import (
-    TALOSCTL_COMMON_ARGS, Talosctl, TalosctlError, classify)
+    TALOSCTL_COMMON_ARGS, TRANSIENT_KINDS, Talosctl, TalosctlError, classify, parse_rpc_errors, unreachable_reason)
 
 
-def parse_members(out):
-    """Member IDs from the ``etcd members`` table (NODE ID HOSTNAME PEER-URLS CLIENT-URLS LEARNER)."""
-    ids = []
+def _first_spec(talos, out, args, ip):
+    objs = talos.parse_objects(out, args, ip)
+    return (objs[0].get('spec') or {}) if objs else None
+
+
+def parse_service_state(out):
+    """STATE of ``talosctl service <id>`` (``NODE``/``ID``/``STATE``/``HEALTH`` lines), or None."""
     for line in (out or '').splitlines():
-        cols = line.split()
-        if len(cols) >= 2 and cols[0] != 'NODE':
-            ids.append(cols[1])
-    return ids
+        cols = line.split(None, 1)
+        if len(cols) == 2 and cols[0] == 'STATE':
+            return cols[1].strip()
+    return None
 
 
-def membership(talos, ip):
-    """Return (state, member_ids) for control-plane node *ip*; raises TalosctlError when unknown."""
-    rc, out, err = talos.run(['etcd', 'members'], nodes=[ip], endpoints=[ip], check=False, retries=0)
+class NoAnswer(Exception):
+    """The Talos API of the node did not answer a question (refused, dial timeout, no answer in time)."""
+
+    def __init__(self, why):
+        super().__init__(why)
+        self.why = why
+
+
+def question(talos, args, ip):
+    """One probe to *ip*: (rc, out, err); NoAnswer when the node's Talos API did not answer."""
+    rc, out, err = talos.probe_answer(args, ip)
+    if rc is None:
+        raise NoAnswer(err)
+    if rc != 0 and classify(err) in TRANSIENT_KINDS:
+        raise NoAnswer(unreachable_reason(err))
+    return rc, out, err
+
+
+def ask(talos, ip):
+    """What control plane *ip* says about etcd (see RETURN control_planes); raises TalosctlError when unknown."""
+    try:
+        return etcd_state(talos, ip)
+    except NoAnswer as e:
+        return dict(state='unreachable', etcd_service=None, member_id=None, error=e.why)
+
+
+def etcd_state(talos, ip):
+    """ask() without the NoAnswer handling: get services etcd, get etcdmembers, service etcd."""
+    args = ['get', 'services', 'etcd', '-o', 'json']
+    rc, out, err = question(talos, args, ip)
+    service = None   # no Services resource (NotFound): etcd is not running; the resource only exists while it runs
     if rc == 0:
-        return 'configured', parse_members(out)
-    kind = classify(err)
-    if kind == 'unreachable':
-        e = talos.error(['etcd', 'members'], rc, out, err, nodes=[ip])
-        e.message = ("cannot tell whether control-plane node %s is already an etcd member: %s; refusing to "
-                     "bootstrap, which could create a second etcd cluster. Bring the node back and rerun"
-                     % (ip, e.message))
-        raise e
-    if kind in ('x509', 'tls_required', 'no_endpoints'):
-        state = talos.node_state(ip)  # raises the x509 error unless the node is in maintenance mode
-        if state == 'maintenance':
-            return 'maintenance', []
-        if state == 'unreachable':
-            raise TalosctlError("cannot tell whether control-plane node %s is already an etcd member: unreachable; "
-                                "refusing to bootstrap" % ip, code='Unavailable', node=ip)
-        raise talos.error(['etcd', 'members'], rc, out, err, nodes=[ip])
-    if 'rpc error' in err:
-        # configured node whose etcd does not run: not a member (yet)
-        return 'configured', []
-    raise talos.error(['etcd', 'members'], rc, out, err, nodes=[ip])
+        service = _first_spec(talos, out, args, ip)
+    elif classify(err) in ('x509', 'tls_required', 'no_endpoints'):
+        details = talos.node_details(ip)   # raises the x509 error unless the node is in maintenance mode
+        if details['state'] == 'maintenance':
+            return dict(state='maintenance', etcd_service=None, member_id=None, error=None)
+        if details['state'] == 'unreachable':
+            raise NoAnswer(details.get('error'))
+        raise talos.error(args, rc, out, err, nodes=[ip])
+    elif not any(e['code'] == 'NotFound' for e in parse_rpc_errors(err)):
+        raise talos.error(args, rc, out, err, nodes=[ip])
+    running = bool(service and service.get('running'))
+
+    args = ['get', 'etcdmembers', '-o', 'json']
+    rc, out, err = question(talos, args, ip)
+    if rc != 0:
+        raise talos.error(args, rc, out, err, nodes=[ip])
+    member_id = (_first_spec(talos, out, args, ip) or {}).get('memberID') or None
+
+    etcd_service = 'Running' if running else None
+    if not running:
+        # the human-readable state of the service (Preparing while it waits for bootstrap or to join)
+        rc, out, err = talos.probe_answer(['service', 'etcd'], ip)
+        etcd_service = parse_service_state(out) if rc == 0 else None
+    return dict(state='etcd_running' if running or member_id else 'etcd_not_running', etcd_service=etcd_service,
+                member_id=member_id, error=None)
+
+
+def describe(found, ips):
+    return ', '.join('%s (%s)' % (ip, found[ip]['error'] or found[ip]['state']) for ip in ips)
 
 
 def run_module():
@@ -150,24 +235,38 @@ def run_module():
                              "decrypted talosconfig")
     talos = Talosctl(module)
     result = dict(changed=False, bootstrapped=False, already_bootstrapped=False, bootstrap_node=first,
-                  etcd_members={}, node_states={})
+                  control_planes={}, etcd_members=[], joining=[], unreachable_nodes=[])
     try:
-        with ThreadPoolExecutor(max_workers=min(8, len(nodes))) as pool:
-            found = dict(zip(nodes, pool.map(lambda ip: membership(talos, ip), nodes)))
-        result['node_states'] = dict((ip, v[0]) for ip, v in found.items())
-        result['etcd_members'] = dict((ip, v[1]) for ip, v in found.items())
-        members = [ip for ip in nodes if found[ip][1]]
+        found, errors = talos.probe_nodes(nodes, probe=lambda ip: ask(talos, ip))
+        if errors:
+            raise errors[[ip for ip in nodes if ip in errors][0]]
+        result['control_planes'] = found
+        members = [ip for ip in nodes if found[ip]['state'] == 'etcd_running']
+        down = [ip for ip in nodes if found[ip]['state'] == 'unreachable']
+        result['etcd_members'] = members
+        result['unreachable_nodes'] = down
         if members:
             result['already_bootstrapped'] = True
+            result['joining'] = [ip for ip in nodes if found[ip]['state'] == 'etcd_not_running']
             if first not in members:
-                module.warn("etcd already runs (control-plane nodes %s report members) but the designated bootstrap "
-                            "node %s is not a member; not bootstrapping (that would create a second etcd cluster). "
-                            "Check %s: it joins the existing cluster once it is configured and running"
-                            % (', '.join(members), first, first))
+                module.warn("etcd already runs on control-plane nodes %s but the designated bootstrap node %s does not "
+                            "run it (%s); not bootstrapping (that would create a second etcd cluster). It joins the "
+                            "existing cluster once it is configured and running; the health gate checks that"
+                            % (', '.join(members), first, found[first]['etcd_service'] or found[first]['state']))
+            if down:
+                module.warn("the cluster is bootstrapped, but the Talos API of control-plane nodes %s did not answer; "
+                            "bring them back (the health gate waits for them)" % describe(found, down))
             module.exit_json(**result)
-        if found[first][0] == 'maintenance':
-            module.fail_json(msg="bootstrap_node %s is still in maintenance mode; apply its configuration "
-                                 "(cellplatform.platform.talos_apply) before bootstrapping" % first, **result)
+        if down:
+            module.fail_json(msg="cannot bootstrap etcd: the Talos API of control-plane node(s) %s did not answer, so "
+                                 "it is unknown whether etcd already runs there, and bootstrapping %s could create a "
+                                 "second etcd cluster; nothing was bootstrapped. Check that they are powered on, have "
+                                 "their addresses and that port 50000 is reachable from the controller, then rerun"
+                                 % (describe(found, down), first), **result)
+        if found[first]['state'] == 'maintenance':
+            module.fail_json(msg="bootstrap_node %s is still in maintenance mode (not configured), so etcd cannot be "
+                                 "bootstrapped there; apply its machine configuration first "
+                                 "(cellplatform.platform.talos_apply) and rerun" % first, **result)
         result['changed'] = True
         if module.check_mode:
             module.exit_json(**result)
@@ -180,6 +279,7 @@ def run_module():
                 module.exit_json(**result)
             raise e
         result['bootstrapped'] = True
+        result['already_bootstrapped'] = False
         module.exit_json(**result)
     except TalosctlError as e:
         result.update(e.to_result())

@@ -25,9 +25,14 @@ description:
     (in parallel); optionally C(talosctl validate --strict) (in parallel); age-encrypt each result
     to O(dest)/C(<name>.yaml.age) and the talosconfig to O(talosconfig_dest)."
   - A file is only rewritten when its decrypted content differs, so a rerun reports
-    C(changed=false) and leaves every file byte-identical. C(gen config) issues a new admin client
-    certificate each time; the stored talosconfig is kept while its CA, context, endpoints and
-    nodes are unchanged and its certificate is valid for at least O(talosconfig_min_validity_days).
+    C(changed=false) and leaves every file byte-identical.
+  - C(gen config) issues a new admin client certificate and key for the talosconfig each time, so
+    two runs never produce the same talosconfig. The stored talosconfig is kept while it is
+    equivalent - the same current context, the same set of contexts and, in each, the same
+    endpoints, nodes, CA and other settings, with a client certificate and key present - and
+    replaced otherwise (new endpoints, another CA). Certificates are compared as opaque data, never
+    parsed as X.509. To renew the stored admin certificate (Talos issues it for one year), remove
+    O(talosconfig_dest) and rerun; it is regenerated from the secrets bundle.
   - The plaintext only exists in the private temporary directory, which is always removed.
     Results never contain configuration content; diffs have every secret value redacted.
   - Encrypted configs of nodes no longer in O(nodes) are reported in RV(orphaned), never deleted.
@@ -110,10 +115,6 @@ options:
     type: list
     elements: str
     required: true
-  talosconfig_min_validity_days:
-    description: Replace the stored talosconfig when its client certificate expires within this many days.
-    type: int
-    default: 30
   validate:
     description: Run C(talosctl validate --mode <validate_mode> --strict) on every generated config.
     type: bool
@@ -238,7 +239,6 @@ orphaned:
   sample: []
 '''
 
-import datetime
 import os
 import re
 import shutil
@@ -254,12 +254,6 @@ try:
     HAS_YAML = True
 except ImportError:  # pragma: no cover
     HAS_YAML = False
-
-try:
-    from cryptography import x509
-    HAS_CRYPTOGRAPHY = True
-except ImportError:  # pragma: no cover
-    HAS_CRYPTOGRAPHY = False
 
 REDACTED = '<redacted>'
 # Field names whose values are secret (or identify the cluster's secrets) in machine configs and
@@ -401,8 +395,16 @@ def check_inputs(module):
     return problems
 
 
-def talosconfig_equivalent(old, new, min_days):
-    """True when the stored talosconfig ``old`` can stay although ``new`` has a fresh client cert."""
+# Issued anew by `gen config` for every talosconfig: compared only for being present.
+VOLATILE_CONTEXT_KEYS = ('crt', 'key')
+
+
+def talosconfig_equivalent(old, new):
+    """True when the stored talosconfig ``old`` can stay although ``new`` has a fresh client certificate.
+
+    Equivalent: the same current context and set of contexts, and in every context the same settings
+    (endpoints, nodes, CA, ...) apart from the client certificate and key, which ``old`` must have.
+    """
     if old is None:
         return False
     try:
@@ -411,29 +413,18 @@ def talosconfig_equivalent(old, new, min_days):
         return False
     if not isinstance(old_doc, dict) or not isinstance(new_doc, dict):
         return False
-    name = new_doc.get('context')
-    if old_doc.get('context') != name:
+    if old_doc.get('context') != new_doc.get('context'):
         return False
-    old_ctx = (old_doc.get('contexts') or {}).get(name) or {}
-    new_ctx = (new_doc.get('contexts') or {}).get(name) or {}
-    for field in ('endpoints', 'nodes', 'ca'):
-        if old_ctx.get(field) != new_ctx.get(field):
+    old_ctxs, new_ctxs = old_doc.get('contexts') or {}, new_doc.get('contexts') or {}
+    if not isinstance(old_ctxs, dict) or not isinstance(new_ctxs, dict) or set(old_ctxs) != set(new_ctxs):
+        return False
+    for name, new_ctx in new_ctxs.items():
+        old_ctx = old_ctxs[name] or {}
+        new_ctx = new_ctx or {}
+        if not all(old_ctx.get(k) for k in VOLATILE_CONTEXT_KEYS):
             return False
-    if not old_ctx.get('crt') or not old_ctx.get('key'):
-        return False
-    if set(old_doc.get('contexts') or {}) != set(new_doc.get('contexts') or {}):
-        return False
-    if HAS_CRYPTOGRAPHY:
-        import base64
-        try:
-            cert = x509.load_pem_x509_certificate(base64.b64decode(old_ctx['crt']))
-        except Exception:
-            return False
-        not_after = getattr(cert, 'not_valid_after_utc', None)
-        if not_after is None:  # cryptography < 42
-            not_after = cert.not_valid_after.replace(tzinfo=datetime.timezone.utc)
-        remaining = not_after - datetime.datetime.now(datetime.timezone.utc)
-        if remaining < datetime.timedelta(days=min_days):
+        settings = set(old_ctx) | set(new_ctx)
+        if any(old_ctx.get(k) != new_ctx.get(k) for k in settings if k not in VOLATILE_CONTEXT_KEYS):
             return False
     return True
 
@@ -526,8 +517,7 @@ def run(module, talos, contract):
             talosconfig = handle.read()
         tc_dest = params['talosconfig_dest']
         tc_needed, tc_before = age_crypto.plan_write(tc_dest, talosconfig, recipients, identity)
-        if tc_needed and tc_before is not None and talosconfig_equivalent(
-                tc_before, talosconfig, params['talosconfig_min_validity_days']):
+        if tc_needed and tc_before is not None and talosconfig_equivalent(tc_before, talosconfig):
             # Same cluster, endpoints and nodes; only the freshly issued admin cert differs. Keep the
             # stored one unless the recipients changed.
             tc_needed = age_crypto.recipients_changed(tc_dest, recipients)
@@ -580,7 +570,6 @@ def main():
         dest=dict(type='path', required=True),
         talosconfig_dest=dict(type='path', required=True),
         talos_endpoints=dict(type='list', elements='str', required=True),
-        talosconfig_min_validity_days=dict(type='int', default=30),
         validate=dict(type='bool', default=True),
         validate_mode=dict(type='str', default='metal', choices=['metal', 'cloud', 'container']),
         parallelism=dict(type='int', default=16),

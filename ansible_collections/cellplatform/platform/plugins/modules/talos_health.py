@@ -18,6 +18,9 @@ description:
   - With O(control_plane_nodes) and O(worker_nodes) the cluster must consist of exactly these nodes. Leave both
     empty once Karpenter adds workers, so Talos discovers the nodes itself (an explicit list then fails with
     C(unexpected nodes with IPs)).
+  - A failure before the first check ran (the node's Talos API refused the connection, dropped it or ran into a
+    deadline) is transient and retried with backoff (O(retries), O(retry_delay), O(retry_deadline)); once talosctl
+    reports checks, the outcome is final (the wait itself is O(wait_timeout)).
   - Read-only; never reports a change.
 extends_documentation_fragment:
   - cellplatform.platform.talosctl
@@ -98,10 +101,15 @@ import re
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.cellplatform.platform.plugins.module_utils.talosctl import (
-    PERMANENT_KINDS, TALOSCTL_COMMON_ARGS, Talosctl, TalosctlError, redact)
+    PERMANENT_KINDS, TALOSCTL_COMMON_ARGS, TRANSIENT_KINDS, Talosctl, TalosctlError, redact)
 
 _OK_RE = re.compile(r'^waiting for (.+?): OK\s*$')
 _WAIT_RE = re.compile(r'^waiting for (.+?): (.+)$')
+
+
+def reached_checks(out):
+    """Whether talosctl health got as far as reporting a check (then its failure is not transient)."""
+    return any(_WAIT_RE.match(line) for line in (out or '').splitlines())
 
 
 def run_module():
@@ -131,7 +139,8 @@ def run_module():
     result = dict(changed=False, healthy=False, checks=[], discovery=not p['control_plane_nodes'])
     try:
         rc, out, err = talos.run(args, nodes=[node], endpoints=[node], check=False,
-                                 timeout=max(p['timeout'], p['wait_timeout'] + 60), retries=0)
+                                 timeout=max(p['timeout'], p['wait_timeout'] + 60),
+                                 retry_if=lambda rc, out, err: not reached_checks(out))
     except TalosctlError as e:
         result.update(e.to_result())
         module.fail_json(**result)
@@ -141,14 +150,12 @@ def run_module():
         module.exit_json(**result)
     # reached: health printed at least one check line (every OK line is one too)
     pending = None
-    reached = False
+    reached = reached_checks(out)
     for line in out.splitlines():
         m = _WAIT_RE.match(line)
-        if m:
-            reached = True
-            if m.group(2).strip() not in ('OK', '...'):
-                pending = '%s: %s' % (m.group(1), m.group(2).strip())
-    e = talos.error(args, rc, out, err, nodes=[node])
+        if m and m.group(2).strip() not in ('OK', '...'):
+            pending = '%s: %s' % (m.group(1), m.group(2).strip())
+    e = talos.error(args, rc, out, err, nodes=[node], attempts=talos.last_attempts)
     detail = redact(err.strip().splitlines()[-1]) if err.strip() else ''
     hint = ''
     if 'unexpected nodes with IPs' in err + out:
@@ -157,7 +164,7 @@ def run_module():
     elif 'deadline exceeded' in (err + out).lower():
         hint = '; the cluster did not become healthy within wait_timeout=%ss' % p['wait_timeout']
     result.update(e.to_result())
-    if e.kind in PERMANENT_KINDS or (e.kind == 'unreachable' and not reached):
+    if e.kind in PERMANENT_KINDS or (e.kind in TRANSIENT_KINDS and not reached):
         module.fail_json(**result)
     result['msg'] = ('talosctl health on node %s failed%s%s: %s%s'
                      % (node, ' while waiting for ' + pending if pending else '',

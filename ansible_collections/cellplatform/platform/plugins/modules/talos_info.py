@@ -13,10 +13,15 @@ version_added: 0.1.0
 author:
   - cellplatform contributors (@cellplatform)
 description:
-  - Queries every given node (in parallel) and reports whether it is in maintenance mode, configured or unreachable,
-    its boot stage, readiness, machine type and etcd membership.
+  - Queries every given node at the same time and reports whether it is in maintenance mode, configured or
+    unreachable, its boot stage and readiness and, with O(detail=full), its machine type and etcd membership.
   - Configured nodes are queried over mTLS with O(talosconfig); nodes in maintenance mode through the read-only
     maintenance API (C(get machinestatus --insecure)).
+  - Every question is a probe bounded by O(probe_timeout) (a transient refusal is retried at most twice within that
+    time), so a cell with unreachable nodes is answered within seconds. A node is V(unreachable) when its Talos API
+    (port 50000) refuses the connection, the dial times out or it gives no answer within O(probe_timeout).
+  - With O(fail_on_unreachable) it is the reachability check before a change, with one failure that names every
+    unreachable node and why it did not answer.
   - Never changes anything.
 extends_documentation_fragment:
   - cellplatform.platform.talosctl
@@ -29,9 +34,18 @@ options:
     required: true
   fail_on_unreachable:
     description:
-      - Fail when a node cannot be reached instead of reporting it as V(unreachable).
+      - Fail, with one message naming every unreachable node, when any node cannot be reached instead of reporting
+        it as V(unreachable).
     type: bool
     default: false
+  detail:
+    description:
+      - V(state) asks only what a node is (maintenance, configured or unreachable; stage and readiness) - one or two
+        calls per node, the reachability check.
+      - V(full) also asks configured nodes for their machine type and control planes for their etcd member ID.
+    type: str
+    choices: [state, full]
+    default: full
 attributes:
   check_mode:
     support: full
@@ -53,6 +67,15 @@ EXAMPLES = r'''
 - name: Show them
   ansible.builtin.debug:
     msg: "{{ talos_nodes.maintenance }}"
+
+- name: Fail fast, with one message, when any node's Talos API does not answer
+  cellplatform.platform.talos_info:
+    nodes: "{{ cellplatform_cell.nodes | map(attribute='ip') | list }}"
+    talosconfig: "{{ cellplatform_work_dir }}/talosconfig"
+    detail: state
+    probe_timeout: 10
+    fail_on_unreachable: true
+  run_once: true
 '''
 
 RETURN = r'''
@@ -84,13 +107,13 @@ nodes:
       description: C(machinestatus) C(status.ready).
       type: bool
     machine_type:
-      description: C(controlplane) or C(worker) (configured nodes).
+      description: C(controlplane) or C(worker) (configured nodes, O(detail=full)).
       type: str
     etcd_member_id:
-      description: The etcd member ID when the node is an etcd member.
+      description: The etcd member ID when the node is an etcd member (O(detail=full)).
       type: str
     error:
-      description: Why the node is unreachable.
+      description: Why the node is unreachable (for example C(connection refused on port 50000)).
       type: str
 maintenance:
   description: IPs of the nodes in maintenance mode.
@@ -104,8 +127,10 @@ configured:
   type: list
   elements: str
   sample: [192.168.100.51]
-unreachable:
-  description: IPs of the nodes that did not answer.
+unreachable_nodes:
+  description:
+    - IPs of the nodes that did not answer.
+    - Not called C(unreachable), which Ansible reads as "the host of this task is unreachable".
   returned: always
   type: list
   elements: str
@@ -118,30 +143,37 @@ etcd_members:
   sample: [192.168.100.51]
 '''
 
-from concurrent.futures import ThreadPoolExecutor
-
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.cellplatform.platform.plugins.module_utils.talosctl import (
-    TALOSCTL_COMMON_ARGS, Talosctl, TalosctlError)
+    TALOSCTL_COMMON_ARGS, Talosctl)
 
 
-def describe(talos, ip):
+def describe(talos, ip, detail):
     details = talos.node_details(ip)
     info = dict(state=details['state'], stage=details['stage'], ready=details['ready'], machine_type=None,
                 etcd_member_id=None)
     if details.get('error'):
         info['error'] = details['error']
-    if details['state'] != 'configured' or not talos.talosconfig:
+    if detail != 'full' or details['state'] != 'configured' or not talos.talosconfig:
         return info
     mtype = talos.get('machinetype', ip)
     if mtype:
         info['machine_type'] = mtype[0].get('spec')
     if info['machine_type'] == 'controlplane':
-        members = talos.get('etcdmember', ip, namespace='etcd')
+        members = talos.get('etcdmembers', ip)
         if members:
             info['etcd_member_id'] = (members[0].get('spec') or {}).get('memberID')
     return info
+
+
+def unreachable_message(found, ips, probe_timeout):
+    """One message for every unreachable node: what did not answer, why, and what to check."""
+    return ("the Talos API (port 50000) of %d node(s) did not answer within %s seconds (probe_timeout): %s; nothing "
+            "was changed. Check that they are powered on, have their addresses and that port 50000 is reachable "
+            "from the controller, then rerun"
+            % (len(ips), probe_timeout, ', '.join('%s (%s)' % (ip, found[ip].get('error') or 'no answer')
+                                                  for ip in ips)))
 
 
 def run_module():
@@ -149,24 +181,28 @@ def run_module():
     argument_spec.update(
         nodes=dict(type='list', elements='str', required=True),
         fail_on_unreachable=dict(type='bool', default=False),
+        detail=dict(type='str', default='full', choices=['state', 'full']),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     nodes = module.params['nodes']
     if not nodes:
         module.fail_json(msg="nodes is empty; pass the IPs of the Talos nodes to query")
     talos = Talosctl(module)
-    try:
-        with ThreadPoolExecutor(max_workers=min(16, len(nodes))) as pool:
-            found = dict(zip(nodes, pool.map(lambda ip: describe(talos, ip), nodes)))
-    except TalosctlError as e:
-        module.fail_json(**e.to_result())
+    found, errors = talos.probe_nodes(nodes, probe=lambda ip: describe(talos, ip, module.params['detail']))
+    if errors:
+        failed = [ip for ip in nodes if ip in errors]
+        first = errors[failed[0]]
+        result = first.to_result()
+        if len(failed) > 1:
+            result['msg'] = '%s (also failed: %s)' % (first.message, '; '.join(errors[ip].message for ip in failed[1:]))
+        module.fail_json(**result)
     result = dict(changed=False, nodes=found)
-    for state in ('maintenance', 'configured', 'unreachable'):
-        result[state] = [ip for ip in nodes if found[ip]['state'] == state]
+    for state, key in (('maintenance', 'maintenance'), ('configured', 'configured'),
+                       ('unreachable', 'unreachable_nodes')):
+        result[key] = [ip for ip in nodes if found[ip]['state'] == state]
     result['etcd_members'] = [ip for ip in nodes if found[ip]['etcd_member_id']]
-    if module.params['fail_on_unreachable'] and result['unreachable']:
-        module.fail_json(msg="Talos nodes %s are unreachable on port 50000; check that they are powered on and have "
-                             "their addresses" % ', '.join(result['unreachable']), **result)
+    if module.params['fail_on_unreachable'] and result['unreachable_nodes']:
+        module.fail_json(msg=unreachable_message(found, result['unreachable_nodes'], talos.probe_timeout), **result)
     module.exit_json(**result)
 
 

@@ -16,9 +16,15 @@ description:
   - Runs C(talosctl kubeconfig TMP --force) against one control-plane node, into a fresh private temporary file
     (so existing contexts are never renamed and no prompt can hang the run), then moves it to O(dest) with mode
     C(0600) when it differs.
-  - Talos issues a new admin client certificate on every call. The existing O(dest) is kept (C(changed=false)) when
-    it describes the same clusters, users and contexts and its client certificate is valid for more than
-    O(renew_before_days) days; otherwise it is replaced.
+  - Talos issues a new admin client certificate (and key) on every call, so two fetches never have the same bytes.
+    The existing O(dest) is therefore kept (C(changed=false)) when it is equivalent to the fetched one in everything
+    but the per-call credentials - the same clusters (name, server, CA data), contexts (cluster, user, namespace),
+    users (names and every field except C(client-certificate-data)/C(client-key-data), which must be present) and
+    current context - and replaced otherwise. Replacing it on every run would report a change on every run and
+    rotate the admin credential of everyone using the file.
+  - Certificates are compared as opaque data, never parsed as X.509, so nothing depends on a crypto library or on
+    the certificate format. To renew the stored admin credential (Talos issues it for one year), remove O(dest) (and
+    the encrypted copy the role keeps, C(<secrets_dir>/kubeconfig.age)) and rerun.
   - The kubeconfig holds credentials and is never returned.
 extends_documentation_fragment:
   - cellplatform.platform.talosctl
@@ -37,11 +43,6 @@ options:
     description:
       - Context name to use instead of the Talos default C(admin@<cluster>) (C(--force-context-name)).
     type: str
-  renew_before_days:
-    description:
-      - Replace O(dest) when its client certificate expires within this many days.
-    type: int
-    default: 30
 attributes:
   check_mode:
     support: full
@@ -53,6 +54,8 @@ seealso:
   - module: cellplatform.platform.talos_bootstrap
 notes:
   - The kubeconfig server is the cluster endpoint (the API VIP); it answers only after bootstrap.
+  - C(Unavailable), C(DeadlineExceeded), connection refused/reset and C(FailedPrecondition) are retried with backoff
+    (O(retries), O(retry_delay), O(retry_deadline)).
 '''
 
 EXAMPLES = r'''
@@ -83,14 +86,14 @@ current_context:
   type: str
   sample: admin@cell
 reason:
-  description: Why O(dest) was (or would be) written, or kept.
+  description:
+    - Why O(dest) was (or would be) written, or kept - V(missing), V(different cluster, user or context),
+      V(mode is not 0600), V(identical) (same bytes) or V(equivalent) (only the per-call client credentials differ).
   returned: always
   type: str
-  sample: identical
+  sample: equivalent
 '''
 
-import base64
-import datetime
 import os
 import shutil
 import tempfile
@@ -103,48 +106,39 @@ try:
 except ImportError:  # pragma: no cover
     HAS_YAML = False
 
-try:
-    from cryptography import x509
-    HAS_CRYPTOGRAPHY = True
-except ImportError:  # pragma: no cover
-    HAS_CRYPTOGRAPHY = False
-
 from ansible_collections.cellplatform.platform.plugins.module_utils.talosctl import (
     TALOSCTL_COMMON_ARGS, Talosctl, TalosctlError)
 
+# Issued anew by Talos on every `talosctl kubeconfig`: compared only for being present.
 VOLATILE_USER_KEYS = ('client-certificate-data', 'client-key-data')
 
 
-def identity(doc):
-    """The kubeconfig without the per-call client credentials."""
-    doc = dict(doc or {})
-    users = []
-    for u in doc.get('users') or []:
-        u = dict(u)
-        u['user'] = dict((k, v) for k, v in (u.get('user') or {}).items() if k not in VOLATILE_USER_KEYS)
-        users.append(u)
-    doc['users'] = users
-    return doc
+def _by_name(entries, field):
+    """{name: entry[field]} of a kubeconfig list (clusters, contexts, users)."""
+    out = {}
+    for entry in entries or []:
+        if isinstance(entry, dict):
+            out[entry.get('name')] = entry.get(field) or {}
+    return out
 
 
-def cert_days_left(doc):
-    """Smallest number of days any client certificate of *doc* is still valid; None if unknown."""
-    if not HAS_CRYPTOGRAPHY:
-        return None
-    left = None
-    for u in (doc or {}).get('users') or []:
-        data = (u.get('user') or {}).get('client-certificate-data')
-        if not data:
-            continue
-        try:
-            cert = x509.load_pem_x509_certificate(base64.b64decode(data))
-        except ValueError:
-            return None
-        end = getattr(cert, 'not_valid_after_utc', None) or cert.not_valid_after.replace(
-            tzinfo=datetime.timezone.utc)
-        days = (end - datetime.datetime.now(datetime.timezone.utc)).total_seconds() / 86400.0
-        left = days if left is None else min(left, days)
-    return left
+def essence(doc):
+    """What a kubeconfig says, without the per-call client credentials (their presence is kept)."""
+    doc = doc if isinstance(doc, dict) else {}
+    users = {}
+    for name, user in _by_name(doc.get('users'), 'user').items():
+        user = dict(user) if isinstance(user, dict) else {}
+        kept = dict((k, v) for k, v in user.items() if k not in VOLATILE_USER_KEYS)
+        kept['credentials present'] = sorted(k for k in VOLATILE_USER_KEYS if user.get(k))
+        users[name] = kept
+    return dict(clusters=_by_name(doc.get('clusters'), 'cluster'), contexts=_by_name(doc.get('contexts'), 'context'),
+                users=users, current_context=doc.get('current-context'))
+
+
+def equivalent(old_doc, new_doc):
+    """True when the stored kubeconfig *old_doc* may stay although *new_doc* was just fetched."""
+    old, new = essence(old_doc), essence(new_doc)
+    return old == new and all(u['credentials present'] == list(VOLATILE_USER_KEYS) for u in old['users'].values())
 
 
 def run_module():
@@ -153,7 +147,6 @@ def run_module():
         node=dict(type='str', required=True),
         dest=dict(type='path', required=True),
         context_name=dict(type='str'),
-        renew_before_days=dict(type='int', default=30),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     if not HAS_YAML:
@@ -178,7 +171,7 @@ def run_module():
         new_doc = yaml.safe_load(new_bytes) or {}
         result = dict(changed=False, dest=dest, current_context=new_doc.get('current-context'),
                       servers=[(c.get('cluster') or {}).get('server') for c in new_doc.get('clusters') or []])
-        reason = None
+        reason = kept = None
         if not os.path.exists(dest):
             reason = 'missing'
         else:
@@ -188,23 +181,18 @@ def run_module():
                 old_doc = yaml.safe_load(old_bytes) or {}
             except yaml.YAMLError:
                 old_doc = None
-            if old_bytes == new_bytes:
-                reason = None
-            elif not isinstance(old_doc, dict) or identity(old_doc) != identity(new_doc):
+            kept = 'identical' if old_bytes == new_bytes else None
+            if kept is None and isinstance(old_doc, dict) and equivalent(old_doc, new_doc):
+                kept = 'equivalent'
+            if kept is None:
                 reason = 'different cluster, user or context'
-            else:
-                left = cert_days_left(old_doc)
-                if left is None:
-                    reason = 'client certificate unreadable'
-                elif left < module.params['renew_before_days']:
-                    reason = 'client certificate expires in %d days' % int(left)
             if reason is None and (os.stat(dest).st_mode & 0o777) != 0o600:
                 reason = 'mode is not 0600'
                 if not module.check_mode:
                     os.chmod(dest, 0o600)
                     result.update(changed=True, reason=reason)
                     module.exit_json(**result)
-        result['reason'] = reason or 'identical'
+        result['reason'] = reason or kept
         if reason is None:
             module.exit_json(**result)
         result['changed'] = True

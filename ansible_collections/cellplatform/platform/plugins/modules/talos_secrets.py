@@ -45,7 +45,9 @@ options:
     description:
       - Node IP addresses to ask (through talosctl, maintenance API) whether they are already
         configured, used when O(path) does not exist.
-      - An unreachable node is an error, because the module cannot prove it is unconfigured.
+      - All nodes are asked at the same time, each question bounded by O(probe_timeout).
+      - An unreachable node is an error (every unreachable node is named in one message), because
+        the module cannot prove it is unconfigured.
     type: list
     elements: str
   work_dir:
@@ -115,7 +117,6 @@ node_states:
 '''
 
 import os
-from concurrent.futures import ThreadPoolExecutor
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.cellplatform.platform.plugins.module_utils import age_crypto
@@ -175,31 +176,28 @@ def verify_existing(path, identity):
 
 
 def configured_nodes(module, talos, nodes):
-    def ask(ip):
-        try:
-            return ip, talos.node_state(ip), None
-        except TalosctlError as exc:
-            return ip, None, exc
-
-    states = {}
-    with ThreadPoolExecutor(max_workers=max(1, min(16, len(nodes)))) as pool:
-        answers = list(pool.map(ask, nodes))
-    for ip, state, exc in answers:
-        states[ip] = state
-        if exc is not None:
-            module.fail_json(
-                msg='cannot tell whether node %s already runs a configured Talos (%s); the secrets bundle is '
-                    'only generated when every node is provably unconfigured: fix the node or pass '
-                    'cluster_configured=false without nodes if you are sure' % (ip, exc.message),
-                code=exc.code, node=ip, rc=exc.rc, stderr=exc.stderr)
-    unreachable = sorted(ip for ip, state in states.items() if state == 'unreachable')
+    """State of every node (asked at once); fails the module when any node cannot be asked."""
+    states, errors = talos.probe_nodes(nodes)
+    if errors:
+        failed = [ip for ip in nodes if ip in errors]
+        first = errors[failed[0]]
+        module.fail_json(
+            msg='cannot tell whether node(s) %s already run a configured Talos (%s); the secrets bundle is only '
+                'generated when every node is provably unconfigured: fix what the message says and rerun, or, if '
+                'the cluster already exists, restore the bundle from backup instead'
+                % (', '.join(failed), '; '.join(errors[ip].message for ip in failed)),
+            code=first.code, node=first.node, rc=first.rc, stderr=first.stderr)
+    unreachable = [ip for ip in nodes if states[ip]['state'] == 'unreachable']
     if unreachable:
         module.fail_json(
-            msg='nodes %s are unreachable, so it cannot be proven that none of them already runs a configured '
-                'Talos; the secrets bundle is only generated when every node is provably unconfigured: bring them '
-                'up (maintenance mode) and rerun, or pass cluster_configured=false without nodes if you are sure'
-                % ', '.join(unreachable), node_states=states)
-    return states
+            msg='the Talos API (port 50000) of node(s) %s did not answer within %s seconds (probe_timeout), so it '
+                'cannot be proven that none of them already runs a configured Talos; the secrets bundle is only '
+                'generated when every node is provably unconfigured. Bring them up (in maintenance mode for a new '
+                'cell) and rerun; if the cluster already exists, restore the bundle from backup instead'
+                % (', '.join('%s (%s)' % (ip, states[ip].get('error') or 'no answer') for ip in unreachable),
+                   talos.probe_timeout),
+            node_states=dict((ip, d['state']) for ip, d in states.items()))
+    return dict((ip, d['state']) for ip, d in states.items())
 
 
 def generate(module, talos, path, contract, work_dir):
@@ -254,7 +252,7 @@ def main():
         talos = None
         configured, who = False, ''
         if params['cluster_configured']:
-            configured, who = True, 'cluster_configured=true says nodes'
+            configured, who = True, 'the caller (cluster_configured) says nodes'
         elif params['nodes']:
             talos = Talosctl(module)
             states = configured_nodes(module, talos, params['nodes'])

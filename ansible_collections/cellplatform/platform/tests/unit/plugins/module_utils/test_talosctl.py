@@ -9,6 +9,7 @@ errors, JSON object streams) so every branch of the runner is exercised without 
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 import time
@@ -24,7 +25,7 @@ B64_PEM = "LS0tLS1CRUdJTiBFQyBQUklWQVRFIEtFWS0tLS0tCk1IY0NBUUVFSUIzazBTMG0zczNjc
 class FakeModule(object):
     def __init__(self, **params):
         self.params = dict(talosctl_path=None, talosconfig=None, talos_version="v1.13.9", timeout=30,
-                           retries=3, retry_delay=0.01)
+                           retries=3, retry_delay=0.01, retry_deadline=300, probe_timeout=10)
         self.params.update(params)
         self.warnings = []
 
@@ -78,7 +79,14 @@ def test_parse_rpc_errors_wrapped_and_bare():
     ('desc = "transport: authentication handshake failed: remote error: tls: certificate required"', "tls_required"),
     ('desc = "transport: Error while dialing: dial tcp 192.168.100.52:50000: connect: connection refused"',
      "unreachable"),
-    ("rpc error: code = DeadlineExceeded desc = context deadline exceeded", "unreachable"),
+    ('desc = "transport: Error while dialing: dial tcp 192.168.100.52:50000: i/o timeout"', "unreachable"),
+    # the node answered; its own etcd client was refused (etcd members before bootstrap): not unreachable
+    ('error getting members: 1 error occurred:\n\t* 192.168.100.51: rpc error: code = Unavailable desc = connection '
+     'error: desc = "transport: Error while dialing: dial tcp 127.0.0.1:2379: connect: connection refused"',
+     "node_service"),
+    ("rpc error: code = DeadlineExceeded desc = context deadline exceeded", "deadline"),
+    ('rpc error: code = Unavailable desc = error reading from server: read tcp 10.0.0.1:50000: connection reset by peer',
+     "reset"),
     ("failed to determine endpoints", "no_endpoints"),
     ("unknown flag: --wait-timeout\n\nUsage:", "usage"),
     ("unknown shorthand flag: 'n' in -n", "usage"),
@@ -254,7 +262,7 @@ def test_x509_is_never_retried_and_explained(tmp_path):
     ("failed to determine endpoints", "config endpoint"),
     ("unknown flag: --wait-timeout", "install talosctl v1.13.9"),
     ('rpc error: code = Unavailable desc = connection error: desc = \\"transport: Error while dialing: dial tcp '
-     '10.0.0.7:50000: connect: connection refused\\"', "node unreachable"),
+     '10.0.0.7:50000: connect: connection refused\\"', "Talos API does not answer (connection refused on port 50000)"),
     ("rpc error: code = InvalidArgument desc = the applied machine configuration doesn't contain v1alpha1 config",
      "not a bare patch"),
 ])
@@ -265,12 +273,61 @@ def test_known_errors_are_mapped(tmp_path, stderr, needle):
     assert needle in e.value.message
 
 
-def test_unreachable_retry_only_when_asked(tmp_path):
+def test_transient_failures_are_retried_by_default(tmp_path):
+    """One retry policy: Unavailable/DeadlineExceeded/refused/reset are retried without the caller asking."""
     body = 'printf "rpc error: code = DeadlineExceeded desc = context deadline exceeded\\n" >&2; exit 1'
     t = make(tmp_path, body, retries=2)
     with pytest.raises(T.TalosctlError) as e:
-        t.run(["version"], nodes=["10.0.0.1"], retry_codes=("Unreachable",))
-    assert len(argv_log(tmp_path)) == 3 and e.value.kind == "unreachable"
+        t.run(["version"], nodes=["10.0.0.1"])
+    assert len(argv_log(tmp_path)) == 3 and e.value.kind == "deadline"
+    assert "after 3 attempts" in e.value.message and "deadline" in e.value.message
+    assert "powered on" not in e.value.message   # the node answered: not worded as "node down"
+    (tmp_path / "argv.log").unlink()
+    with pytest.raises(T.TalosctlError):
+        t.run(["version"], nodes=["10.0.0.1"], retries=0)
+    assert len(argv_log(tmp_path)) == 1
+
+
+def test_retry_deadline_bounds_the_retries(tmp_path):
+    body = ('printf "rpc error: code = Unavailable desc = connection error: desc = \\"transport: Error while dialing: '
+            'dial tcp 10.0.0.1:50000: connect: connection refused\\"\\n" >&2; exit 1')
+    t = make(tmp_path, body, retries=50, retry_delay=0.2, retry_deadline=1)
+    start = time.time()
+    with pytest.raises(T.TalosctlError) as e:
+        t.run(["apply-config", "-f", "x"], nodes=["10.0.0.1"])
+    assert time.time() - start < 1.5
+    assert 2 <= len(argv_log(tmp_path)) <= 4 and e.value.kind == "unreachable"
+
+
+def test_probe_is_bounded_by_probe_timeout(tmp_path):
+    t = make(tmp_path, "sleep 5", probe_timeout=1)
+    start = time.time()
+    with pytest.raises(T.TalosctlError) as e:
+        t.probe(["get", "machinestatus", "-o", "json"], "10.0.0.3")
+    assert time.time() - start < 2.5
+    assert e.value.kind == "timeout" and e.value.node == "10.0.0.3"
+    assert "did not answer `talosctl get machinestatus` within 1 seconds (probe_timeout)" in e.value.message
+
+
+def test_probe_retries_a_refusal_at_most_twice(tmp_path):
+    body = ('printf "rpc error: code = Unavailable desc = connection error: desc = \\"transport: Error while dialing: '
+            'dial tcp 10.0.0.1:50000: connect: connection refused\\"\\n" >&2; exit 1')
+    t = make(tmp_path, body, retries=10, probe_timeout=5)
+    rc, _out, err = t.probe(["get", "machinestatus", "-o", "json"], "10.0.0.1")
+    assert rc == 1 and "connection refused" in err
+    assert len(argv_log(tmp_path)) == 1 + T.PROBE_RETRIES
+
+
+def test_a_transient_refusal_of_a_probe_is_survived(tmp_path):
+    counter = tmp_path / "n"
+    body = ('n=$(cat %s 2>/dev/null || echo 0); n=$((n+1)); echo $n > %s\n'
+            'if [ $n -lt 2 ]; then printf "rpc error: code = Unavailable desc = connection error: desc = '
+            '\\"transport: Error while dialing: dial tcp 10.0.0.1:50000: connect: connection refused\\"\\n" >&2; '
+            'exit 1; fi\nprintf \'{"node": "10.0.0.1", "spec": {"stage": "maintenance", "status": {"ready": false}}}\'\n'
+            % (counter, counter))
+    t = make(tmp_path, body)
+    assert t.node_state("10.0.0.1") == "maintenance"
+    assert counter.read_text().strip() == "2"
 
 
 def test_timeout_is_a_clear_error(tmp_path):
@@ -279,7 +336,30 @@ def test_timeout_is_a_clear_error(tmp_path):
     with pytest.raises(T.TalosctlError) as e:
         t.run(["health"], nodes=["10.0.0.1"], timeout=0.5)
     assert time.time() - start < 4
-    assert e.value.code == "Timeout" and "did not finish within 0.5 seconds" in e.value.message
+    assert e.value.code == "Timeout" and "talosctl health on node 10.0.0.1 did not finish within 0.5 seconds" \
+        in e.value.message and "option timeout" in e.value.message
+    # a timeout is worded as one: what waited and how long, not "power on / port 50000"
+    assert "powered on" not in e.value.message and "50000" not in e.value.message
+    assert len(argv_log(tmp_path)) == 1   # a process that hung is not started again
+
+
+def test_errors_never_show_private_paths(tmp_path):
+    work = tmp_path / "work" / ".talos-kubeconfig-x1y2"
+    secret_path = str(work / "kubeconfig")
+    tc = tmp_path / "work" / "talosconfig"
+    tc.parent.mkdir(parents=True, exist_ok=True)
+    tc.write_text("context: a\n")
+    body = 'printf "error copying: open %s: permission denied\\n" >&2; exit 1' % secret_path
+    t = make(tmp_path, body, talosconfig=str(tc))
+    with pytest.raises(T.TalosctlError) as e:
+        t.run(["kubeconfig", secret_path, "--force"], nodes=["10.0.0.1"], endpoints=["10.0.0.1"])
+    shown = json.dumps(e.value.to_result())
+    assert str(tmp_path) not in shown
+    assert "talosctl kubeconfig on node 10.0.0.1" in e.value.message
+    assert "open <kubeconfig>: permission denied" in e.value.message
+    assert e.value.to_result()["cmd"].startswith("talosctl kubeconfig <kubeconfig> --force --talosconfig <talosconfig>")
+    rc, _out, err = t.run(["apply-config", "--file", secret_path], nodes=["10.0.0.1"], check=False)
+    assert rc == 1 and str(tmp_path) not in err
 
 
 def test_output_and_errors_are_redacted(tmp_path):
@@ -303,6 +383,8 @@ REFUSED = ('rpc error: code = Unavailable desc = connection error: desc = "trans
            'dial tcp 10.0.0.1:50000: connect: connection refused"')
 X509 = ('rpc error: code = Unavailable desc = connection error: desc = "transport: authentication handshake failed: '
         'tls: failed to verify certificate: x509: certificate signed by unknown authority"')
+TIMED_OUT = ('rpc error: code = Unavailable desc = connection error: desc = "transport: Error while dialing: '
+             'dial tcp 10.0.0.1:50000: i/o timeout"')
 CERT_REQUIRED = ('rpc error: code = Unavailable desc = connection error: desc = "transport: authentication handshake '
                  'failed: remote error: tls: certificate required"')
 STATE_SCRIPT = r'''
@@ -316,11 +398,11 @@ case "$*" in
   *)
     case "$MODE" in
       configured) printf '{"node": "n", "spec": {"stage": "running", "status": {"ready": true}}}\n'; exit 0;;
-      down) echo 'rpc error: code = DeadlineExceeded desc = context deadline exceeded' >&2; exit 1;;
+      down) echo '%(timed_out)s' >&2; exit 1;;
       *) echo '%(x509)s' >&2; exit 1;;
     esac;;
 esac
-''' % dict(refused=REFUSED, cert_required=CERT_REQUIRED, x509=X509)
+''' % dict(refused=REFUSED, cert_required=CERT_REQUIRED, x509=X509, timed_out=TIMED_OUT)
 
 
 @pytest.mark.parametrize("mode,with_tc,expected", [
@@ -336,12 +418,19 @@ def test_node_state(tmp_path, monkeypatch, mode, with_tc, expected):
     tc = tmp_path / "tc"
     tc.write_text("context: a\n")
     t = make(tmp_path, STATE_SCRIPT, talosconfig=str(tc) if with_tc else None)
-    assert t.node_state("10.0.0.1") == expected
+    details = t.node_details("10.0.0.1")
+    assert details["state"] == expected
     calls = argv_log(tmp_path)
     if with_tc:
         assert "--talosconfig" in calls[0] and "--insecure" not in calls[0]
     else:
-        assert len(calls) == 1 and "--insecure" in calls[0]
+        assert "--insecure" in calls[0] and all("--insecure" in c for c in calls)
+    if mode == "down":
+        # a refusal is retried (at most twice) within probe_timeout; the reason says what failed
+        assert len(calls) == 1 + T.PROBE_RETRIES
+        assert details["error"] == ("i/o timeout on port 50000" if with_tc else "connection refused on port 50000")
+    else:
+        assert len(calls) <= 2
 
 
 def test_node_state_other_cluster_raises(tmp_path, monkeypatch):

@@ -55,16 +55,39 @@ def fail(prefix, ip, code, desc, rc=1):
     return (rc, '', wrapped(prefix, ip, code, desc))
 
 
-def x509(ip, prefix='error getting resources'):
+def x509(ip, prefix=None):
+    """mTLS to a node that does not trust the talosconfig's CA (``get``: printed bare)."""
+    if prefix is None:
+        return (1, '', 'rpc error: code = Unavailable desc = %s\n' % X509_DESC)
     return fail(prefix, ip, 'Unavailable', X509_DESC)
 
 
-def cert_required(ip, prefix='error getting resources'):
+def cert_required(ip, prefix=None):
+    """``--insecure`` to a configured node (``get``: printed bare)."""
+    if prefix is None:
+        return (1, '', 'rpc error: code = Unavailable desc = %s\n' % CERT_REQUIRED_DESC)
     return fail(prefix, ip, 'Unavailable', CERT_REQUIRED_DESC)
 
 
-def refused(ip, prefix='error getting resources'):
+def refused(ip, prefix=None):
+    """A node whose Talos API refuses the dial: machine API calls wrap it per node, ``get`` prints it bare."""
+    if prefix is None:
+        return (1, '', 'rpc error: code = Unavailable desc = %s\n' % refused_desc(ip))
     return fail(prefix, ip, 'Unavailable', refused_desc(ip))
+
+
+def timed_out(ip, prefix=None):
+    """A node whose Talos API does not answer the dial (i/o timeout after the dial timeout)."""
+    desc = 'connection error: desc = "transport: Error while dialing: dial tcp %s:50000: i/o timeout"' % ip
+    if prefix is None:
+        return (1, '', 'rpc error: code = Unavailable desc = %s\n' % desc)
+    return fail(prefix, ip, 'Unavailable', desc)
+
+
+def not_found(rtype, rid, namespace):
+    """``get <type> <id>`` for a resource that does not exist (COSI NotFound, no node prefix)."""
+    return (1, '', '1 error occurred:\n\t* rpc error: code = NotFound desc = resource %s(%s/%s@undefined) '
+                   'doesn\'t exist\n\n\n' % (rtype, namespace, rid))
 
 
 def json_stream(*objs):
@@ -89,10 +112,28 @@ def dry_run(diff=None, reboot=False):
             % ('with' if reboot else 'without', diff if diff else 'No changes.'))
 
 
-def etcd_members(ip, members):
-    rows = ['%s   %s   %s   https://%s:2380   https://%s:2379   false' % (ip, mid, name, mip, mip)
-            for mid, name, mip in members]
-    return (0, 'NODE   ID   HOSTNAME   PEER URLS   CLIENT URLS   LEARNER\n' + '\n'.join(rows) + '\n', '')
+SERVICES_TYPE = 'Services.v1alpha1.talos.dev'
+ETCD_MEMBERS_TYPE = 'EtcdMembers.etcd.talos.dev'
+
+
+def etcd_service(ip, running=True):
+    """``get services etcd -o json``: the Services resource exists only while etcd runs (NotFound otherwise)."""
+    if not running:
+        return not_found(SERVICES_TYPE, 'etcd', 'runtime')
+    return (0, json_stream(resource(ip, SERVICES_TYPE, 'etcd', dict(running=True, healthy=True, unknown=False))), '')
+
+
+def etcd_local_member(ip, member_id=None):
+    """``get etcdmembers -o json``: the ``local`` member once the node is one, else an empty stream."""
+    if not member_id:
+        return OK
+    return (0, json_stream(resource(ip, ETCD_MEMBERS_TYPE, 'local', dict(memberID=member_id), 'etcd')), '')
+
+
+def service_info(ip, service, state, health='?'):
+    """``talosctl service <id>`` (tabwriter, padding 3)."""
+    return (0, 'NODE     %s\nID       %s\nSTATE    %s\nHEALTH   %s\nEVENTS   [%s]: Running pre state (5s ago)\n'
+            % (ip, service, state, health, state), '')
 
 
 # -- the fake runner ------------------------------------------------------------------------------
@@ -177,16 +218,43 @@ class Script(object):
         call = Call(argv, timeout)
         with self.lock:
             self.calls.append(call)
-            for rule in self.rules:
-                if rule.matches(call):
-                    return rule.answer(call)
-        raise AssertionError('unexpected talosctl call: %s' % ' '.join(argv))
+            rule = next((r for r in self.rules if r.matches(call)), None)
+            if rule is not None and not callable(rule.answers):
+                return rule.answer(call)
+        if rule is None:
+            raise AssertionError('unexpected talosctl call: %s' % ' '.join(argv))
+        return rule.answer(call)   # outside the lock: callables may block like a slow node
 
     def find(self, *words, **kw):
-        """Recorded calls whose argv starts with ``words`` (optionally with/without argv items)."""
-        has, lacks = kw.get('has', ()), kw.get('lacks', ())
+        """Recorded calls whose argv starts with ``words`` (optionally to ``node``, with/without argv items)."""
+        has, lacks, node = kw.get('has', ()), kw.get('lacks', ()), kw.get('node')
         return [c for c in self.calls if c.words[:len(words)] == tuple(words)
+                and (node is None or node in c.nodes)
                 and all(h in c.argv for h in has) and not any(x in c.argv for x in lacks)]
+
+    # etcd as a control plane's Talos API reports it (get services etcd / get etcdmembers / service etcd)
+    def control_plane(self, ip, etcd, member_id=None):
+        """``etcd``: ``running`` (service Running + local member), ``member`` (local member, service not
+        running), ``preparing`` (configured, etcd waits for bootstrap or to join), ``maintenance``, ``refused``
+        (Talos API refuses the dial), ``foreign`` (configured by another cluster's CA)."""
+        if etcd in ('running', 'member', 'preparing'):
+            running = etcd == 'running'
+            self.on('get', 'services', 'etcd', node=ip, answer=etcd_service(ip, running))
+            self.on('get', 'etcdmembers', node=ip,
+                    answer=etcd_local_member(ip, (member_id or '0f56d3d82142ea44') if etcd != 'preparing' else None))
+            self.on('service', 'etcd', node=ip,
+                    answer=service_info(ip, 'etcd', 'Running' if running else 'Preparing', 'OK' if running else '?'))
+        elif etcd == 'maintenance':
+            self.on('get', 'services', node=ip, insecure=False, answer=x509(ip))
+            self.node(ip, 'maintenance')
+        elif etcd == 'refused':
+            self.on('get', node=ip, answer=refused(ip))
+        elif etcd == 'foreign':
+            self.on('get', 'services', node=ip, insecure=False, answer=x509(ip))
+            self.node(ip, 'foreign')
+        else:
+            raise ValueError(etcd)
+        return self
 
     # states of a node following the maintenance/configured recipe of the brief (1.7)
     def node(self, ip, state):
@@ -213,16 +281,9 @@ def fake_talosctl(script):
         instances = []
 
         def __init__(self, module, **kw):  # pylint: disable=super-init-not-called
-            params = getattr(module, 'params', None) or {}
             self.module = module
-            self.talosconfig = kw.get('talosconfig') or params.get('talosconfig')
-            self.talos_version = params.get('talos_version') or 'v1.13.9'
-            self.timeout = params.get('timeout') or 300
-            self.retries = params.get('retries', 10)
+            self.configure(getattr(module, 'params', None) or {}, talosconfig=kw.get('talosconfig'))
             self.retry_delay = 0.0
-            self.calls = []
-            self.last_attempts = 0
-            self.warnings = []
             self.client_version = self.talos_version
             self.path = '/fake/bin/talosctl'
             self.script = script

@@ -8,12 +8,14 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import json
+import time
 
 import pytest
 
+from ansible_collections.cellplatform.platform.plugins.module_utils import talosctl as talosctl_utils
 from ansible_collections.cellplatform.platform.plugins.modules import talos_apply
 from ansible_collections.cellplatform.platform.tests.unit.plugins.modules.module_harness import (
-    Script, cert_required, dry_run, fail, fake_talosctl, machinestatus, run_module, OK)
+    Script, cert_required, dry_run, fail, fake_talosctl, machinestatus, refused, run_module, x509, OK)
 
 NODE = '192.168.100.51'
 SECRET_KEY = 'c2VjcmV0LWtleS1tYXRlcmlhbC1kby1ub3Qtc2hvdw=='
@@ -61,9 +63,34 @@ def apply_calls(script, dry=None):
     return script.find('apply-config', has=('--dry-run',)) if dry else script.find('apply-config', lacks=('--dry-run',))
 
 
+def installing_node(script, ip, refusals_after_apply=0):
+    """A node in maintenance mode that, once it took its config, reboots (refusing *refusals_after_apply*
+    probes) and then answers over mTLS as configured."""
+    node = dict(configured=False, refusals=refusals_after_apply)
+
+    def mtls(call):
+        if not node['configured']:
+            return x509(ip)
+        if node['refusals'] > 0:
+            node['refusals'] -= 1
+            return refused(ip)
+        return machinestatus(ip)
+
+    def insecure(call):
+        return cert_required(ip) if node['configured'] else machinestatus(ip, 'maintenance', False)
+
+    def apply(call):
+        node['configured'] = True
+        return OK
+    script.on('get', 'machinestatus', node=ip, insecure=False, answer=mtls)
+    script.on('get', 'machinestatus', node=ip, insecure=True, answer=insecure)
+    script.on('apply-config', node=ip, insecure=True, answer=apply)
+    return node
+
+
 def test_maintenance_node_gets_exactly_one_insecure_apply_without_talosconfig(env):
     script, args = env
-    script.node(NODE, 'maintenance').on('apply-config', answer=OK)
+    installing_node(script, NODE)
     r = run_module(talos_apply, args)
     assert r['_rc'] == 0, r
     assert r['changed'] is True and r['applied'] is True and r['insecure'] is True
@@ -202,13 +229,66 @@ def test_configured_node_without_talosconfig_fails_with_fix(env):
     assert apply_calls(script) == []
 
 
-def test_unreachable_node_fails_after_retries(env):
+def test_unreachable_node_fails_within_one_probe(env):
     script, args = env
     script.node(NODE, 'unreachable')
-    r = run_module(talos_apply, dict(args, retries=1))
-    assert r['_rc'] == 1 and 'unreachable' in r['msg'] and NODE in r['msg']
+    r = run_module(talos_apply, dict(args, retries=10))
+    assert r['_rc'] == 1 and NODE in r['msg'] and 'did not answer within 10 seconds (probe_timeout)' in r['msg']
+    assert 'connection refused on port 50000' in r['msg'] and 'nothing was applied' in r['msg']
     assert apply_calls(script) == []
-    assert len(script.find('get', 'machinestatus')) == 2
+    # one probe (a refusal retried at most twice), not `retries` attempts with long backoff
+    assert len(script.find('get', 'machinestatus')) == 1 + talosctl_utils.PROBE_RETRIES
+
+
+def test_after_the_install_the_node_is_waited_for_until_it_answers_configured(env):
+    script, args = env
+    installing_node(script, NODE, refusals_after_apply=3)   # reboots: refuses 3 probes
+    r = run_module(talos_apply, args)
+    assert r['_rc'] == 0, r
+    assert r['applied'] is True and r['waited'] >= 0
+    probes = script.find('get', 'machinestatus', lacks=('--insecure',))
+    assert len(probes) >= 3   # asked again until it answered over mTLS
+
+
+def test_node_that_does_not_come_back_fails_with_a_timeout_message(env):
+    script, args = env
+    installing_node(script, NODE, refusals_after_apply=10 ** 6)
+    start = time.time()
+    r = run_module(talos_apply, dict(args, wait_timeout=1))
+    assert time.time() - start < 5
+    assert r['_rc'] == 1 and r['applied'] is True
+    assert 'did not answer over mTLS as a configured node within 1 seconds (wait_timeout)' in r['msg']
+
+
+def test_without_wait_the_task_returns_right_after_the_apply(env):
+    script, args = env
+    installing_node(script, NODE, refusals_after_apply=10 ** 6)
+    r = run_module(talos_apply, dict(args, wait=False))
+    assert r['_rc'] == 0 and r['applied'] is True and r['waited'] == 0.0
+
+
+def test_a_retried_insecure_apply_that_already_got_through_is_checked_over_mtls(env):
+    """The first apply-config --insecure reached the node but its answer was lost (Unavailable); the retry meets
+    a node that already requires mTLS: the module goes on with a dry-run instead of failing."""
+    script, args = env
+    state = dict(configured=False)
+
+    def mtls(call):
+        return machinestatus(NODE) if state['configured'] else x509(NODE)
+
+    def insecure_apply(call):
+        if state['configured']:
+            return cert_required(NODE, 'error applying new configuration')
+        state['configured'] = True
+        return fail('error applying new configuration', NODE, 'Unavailable', 'error reading from server: EOF')
+    script.on('get', 'machinestatus', node=NODE, insecure=False, answer=mtls)
+    script.on('get', 'machinestatus', node=NODE, insecure=True, answer=machinestatus(NODE, 'maintenance', False))
+    script.on('apply-config', insecure=True, answer=insecure_apply)
+    script.on('apply-config', insecure=False, has=('--dry-run',), answer=dry_run())
+    r = run_module(talos_apply, args)
+    assert r['_rc'] == 0, r
+    assert r['applied'] is True and r['changed'] is True
+    assert len(apply_calls(script, dry=True)) == 1 and len(script.find('apply-config', has=('--insecure',))) == 2
 
 
 def test_missing_dry_run_summary_fails(env):

@@ -13,6 +13,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import base64
 import json
 import os
 
@@ -45,10 +46,10 @@ def _merge(base, patch):
 
 
 class FakeGen(object):
-    """Offline talosctl commands of talos_config; ``client_days`` is the validity of the issued admin cert."""
+    """Offline talosctl commands of talos_config; ``client_cert()`` makes the admin cert each gen config issues."""
 
-    def __init__(self, script, client_days=365):
-        self.client_days = client_days
+    def __init__(self, script, client_cert=lambda: make_cert(365)):
+        self.client_cert = client_cert
         script.on('gen', 'config', answer=self.gen_config)
         script.on('config', 'endpoint', answer=self.config_edit('endpoints'))
         script.on('config', 'node', answer=self.config_edit('nodes'))
@@ -75,7 +76,7 @@ class FakeGen(object):
             with open(os.path.join(out, '%s.yaml' % role), 'w') as handle:
                 handle.write(text)
         tc = dict(context=call.argv[2], contexts={call.argv[2]: dict(
-            endpoints=[], ca=CA, crt=make_cert(self.client_days), key=BUNDLE_SECRETS['key'])})
+            endpoints=[], ca=CA, crt=self.client_cert(), key=BUNDLE_SECRETS['key'])})
         with open(os.path.join(out, 'talosconfig'), 'w') as handle:
             handle.write(yaml.safe_dump(tc, sort_keys=False))
         return OK
@@ -197,13 +198,41 @@ def test_rerun_is_unchanged_and_byte_identical(env):
     assert snapshot(args) == before
 
 
-def test_talosconfig_with_expiring_cert_is_replaced(env):
+def test_talosconfig_is_kept_when_only_the_issued_credential_differs(env):
+    """gen config issues a new admin certificate every time; it is compared as opaque data (never parsed as
+    X.509), so even a certificate no X.509 parser would read keeps a rerun at changed=false."""
     script, args, keys, work = env
-    FakeGen(script, client_days=10)
+    FakeGen(script, client_cert=lambda: base64.b64encode(os.urandom(48)).decode())
     run_module(talos_config, args)
+    before = snapshot(args)
     r = run_module(talos_config, args)
-    assert r['_rc'] == 0 and r['changed'] is True and r['changed_nodes'] == []
-    assert r['talosconfig']['changed'] is True
+    assert r['_rc'] == 0, r
+    assert r['changed'] is False and r['talosconfig']['changed'] is False
+    assert snapshot(args) == before
+
+
+TC = dict(context='cell',
+          contexts=dict(cell=dict(endpoints=list(CP), nodes=[CP[0]], ca=CA, crt='Q1JULTE=', key='S0VZLTE=')))
+
+
+def _tc(**change):
+    doc = yaml.safe_load(yaml.safe_dump(TC))
+    doc['contexts']['cell'].update(change)
+    return yaml.safe_dump(doc)
+
+
+@pytest.mark.parametrize('old,new,kept', [
+    (_tc(), _tc(crt='Q1JULTI=', key='S0VZLTI='), True),                 # fresh credential only
+    (_tc(), _tc(endpoints=CP[:2]), False),                              # endpoints changed
+    (_tc(), _tc(nodes=[CP[1]]), False),                                 # default node changed
+    (_tc(), _tc(ca='T1RIRVItQ0E='), False),                             # another cluster's CA
+    (_tc(crt=''), _tc(), False),                                        # the stored one has no credential
+    (_tc(), _tc(cluster='omni'), False),                                # any other setting
+    (_tc(), yaml.safe_dump(dict(TC, context='other', contexts=dict(other=TC['contexts']['cell']))), False),
+    ('not: [yaml', _tc(), False),
+])
+def test_talosconfig_equivalence(old, new, kept):
+    assert talos_config.talosconfig_equivalent(old, new) is kept
 
 
 def test_changed_patch_rewrites_only_that_node(env):

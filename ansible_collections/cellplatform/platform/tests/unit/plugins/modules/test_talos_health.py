@@ -105,12 +105,29 @@ def test_talosconfig_required(env):
     assert script.calls == []
 
 
-def test_health_runs_once_without_retries(env):
+def test_a_non_transient_failure_runs_once(env):
     script, args = env
     script.on('health', answer=fail('error checking health', NODE, 'FailedPrecondition', 'still booting'))
     r = run_module(talos_health, dict(args, retries=5))
     assert r['_rc'] == 1 and r['healthy'] is False
     assert len(script.find('health')) == 1
+
+
+def test_a_transient_failure_before_any_check_is_retried(env):
+    script, args = env
+    script.on('health', answer=[refused(NODE, 'error checking health'), (0, HEALTHY, '')])
+    r = run_module(talos_health, dict(args, retries=5))
+    assert r['_rc'] == 0 and r['healthy'] is True
+    assert len(script.find('health')) == 2
+
+
+def test_a_failure_after_checks_ran_is_final(env):
+    """Health that waited and then ran into its deadline must not be run again (that would double the wait)."""
+    script, args = env
+    err = 'healthcheck error: rpc error: code = DeadlineExceeded desc = context deadline exceeded\n'
+    script.on('health', answer=(1, NOT_READY, err))
+    r = run_module(talos_health, dict(args, retries=5, wait_timeout=60))
+    assert r['_rc'] == 1 and len(script.find('health')) == 1
 
 
 def test_failure_names_the_pending_check_and_passed_checks(env):
@@ -146,8 +163,9 @@ def test_x509_failure_keeps_the_runner_message(env):
 def test_unreachable_before_any_check(env):
     script, args = env
     script.on('health', answer=refused(NODE, 'error checking health'))
-    r = run_module(talos_health, args)
-    assert r['_rc'] == 1 and 'unreachable' in r['msg'] and 'port 50000' in r['msg']
+    r = run_module(talos_health, dict(args, retries=2))
+    assert r['_rc'] == 1 and "Talos API does not answer (connection refused on port 50000)" in r['msg']
+    assert 'after 3 attempts' in r['msg'] and len(script.find('health')) == 3
 
 
 def test_check_mode_still_runs_the_read_only_check(env):

@@ -23,13 +23,12 @@ KEY_DATA = 'S0VZLURBVEEtbXVzdC1uZXZlci1sZWF2ZS10aGUtbW9kdWxl'
 
 CERT_LONG = make_cert(365)
 CERT_LONG_2 = make_cert(365)
-CERT_SHORT = make_cert(5)
 
 
-def kubeconfig(cert, server='https://192.168.100.50:6443', context='admin@cell', key=KEY_DATA):
+def kubeconfig(cert, server='https://192.168.100.50:6443', context='admin@cell', key=KEY_DATA, ca='Q0EtREFUQQ=='):
     return yaml.safe_dump({
         'apiVersion': 'v1', 'kind': 'Config', 'current-context': context,
-        'clusters': [{'name': 'cell', 'cluster': {'server': server, 'certificate-authority-data': 'Q0EtREFUQQ=='}}],
+        'clusters': [{'name': 'cell', 'cluster': {'server': server, 'certificate-authority-data': ca}}],
         'contexts': [{'name': context, 'context': {'cluster': 'cell', 'user': context}}],
         'users': [{'name': context, 'user': {'client-certificate-data': cert, 'client-key-data': key}}],
     }, sort_keys=True)
@@ -109,19 +108,64 @@ def test_fresh_client_cert_for_same_cluster_keeps_the_stored_file(env):
     os.chmod(str(dest), 0o600)
     script.on('kubeconfig', answer=serving(kubeconfig(CERT_LONG_2, key='T1RIRVIta2V5')))
     r = run_module(talos_kubeconfig, args)
-    assert r['_rc'] == 0 and r['changed'] is False
+    assert r['_rc'] == 0 and r['changed'] is False and r['reason'] == 'equivalent'
     assert dest.read_text() == old
 
 
-def test_expiring_client_cert_is_renewed(env):
+def test_credentials_are_compared_as_opaque_data_never_as_x509(env):
+    """Talos issues a new certificate per call; whatever its format (here: not X.509 at all), only its
+    presence matters, so a rerun keeps the stored file."""
     script, args, dest = env
-    dest.write_text(kubeconfig(CERT_SHORT))
+    old = kubeconfig('Tk9ULUFOLVg1MDktMQ==')
+    dest.write_text(old)
     os.chmod(str(dest), 0o600)
-    new = kubeconfig(CERT_LONG)
+    script.on('kubeconfig', answer=serving(kubeconfig('Tk9ULUFOLVg1MDktMg==', key='T1RIRVIta2V5')))
+    r = run_module(talos_kubeconfig, args)
+    assert r['_rc'] == 0 and r['changed'] is False and r['reason'] == 'equivalent'
+    assert dest.read_text() == old
+
+
+@pytest.mark.parametrize('change', [
+    dict(server='https://10.0.0.1:6443'),
+    dict(context='ops@cell'),
+    dict(ca='T1RIRVItQ0E='),
+    dict(cert=''),                 # the stored file lacks the client credential
+])
+def test_anything_but_the_credential_differing_replaces_the_file(env, change):
+    script, args, dest = env
+    stored = dict(cert=CERT_LONG)
+    stored.update(change)
+    dest.write_text(kubeconfig(**stored) if 'cert' in change else kubeconfig(CERT_LONG, **change))
+    os.chmod(str(dest), 0o600)
+    new = kubeconfig(CERT_LONG_2)
     script.on('kubeconfig', answer=serving(new))
     r = run_module(talos_kubeconfig, args)
-    assert r['_rc'] == 0 and r['changed'] is True and 'expires in' in r['reason']
+    assert r['_rc'] == 0 and r['changed'] is True and r['reason'] == 'different cluster, user or context'
     assert dest.read_text() == new
+
+
+def test_transient_failures_are_retried(env):
+    script, args, dest = env
+    text = kubeconfig(CERT_LONG)
+    served = serving(text)
+    answers = [fail('error copying', NODE, 'Unavailable', 'error reading from server: EOF')]
+
+    def flaky(call):
+        return answers.pop(0) if answers else served(call)
+    script.on('kubeconfig', answer=flaky)
+    r = run_module(talos_kubeconfig, args)
+    assert r['_rc'] == 0 and r['changed'] is True and len(script.find('kubeconfig')) == 2
+
+
+def test_failure_message_never_shows_the_private_temp_path(env):
+    script, args, dest = env
+
+    def denied(call):
+        return (1, '', 'error copying: open %s: permission denied\n' % call.argv[1])
+    script.on('kubeconfig', answer=denied)
+    r = run_module(talos_kubeconfig, args)
+    assert r['_rc'] == 1 and '.talos-kubeconfig-' not in json.dumps(r) and str(dest.parent) not in json.dumps(r)
+    assert 'talosctl kubeconfig on node %s' % NODE in r['msg'] and '<kubeconfig>' in r['msg']
 
 
 def test_different_server_is_rewritten(env):

@@ -122,7 +122,8 @@ def test_existing_plaintext_file_fails_closed(env):
 def test_cluster_configured_true_and_missing_bundle_refuses(env):
     script, args, keys, work = env
     r = run_module(talos_secrets, dict(args, cluster_configured=True))
-    assert r['_rc'] == 1 and 'cluster_configured=true' in r['msg'] and 'restore it from backup' in r['msg']
+    assert r['_rc'] == 1 and 'the caller (cluster_configured) says' in r['msg'] and 'restore it from backup' in r['msg']
+    assert 'cluster_configured=' not in r['msg']   # never suggests a setting
     assert not os.path.exists(args['path']) and script.calls == []
 
 
@@ -145,13 +146,17 @@ def test_cluster_configured_false_but_configured_node_still_refuses(env):
     assert gen_calls(script) == [] and not os.path.exists(args['path'])
 
 
-def test_unreachable_node_refuses(env):
+def test_unreachable_nodes_refuse_in_one_message(env):
     script, args, keys, work = env
     script.node(CP[0], 'maintenance')
+    script.node(CP[1], 'unreachable')
     script.node(CP[2], 'unreachable')
-    r = run_module(talos_secrets, dict(args, nodes=[CP[0], CP[2]]))
-    assert r['_rc'] == 1 and CP[2] in r['msg'] and 'unreachable' in r['msg']
-    assert r['node_states'] == {CP[0]: 'maintenance', CP[2]: 'unreachable'}
+    r = run_module(talos_secrets, dict(args, nodes=list(CP)))
+    assert r['_rc'] == 1
+    assert '%s (connection refused on port 50000), %s (connection refused on port 50000)' % (CP[1], CP[2]) \
+        in r['msg'] and 'did not answer within 10 seconds (probe_timeout)' in r['msg']
+    assert 'restore the bundle from backup' in r['msg'] and 'cluster_configured' not in r['msg']
+    assert r['node_states'] == {CP[0]: 'maintenance', CP[1]: 'unreachable', CP[2]: 'unreachable'}
     assert gen_calls(script) == [] and not os.path.exists(args['path'])
 
 
@@ -162,7 +167,8 @@ def test_node_of_another_cluster_refuses(env, tmp_path):
     script.node(CP[0], 'foreign')
     r = run_module(talos_secrets, dict(args, nodes=[CP[0]], talosconfig=str(tc)))
     assert r['_rc'] == 1 and r['node'] == CP[0]
-    assert 'cannot tell whether node %s' % CP[0] in r['msg'] and 'x509' in r['msg']
+    assert 'cannot tell whether node(s) %s' % CP[0] in r['msg'] and 'x509' in r['msg']
+    assert 'cluster_configured' not in r['msg']
     assert gen_calls(script) == []
 
 
