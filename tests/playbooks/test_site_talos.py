@@ -364,11 +364,11 @@ def test_a_control_plane_lost_after_bootstrap_never_leads_to_bootstrap(hang_cell
     assert proc.returncode != 0
     out = proc.stdout
     guard = out[out.index('Bootstrap etcd once'):]
-    assert re.match(r'Bootstrap etcd once[^\n]*\n(?:[^\n]*\n)*?ok: \[cp-1\]', guard), guard[:2000]
+    assert re.match(r'Bootstrap etcd once[^\n]*\n(?:[^\n]*\n)*?ok: \[localhost\]', guard), guard[:2000]
     warnings = re.sub(r'\s+', ' ', proc.stderr)
     assert re.search(r'the cluster is bootstrapped, but the Talos API of control-plane nodes 192\.168\.100\.53 '
                      r'\(connection refused on port 50000\) did not answer', warnings), proc.stderr[-3000:]
-    assert re.search(r'Gate \| Wait until Talos reports the cluster healthy[^\n]*\n(?:[^\n]*\n)*?fatal: \[cp-1\]', out)
+    assert re.search(r'Gate \| Wait until Talos reports the cluster healthy[^\n]*\n(?:[^\n]*\n)*?fatal: \[localhost\]', out)
     new = double.calls(state)[before:]
     assert [c for c in new if c.get('command') == 'bootstrap'] == []
     assert double.etcd_clusters(state) == {1: CONTROL_PLANES}
