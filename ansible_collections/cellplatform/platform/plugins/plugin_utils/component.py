@@ -61,7 +61,17 @@ RECORD_FIELDS = {
     "sync_wave": (int, 0, "Argo CD sync wave of its Application"),
     "argocd": (dict, {}, "Application extras: ignore_differences, sync_options"),
     "plan": (dict, {}, "extra plan.json keys of the component (notes, address_range)"),
+    "ui": (list, [], "[{host, service, port, path, title}]: web UIs published through the shared Gateway at "
+                     "https://<host>.<dns domain> (host defaults to the component name)"),
+    "network": (dict, {}, "{ingress: [rule], egress: [rule]}, rule {peer, ports, protocol}: the traffic the "
+                          "component needs, from which its network policy is generated"),
 }
+
+# Peers a network rule may name: the Kubernetes API server, the shared Gateway's proxies, the
+# metrics scraper, any pod of the cluster, the nodes' host network, outside the cluster, one
+# namespace (namespace:<name>) or an address block (cidr:<cidr>).
+NETWORK_PEERS = ("apiserver", "gateway", "monitoring", "cluster", "nodes", "world")
+NETWORK_PEER_PREFIXES = ("namespace:", "cidr:")
 
 
 class ComponentError(ValueError):
@@ -161,7 +171,55 @@ def normalise(record, layer=None):
                                  % (name, idx))
     if out["prepare"] is not None and not out["prepare"].get("tasks_from"):
         raise ComponentError("component %s: prepare needs tasks_from (and role)" % name)
+    out["ui"] = [_ui_entry(name, idx, item) for idx, item in enumerate(out["ui"])]
+    _check_network(name, out["network"])
     return out
+
+
+def _ui_entry(name, idx, item):
+    if not isinstance(item, Mapping) or not item.get("service") or not item.get("port"):
+        raise ComponentError("component %s: ui[%d] needs service and port (and optionally host, path, title)"
+                             % (name, idx))
+    host = str(item.get("host") or name)
+    if not _NAME_RE.match(host):
+        raise ComponentError("component %s: ui[%d].host %r must be a DNS label (the name before the cell's "
+                             "DNS domain)" % (name, idx, host))
+    port = _coerce(item["port"], int)
+    if not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536:
+        raise ComponentError("component %s: ui[%d].port %r is not a port number" % (name, idx, item["port"]))
+    return {"host": host, "service": str(item["service"]), "port": port, "path": str(item.get("path") or "/"),
+            "title": str(item.get("title") or name)}
+
+
+def _check_network(name, network):
+    unknown = sorted(set(network) - {"ingress", "egress"})
+    if unknown:
+        raise ComponentError("component %s: network has unknown key(s) %s; use ingress and egress"
+                             % (name, ", ".join(unknown)))
+    for direction in ("ingress", "egress"):
+        rules = network.get(direction) or []
+        if not isinstance(rules, list):
+            raise ComponentError("component %s: network.%s must be a list of rules" % (name, direction))
+        for idx, rule in enumerate(rules):
+            where = "component %s: network.%s[%d]" % (name, direction, idx)
+            if not isinstance(rule, Mapping) or not isinstance(rule.get("peer"), str):
+                raise ComponentError("%s needs a peer (%s, namespace:<name> or cidr:<cidr>)"
+                                     % (where, ", ".join(NETWORK_PEERS)))
+            peer = rule["peer"]
+            if peer not in NETWORK_PEERS and not peer.startswith(NETWORK_PEER_PREFIXES):
+                raise ComponentError("%s: peer %r is not one of %s, namespace:<name> or cidr:<cidr>"
+                                     % (where, peer, ", ".join(NETWORK_PEERS)))
+            if rule.get("protocol", "TCP") not in ("TCP", "UDP", "SCTP"):
+                raise ComponentError("%s: protocol %r is not TCP, UDP or SCTP" % (where, rule.get("protocol")))
+            ports = rule.get("ports") or []
+            if not isinstance(ports, list) or not all(
+                    (isinstance(p, int) and not isinstance(p, bool) and 0 < p < 65536) or isinstance(p, str)
+                    for p in ports):
+                raise ComponentError("%s: ports must be a list of port numbers or port names" % where)
+            extra = sorted(set(rule) - {"peer", "ports", "protocol", "why"})
+            if extra:
+                raise ComponentError("%s has unknown key(s) %s; a rule is {peer, ports, protocol, why}"
+                                     % (where, ", ".join(extra)))
 
 
 def records_for(records, layer):

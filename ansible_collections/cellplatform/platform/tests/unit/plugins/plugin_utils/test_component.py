@@ -55,6 +55,14 @@ def test_defaults_are_filled_in():
     (dict(METALLB, secrets=[{"name": "s"}]), "secrets[0] needs name and keys"),
     (dict(METALLB, prepare={"role": "r"}), "prepare needs tasks_from"),
     (dict(METALLB, layer="l2"), "says layer l2 but is listed by layer l1"),
+    (dict(METALLB, ui=[{"service": "x"}]), "ui[0] needs service and port"),
+    (dict(METALLB, ui=[{"service": "x", "port": 80, "host": "Bad_Host"}]), "ui[0].host 'Bad_Host' must be a DNS label"),
+    (dict(METALLB, ui=[{"service": "x", "port": 70000}]), "ui[0].port 70000 is not a port number"),
+    (dict(METALLB, network={"inbound": []}), "network has unknown key(s) inbound"),
+    (dict(METALLB, network={"ingress": [{"peer": "internet"}]}), "peer 'internet' is not one of apiserver"),
+    (dict(METALLB, network={"egress": [{"peer": "world", "ports": [443], "protocol": "ICMP"}]}), "protocol 'ICMP'"),
+    (dict(METALLB, network={"egress": [{"peer": "world", "ports": [0]}]}), "ports must be a list of port numbers"),
+    (dict(METALLB, network={"egress": [{"peer": "world", "port": 443}]}), "unknown key(s) port"),
 ])
 def test_bad_records_name_the_component_and_the_field(record, message):
     with pytest.raises(comp.ComponentError) as err:
@@ -72,6 +80,15 @@ def test_a_layer_lists_each_component_once_with_dependencies_first():
         records(dict(METALLB, depends_on=["metallb"]))
     # a dependency on a lower layer's component (not in this list) is fine
     assert records(dict(METALLB, depends_on=["cilium"]))[0]["depends_on"] == ["cilium"]
+
+
+def test_ui_and_network_are_normalised():
+    rec = comp.normalise(dict(METALLB, ui=[{"service": "argocd-server", "port": "80"}],
+                              network={"ingress": [{"peer": "apiserver", "ports": [9443], "why": "webhook"}],
+                                       "egress": [{"peer": "namespace:kube-system", "ports": [53], "protocol": "UDP"},
+                                                  {"peer": "cidr:192.0.2.0/24", "ports": ["https"]}]}), "l1")
+    assert rec["ui"] == [{"host": "metallb", "service": "argocd-server", "port": 80, "path": "/", "title": "metallb"}]
+    assert rec["network"]["ingress"][0]["peer"] == "apiserver"
 
 
 def test_disabled_components_leave_no_trace():

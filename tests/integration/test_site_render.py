@@ -1,0 +1,105 @@
+"""The whole site rendered once: what holds across layers.
+
+Every layer renders its own records, so a few promises can only be checked on the whole tree:
+
+* every Argo CD Application's sources are allowed by the platform AppProject (L2 lists the chart
+  repositories of every layer; a component whose repository is missing could never sync);
+* every plan.json component has its Application, values file and manifests on disk, and its
+  Application points at exactly those files;
+* every namespace a component runs privileged is excluded from Kyverno's Pod Security policies
+  and webhooks, or Kyverno would refuse the platform's own host-level agents;
+* every component named in a depends_on exists in the plan.
+
+    scripts/netns-run .venv/bin/pytest -q tests/integration/test_site_render.py
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from apply_fixtures import run_playbook
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("site")
+    rc, out = run_playbook("playbooks/site.yml", {}, {"cellplatform_mode": "render",
+                                                     "cellplatform_build_root": str(tmp / "build")})
+    assert rc == 0, out[-5000:]
+    build = tmp / "build" / "cell"
+    return {"build": build, "plan": json.loads((build / "plan.json").read_text())}
+
+
+def _docs(path):
+    return [d for d in yaml.safe_load_all(path.read_text()) if d]
+
+
+def _project(build):
+    return next(d for d in _docs(build / "l2/argocd/manifests.yaml") if d["kind"] == "AppProject")
+
+
+def test_every_application_source_is_allowed_by_the_project(site):
+    build, plan = site["build"], site["plan"]
+    allowed = set(_project(build)["spec"]["sourceRepos"])
+    missing = {}
+    for comp in plan["components"]:
+        app = yaml.safe_load((build / comp["application"]).read_text())
+        for source in app["spec"]["sources"]:
+            if source["repoURL"] not in allowed:
+                missing[comp["name"]] = source["repoURL"]
+    assert not missing, ("the AppProject does not allow these Applications' sources (add the repository to "
+                         "l2_core_platform_argocd_project_extra_source_repos): %s" % missing)
+
+
+def test_every_component_has_its_files_and_its_application_points_at_them(site):
+    build, plan = site["build"], site["plan"]
+    assert {c["layer"] for c in plan["components"]} >= {"l0", "l1", "l2"}
+    for comp in plan["components"]:
+        app = yaml.safe_load((build / comp["application"]).read_text())
+        assert app["metadata"]["name"] == comp["name"]
+        assert app["metadata"]["annotations"]["argocd.argoproj.io/sync-wave"] == str(comp["sync_wave"])
+        assert app["spec"]["destination"]["namespace"] == comp["namespace"]
+        sources = app["spec"]["sources"]
+        if comp.get("chart"):
+            assert (build / comp["values_file"]).is_file(), comp["values_file"]
+            assert sources[0]["chart"] == comp["chart"] and sources[0]["targetRevision"] == comp["version"]
+            assert sources[0]["helm"]["valueFiles"] == ["$values/" + comp["values_file"]]
+        for manifest in comp["manifests"]:
+            assert (build / manifest).is_file(), manifest
+            assert any(s.get("path") == manifest.rsplit("/", 1)[0]
+                       and s.get("directory", {}).get("include") == manifest.rsplit("/", 1)[1] for s in sources), manifest
+
+
+def test_privileged_namespaces_are_exempt_from_kyverno(site):
+    build, plan = site["build"], site["plan"]
+    privileged = {c["namespace"] for c in plan["components"] if c.get("privileged")}
+    assert privileged, "no privileged component rendered: the check would be vacuous"
+    kyverno = yaml.safe_load((build / "l2/kyverno/values.yaml").read_text())
+    policies = yaml.safe_load((build / "l2/kyverno-policies/values.yaml").read_text())
+    webhook_excluded = set(kyverno["config"]["resourceFiltersIncludeNamespaces"])
+    policy_excluded = set(policies["vpolExclude"]["excludeNamespaces"])
+    assert privileged <= policy_excluded, "not excluded from the Pod Security policies: %s" % (
+        privileged - policy_excluded)
+    assert privileged <= webhook_excluded, "not excluded from Kyverno's webhooks: %s" % (privileged - webhook_excluded)
+
+
+def test_dependencies_exist(site):
+    names = {c["name"] for c in site["plan"]["components"]}
+    dangling = {c["name"]: d for c in site["plan"]["components"] for d in c.get("depends_on", []) if d not in names}
+    assert not dangling, dangling
+
+
+def test_the_collection_is_the_only_source_of_the_tree(site):
+    """Nothing under build/ that no layer owns (an orphan would be synced by Argo CD forever)."""
+    build, plan = site["build"], site["plan"]
+    owned = {"plan.json", "PLAN.md"}
+    for comp in plan["components"]:
+        owned |= {comp["application"], *comp["manifests"]} | ({comp["values_file"]} if comp.get("values_file") else set())
+    other = sorted(str(p.relative_to(build)) for p in build.rglob("*") if p.is_file()
+                   and str(p.relative_to(build)) not in owned)
+    # layer files that are not a component's: Talos patches and node documents, Terraform, Karpenter
+    unexplained = [p for p in other if not p.startswith(("talos/", "terraform/", "l1/karpenter/"))]
+    assert not unexplained, unexplained
