@@ -55,6 +55,15 @@ MODES = ("render", "apply")
 PLAN_CELL_KEYS = ("name", "network", "api", "lb_pool", "pod_cidr", "service_cidr", "talos", "nodes",
                   "controlplane", "workers", "bootstrap_node", "talos_endpoints")
 DEFAULT_WORK_DIR = "~/.cache/cellplatform/%s"
+# The cell's secrets: SOPS files with age recipients in cellplatform_secrets_dir (docs/secrets.md);
+# the cell model carries their paths as cellplatform_cell.secrets.<key>.
+SECRET_FILES = {
+    "config": ".sops.yaml",
+    "platform": "platform.sops.yaml",
+    "talos": "talos-secrets.sops.yaml",
+    "talosconfig": "talosconfig.sops.yaml",
+    "kubeconfig": "kubeconfig.sops.yaml",
+}
 DEFAULT_AGE_IDENTITY = "~/.config/sops/age/keys.txt"
 # Where the Argo CD Applications of every layer live, and the AppProject they belong to.
 ARGOCD_NAMESPACE = "argocd"
@@ -1044,6 +1053,8 @@ def build_cell_model(variables, hosts, mode=None):
         "mode": mode if mode else v["cellplatform_mode"],
         "build_dir": os.path.join(os.path.realpath(v["cellplatform_build_root"]), name),
         "secrets_dir": os.path.realpath(v["cellplatform_secrets_dir"]),
+        "secrets": dict((key, os.path.join(os.path.realpath(v["cellplatform_secrets_dir"]), fname))
+                        for key, fname in sorted(SECRET_FILES.items())),
         "network": {
             "cidr": str(network),
             "prefixlen": network.prefixlen,
