@@ -270,3 +270,17 @@ def test_no_secret_in_build_tree_helm_records_or_verbose_output(l2_run):
     # only the SOPS files outlive the run.
     assert sorted(p.name for p in (work / "linkerd").iterdir() if p.name.endswith(".key")) == []
     assert sorted(p.name for p in (work / "linkerd").iterdir()) == ["issuer.crt", "trust-anchor.crt"]
+
+
+def test_the_rendered_tree_with_its_encrypted_secrets_verifies(l2_run):
+    """tests/support/verify_build.py over the L2 tree an apply run left: the SOPS-encrypted Secret has no
+    plaintext value and is schema-checked without its metadata, the KSOPS directory is complete."""
+    import verify_build  # tests/support (on sys.path through conftest.py)
+    import schemacheck
+    try:
+        store = schemacheck.SchemaStore()
+    except schemacheck.SchemaStoreUnavailable:
+        store = None
+    report = verify_build.verify(l2_run["build"], layer="l2", store=store)
+    assert report.failures == []
+    assert any("kustomize files" in k for k in list(report.checked) + list(report.unchecked))

@@ -797,6 +797,13 @@ def _check_karpenter(c, network, gateway, vip, pool, node_ips, required):
     enabled = c.want_bool(field + ".enabled", c.sub(karp, "enabled"))
     if enabled is False:
         return
+    if required and c.top("cellplatform_provisioner") == "none":
+        # Karpenter's provider creates and deletes worker VMs through the Proxmox API.
+        c.add(field + ".enabled", c.sub(karp, "enabled"),
+              "needs Proxmox: Karpenter (karpenter-provider-proxmox) creates worker VMs through the Proxmox API, "
+              "and cellplatform_provisioner is none (machines you boot yourself, bare metal)",
+              "set cellplatform_karpenter: {enabled: false} and add workers as inventory hosts, or run the cell on "
+              "Proxmox (cellplatform_provisioner: proxmox).")
     low = c.want_int(field + ".min_nodes", c.sub(karp, "min_nodes"), 0, KARPENTER_MAX_NODES_CAP)
     high = c.want_int(field + ".max_nodes", c.sub(karp, "max_nodes"), 0, KARPENTER_MAX_NODES_CAP,
                       fix="set an integer between 0 and %d (a YAML number, without quotes)." % KARPENTER_MAX_NODES_CAP)

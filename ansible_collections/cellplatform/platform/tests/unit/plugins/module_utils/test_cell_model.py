@@ -160,6 +160,10 @@ def test_provisioner_none_needs_no_proxmox(ref):
     variables["cellplatform_talos_platform"] = "metal"
     del variables["cellplatform_proxmox"]
     del variables["cellplatform_node_sizes"]
+    # Karpenter creates VMs through the Proxmox API: bare metal has none (checked with L1 only)
+    assert fields(cm.validate(variables, hosts)) == ["cellplatform_karpenter.enabled"]
+    assert cm.validate(variables, hosts, layers=["l0"]) == []
+    variables["cellplatform_karpenter"] = {"enabled": False}
     assert cm.validate(variables, hosts) == []
     cell = cm.build_cell_model(variables, hosts)
     assert cell["nodes"][0]["vm_id"] is None
