@@ -609,7 +609,6 @@ def test_a_legacy_cell_is_migrated_once_and_nothing_is_regenerated(cell, migrate
     assert node_state(cell) == cell['nodes_before']        # no gen secrets, no bootstrap, no real apply
     changed = {h: r['changed'] for h, r in recap(proc).items() if r['changed']}
     assert list(changed) == ['localhost'], changed          # the migration itself; no node changed
-    assert 'talos-secrets.yaml.age' in proc.stdout          # the result names what was migrated
 
 
 @pytest.fixture(scope='module')

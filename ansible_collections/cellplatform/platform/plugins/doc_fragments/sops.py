@@ -38,6 +38,6 @@ notes:
   - sops output is random, so a file is only rewritten when its decrypted content differs (YAML compared
     as data), its recipient set differs or its C(encrypted_regex) differs; a rerun reports C(changed=false)
     and leaves the files byte-identical.
-  - sops always runs with C(SOPS_DISABLE_VERSION_CHECK=1) and C(--config /dev/null): it never tries to
+  - sops always runs with C(SOPS_DISABLE_VERSION_CHECK=1) and C(--config /dev/null), so it never tries to
     reach the network, and a C(.sops.yaml) in the current directory cannot change what is written.
 '''

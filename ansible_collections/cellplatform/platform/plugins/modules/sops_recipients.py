@@ -19,7 +19,7 @@ description:
     can C(sops edit) (and create) the cell's secrets there.
   - Re-encrypts every SOPS file under O(paths) whose recipient set differs from O(age_recipients), with a
     new data key (C(sops rotate --add-age/--rm-age)). Any change of the I(set) counts, including replacing
-    one recipient by another: afterwards every file opens with the new keys and none with a removed key.
+    one recipient by another; afterwards every file opens with the new keys and none with a removed key.
     The decrypted content never changes (nothing is regenerated) and nothing is decrypted to disk.
   - With O(migrate), turns the legacy age files (C(*.age), written before the cell's secrets became SOPS
     files) under O(paths) into SOPS files once (C(talos-secrets.yaml.age) -> C(talos-secrets.sops.yaml),

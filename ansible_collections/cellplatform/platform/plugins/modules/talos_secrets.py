@@ -16,8 +16,8 @@ author:
   - cellplatform contributors (@cellplatform)
 description:
   - Ensures the cell's Talos secrets bundle (cluster identity, CAs, tokens; the input of every
-    machine config) exists once, as a SOPS YAML file with age recipients at O(path) (the layout
-    talhelper's C(talsecret.sops.yaml) has: C(sops edit) and talhelper can read it).
+    machine config) exists once, as a SOPS YAML file with age recipients at O(path), in the layout
+    of talhelper's C(talsecret.sops.yaml), so C(sops edit) and talhelper can read it.
   - When O(path) exists it is decrypted to verify it is a complete bundle. A bundle that cannot be
     decrypted or is incomplete is an error; it is B(never) regenerated (fail closed), because new
     secrets would lock every configured node out of the cluster.
