@@ -109,8 +109,8 @@ class CallbackModule(CallbackBase):
                     changed.append((label, path))
             verb = 'would change' if self._check_mode else 'changed'
             lines.append('RENDER %s' % root)
-            lines.append('plan: %s (machine-readable: %s)' % (os.path.join(root, 'PLAN.md'),
-                                                             os.path.join(root, 'plan.json')))
+            plan_md, plan_json = os.path.join(root, 'PLAN.md'), os.path.join(root, 'plan.json')
+            lines.append('plan: %s (machine-readable: %s)' % (plan_md, plan_json))
             if not changed:
                 lines.append('against the last render: nothing %s (%d files)' % (verb, len(files)))
             else:

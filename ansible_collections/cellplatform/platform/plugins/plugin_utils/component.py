@@ -192,8 +192,8 @@ def _secret_entry(name, idx, secret):
         raise ComponentError("%s needs name and keys {key: <platform secret key>}" % where)
     unknown = sorted(set(secret) - set(SECRET_FIELDS))
     if unknown:
-        raise ComponentError("%s has unknown key(s) %s; a Secret is {%s}" % (where, ", ".join(unknown),
-                                                                           ", ".join(SECRET_FIELDS)))
+        raise ComponentError("%s has unknown key(s) %s; a Secret is {%s}"
+                             % (where, ", ".join(unknown), ", ".join(SECRET_FIELDS)))
     if not _NAME_RE.match(str(secret["name"])):
         raise ComponentError("%s: name %r must be a DNS label" % (where, secret["name"]))
     for field in ("labels", "string_data"):

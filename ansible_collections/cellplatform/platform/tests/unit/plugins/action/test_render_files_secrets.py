@@ -68,8 +68,8 @@ class Cell:
         self.platform.write_bytes(runner.encrypt(yaml.safe_dump(values), self.keys.all_recipients, str(self.platform)))
 
     def run(self, components, *extra, mode="render"):
-        cell = {"name": "cell", "mode": mode, "gitops": {"repo_url": "https://git.example.org/cell.git",
-                                                          "revision": "main", "path": "apps"},
+        gitops = {"repo_url": "https://git.example.org/cell.git", "revision": "main", "path": "apps"}
+        cell = {"name": "cell", "mode": mode, "gitops": gitops,
                 "age": {"recipients": self.recipients, "identity": self.identity},
                 "secrets": {"platform": str(self.platform)}}
         (self.tmp / "play.yml").write_text(PLAYBOOK)

@@ -198,7 +198,7 @@ def test_decrypt_with_wrong_identity_fails_and_writes_nothing(env):
     encrypt(keys, src, SECRET)
     dest = tmp / 'platform.yaml'
     r = run_module(sops_file, dict(base, state='decrypted', src=str(src), dest=str(dest),
-                                  age_identity=str(keys.other_identity)))
+                                   age_identity=str(keys.other_identity)))
     assert r['_rc'] == 1 and 'no key in the age identity file' in r['msg'] and str(src) in r['msg']
     assert not dest.exists()
 
@@ -209,7 +209,7 @@ def test_decrypt_with_missing_identity_file_names_it(env):
     encrypt(keys, src, SECRET)
     missing = tmp / 'nope' / 'keys.txt'
     r = run_module(sops_file, dict(base, state='decrypted', src=str(src), dest=str(tmp / 'p.yaml'),
-                                  age_identity=str(missing)))
+                                   age_identity=str(missing)))
     assert r['_rc'] == 1 and str(missing) in r['msg'] and 'age-keygen' in r['msg']
 
 

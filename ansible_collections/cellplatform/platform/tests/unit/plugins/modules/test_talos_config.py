@@ -343,8 +343,8 @@ def test_existing_config_for_other_recipients_is_never_overwritten(env):
     FakeGen(script)
     os.makedirs(args['dest'])
     foreign = os.path.join(args['dest'], 'cp-1.sops.yaml')
-    atomic_write(foreign, sops_utils.Sops(str(keys.identity)).encrypt('version: v1alpha1\n', keys.other_recipients,
-                                                                        foreign))
+    runner = sops_utils.Sops(str(keys.identity))
+    atomic_write(foreign, runner.encrypt('version: v1alpha1\n', keys.other_recipients, foreign))
     before = open(foreign, 'rb').read()
     r = run_module(talos_config, args)
     assert r['_rc'] == 1 and foreign in r['msg']
