@@ -24,6 +24,8 @@ import yaml
 from apply_fixtures import apply_run_setup, helm_calls, l1_charts, recap, REPO, run_playbook, SecretsDir
 from fake_kube_api import FakeKubeAPI
 
+from ansible_collections.cellplatform.platform.plugins.module_utils import sops as sops_utils  # noqa: E402
+
 
 
 @pytest.fixture(scope="module")
@@ -168,9 +170,23 @@ def check_secrets_created_from_encrypted_inventory(l1_run):
     template = data("kube-system", "karpenter-template")["user-data"]
     assert template.strip() == (l1_run["build"] / "l1/karpenter/talos-worker.yaml.gotmpl").read_text().strip()
     assert "{{ .Values.machineToken }}" in template
-    # the Secret for external-dns is only referenced by name in the values file
+    # the Secret for external-dns is only referenced by name in the values file ...
     values_file = (l1_run["build"] / "l1/external-dns/values.yaml").read_text()
     assert "external-dns-credentials" in values_file
+    # ... and is in the GitOps tree SOPS-encrypted: the same object, for Argo CD's KSOPS
+    rendered = l1_run["build"] / "l1/external-dns/secrets/external-dns-credentials.sops.yaml"
+    assert secrets.platform["external_dns_tsig_secret"] not in rendered.read_text()
+    doc = yaml.safe_load(secrets_read(rendered, secrets))
+    assert doc["stringData"] == data("external-dns", "external-dns-credentials")
+    assert doc["metadata"] == {k: v for k, v in api.get("v1", "Secret", "external-dns-credentials", "external-dns")[
+        "metadata"].items() if k in ("name", "namespace", "labels")}
+    app = yaml.safe_load((l1_run["build"] / "apps/external-dns.yaml").read_text())
+    assert any(src.get("path") == "l1/external-dns/secrets" and "kustomize" in src for src in app["spec"]["sources"])
+
+
+def secrets_read(path, secrets):
+    """The plaintext of a SOPS file of the build tree, opened with the cell's identity."""
+    return sops_utils.decrypt_file(str(path), str(secrets.identity))
 
 
 def check_gates_held_every_dependent_step(l1_run):
