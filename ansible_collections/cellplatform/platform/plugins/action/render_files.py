@@ -104,8 +104,8 @@ class ActionModule(ActionBase):
             gitops = to_plain(cell.get("gitops") or {})
             try:
                 normalised = records_for(to_plain(records), layer)
-                files += render_files_for(normalised, gitops)
-                entries = plan_entries(normalised, gitops)
+                files += render_files_for(normalised, gitops, to_plain(cell))
+                entries = plan_entries(normalised, gitops, to_plain(cell))
             except ComponentError as exc:
                 raise AnsibleActionFail("render_files: %s" % exc) from exc
 

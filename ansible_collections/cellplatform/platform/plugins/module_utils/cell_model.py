@@ -54,7 +54,7 @@ MODES = ("render", "apply")
 # the model plan.json carries. Everything else (directories, identities, per-layer inputs) is
 # either machine-specific or already rendered into the layer's own files.
 PLAN_CELL_KEYS = ("name", "network", "api", "lb_pool", "pod_cidr", "service_cidr", "talos", "nodes",
-                  "controlplane", "workers", "bootstrap_node", "talos_endpoints", "dns_domain", "storage", "gateway")
+                  "controlplane", "workers", "bootstrap_node", "talos_endpoints", "dns_domain", "storage", "gateway", "tls")
 DEFAULT_WORK_DIR = "~/.cache/cellplatform/%s"
 DEFAULT_AGE_IDENTITY = "~/.config/sops/age/keys.txt"
 # Where the Argo CD Applications of every layer live, and the AppProject they belong to.
