@@ -1512,6 +1512,8 @@ def tls_model(v):
         "email": str(acme.get("email") or ""),
         # the same DNS server, zone and TSIG key as external-dns (cert-manager's host:port form)
         "nameserver": ("[%s]:%d" if ip is not None and ip.version == 6 else "%s:%d") % (host, port),
+        # the server as an address block for network rules (None when it is a host name)
+        "nameserver_cidr": "%s/%d" % (ip, ip.max_prefixlen) if ip is not None else None,
         "zone": str(rfc.get("zone") or ""),
         "tsig_keyname": str(rfc.get("tsig_keyname") or ""),
         "tsig_algorithm": CERT_MANAGER_TSIG.get(rfc.get("tsig_algorithm")),

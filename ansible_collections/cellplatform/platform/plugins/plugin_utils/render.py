@@ -219,7 +219,8 @@ def network_rows(plan):
         if rng and rng.get("start"):
             rows.append((_ip(rng["start"]), "%s-%s" % (rng["start"], rng["end"]),
                          rng.get("label") or "%s addresses" % comp["name"]))
-    rows.sort(key=lambda r: (r[0], r[1]))
+    # by address; a range before the single addresses it starts with (the pool before the Gateway)
+    rows.sort(key=lambda r: (r[0], "-" not in r[1], r[1]))
     return rows
 
 

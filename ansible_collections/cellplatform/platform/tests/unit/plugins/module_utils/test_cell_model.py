@@ -538,10 +538,15 @@ def test_acme_issuer_uses_the_external_dns_server_and_key(ref):
     tls = cm.build_cell_model(variables, hosts)["tls"]
     assert tls["cluster_issuer"] == "cellplatform-acme" and tls["ca"] is None
     assert tls["acme"] == {"server": "https://acme-v02.api.letsencrypt.org/directory", "email": "platform@cell.lan",
-                           "nameserver": "192.168.100.1:53", "zone": "cell.lan", "tsig_keyname": "externaldns-key",
+                           "nameserver": "192.168.100.1:53", "nameserver_cidr": "192.168.100.1/32",
+                           "zone": "cell.lan", "tsig_keyname": "externaldns-key",
                            "tsig_algorithm": "HMACSHA256"}
     variables["cellplatform_external_dns"]["rfc2136"].update(host="fd00::53", port=5353)
-    assert cm.build_cell_model(variables, hosts)["tls"]["acme"]["nameserver"] == "[fd00::53]:5353"
+    acme = cm.build_cell_model(variables, hosts)["tls"]["acme"]
+    assert (acme["nameserver"], acme["nameserver_cidr"]) == ("[fd00::53]:5353", "fd00::53/128")
+    variables["cellplatform_external_dns"]["rfc2136"]["host"] = "ns1.cell.lan"
+    acme = cm.build_cell_model(variables, hosts)["tls"]["acme"]
+    assert (acme["nameserver"], acme["nameserver_cidr"]) == ("ns1.cell.lan:5353", None)
 
 
 def test_tls_is_an_l1_input_and_ui_names_an_l2_check(ref):
