@@ -14,6 +14,9 @@ Reusable by every layer's apply test (L1 here, L2 next):
   one of them, ``read`` decrypts one.
 * ``run_playbook(...)`` runs ansible-playbook with the doubles first on PATH and returns
   (rc, combined output).
+* ``gateway_api_crds()``, ``preinstall(api, objects)`` put into the fake API what a lower layer
+  left there (the Gateway API CRDs and GatewayClass of L0 for L1 and L2); ``Conditions`` plays
+  the controllers that report a condition on objects once they exist (cert-manager, Cilium).
 """
 
 from __future__ import annotations
@@ -24,6 +27,9 @@ import re
 import secrets as pysecrets
 import subprocess
 import sys
+import threading
+import time
+import urllib.request
 from pathlib import Path
 
 import yaml
@@ -119,6 +125,16 @@ def l1_charts(charts_dir):
         crd("externaldns.k8s.io", "DNSEndpoint", "dnsendpoints", ("v1alpha1",)),
         deployment("external-dns"),
     ])
+    write_chart(charts_dir, "cert-manager", "v1.21.1", "v1.21.1", [
+        crd("cert-manager.io", "Certificate", "certificates"),
+        crd("cert-manager.io", "CertificateRequest", "certificaterequests"),
+        crd("cert-manager.io", "Issuer", "issuers"),
+        crd("cert-manager.io", "ClusterIssuer", "clusterissuers", ("v1",), "Cluster"),
+        crd("acme.cert-manager.io", "Order", "orders"),
+        crd("acme.cert-manager.io", "Challenge", "challenges"),
+        deployment("cert-manager", 2), deployment("cert-manager-webhook", 2), deployment("cert-manager-cainjector", 2),
+    ] + webhook("cert-manager-webhook", "cert-manager-webhook", "cert-manager.io", "v1",
+                ["certificates", "clusterissuers"]))
     write_chart(charts_dir, "proxmox-cloud-controller-manager", "0.2.18", "v0.11.0", [
         deployment("proxmox-cloud-controller-manager"),
     ])
@@ -130,6 +146,84 @@ def l1_charts(charts_dir):
             ("v1alpha1",), "Cluster"),
         deployment("karpenter-provider-proxmox"),
     ])
+
+
+# The Gateway API kinds L0 installs (gateway-api-crds: our own minimal CRDs of the same names, not
+# upstream's files), with the scopes and versions the upstream standard channel has.
+GATEWAY_API_KINDS = [("GatewayClass", "gatewayclasses", "Cluster"), ("Gateway", "gateways", "Namespaced"),
+                     ("HTTPRoute", "httproutes", "Namespaced"), ("GRPCRoute", "grpcroutes", "Namespaced"),
+                     ("ReferenceGrant", "referencegrants", "Namespaced"),
+                     ("BackendTLSPolicy", "backendtlspolicies", "Namespaced"),
+                     ("ListenerSet", "listenersets", "Namespaced"), ("TCPRoute", "tcproutes", "Namespaced"),
+                     ("TLSRoute", "tlsroutes", "Namespaced"), ("UDPRoute", "udproutes", "Namespaced")]
+
+
+def gateway_api_crds():
+    return [crd("gateway.networking.k8s.io", kind, plural, ("v1",), scope) for kind, plural, scope in GATEWAY_API_KINDS]
+
+
+def gateway_class():
+    """What the Cilium chart creates in L0."""
+    return {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "GatewayClass", "metadata": {"name": "cilium"},
+            "spec": {"controllerName": "io.cilium/gateway-controller"}}
+
+
+def _post(api, obj):
+    group_version = obj["apiVersion"]
+    plural = {"CustomResourceDefinition": "customresourcedefinitions"}.get(obj["kind"]) or next(
+        p for k, p, _s in GATEWAY_API_KINDS if k == obj["kind"])
+    prefix = "/api/" if "/" not in group_version else "/apis/"
+    ns = obj["metadata"].get("namespace")
+    path = "%s%s/%s%s" % (prefix, group_version, "namespaces/%s/" % ns if ns else "", plural)
+    req = urllib.request.Request(api.url + path, data=json.dumps(obj).encode(), method="POST",
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as resp:  # loopback only (fake API on 127.0.0.1)
+        return json.loads(resp.read())
+
+
+def preinstall(api, objects):
+    """Create what a lower layer left in the cluster, through the API: CRDs (Established at
+    once) first, then the other objects."""
+    for obj in objects:
+        _post(api, obj)
+        if obj["kind"] == "CustomResourceDefinition":
+            api.establish(obj["metadata"]["name"])
+
+
+class Conditions(object):
+    """Plays controllers: once an object exists, set its condition after ``delay`` seconds.
+
+    ``wanted``: [(api_version, kind, name, namespace, condition type)]. Use as a context manager;
+    ``set_at[want]`` is the seq of the last API event before the condition was set.
+    """
+
+    def __init__(self, api, wanted, delay=1.0):
+        self.api, self.wanted, self.delay = api, list(wanted), delay
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.set_at = {}
+
+    def _run(self):
+        seen = {}
+        while not self.stop.is_set() and len(self.set_at) < len(self.wanted):
+            for want in self.wanted:
+                if want in self.set_at:
+                    continue
+                if self.api.get(want[0], want[1], want[2], want[3]):
+                    seen.setdefault(want, time.monotonic())
+                    if time.monotonic() - seen[want] >= self.delay:
+                        # the last API event before the condition: what came later saw it
+                        self.set_at[want] = len(self.api.events)
+                        self.api.set_condition(*want)
+            self.stop.wait(0.2)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join(5)
 
 
 class SecretsDir(object):

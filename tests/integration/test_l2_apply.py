@@ -11,6 +11,9 @@ generation and checks what a real cluster would have been asked to do:
   control plane only after linkerd-crds' CRDs are Established and the identity ConfigMap and
   issuer Secret exist;
 * the repository Secret and the issuer Secret built from the encrypted secrets;
+* Argo CD's UI as an HTTPRoute on the shared Gateway (https://argocd.cell.lan), sent after the
+  release is ready; the chart's own route stays off (the cluster has what L0 left: the Gateway
+  API CRDs);
 * a second run that changes nothing; no secret in build/, the helm double's records or -vvv output.
 
 Run inside scripts/netns-run (loopback only):
@@ -26,8 +29,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from apply_fixtures import (apply_run_setup, crd, daemonset, deployment, helm_calls, recap, run_playbook, SecretsDir,
-                            statefulset, webhook, write_chart)
+from apply_fixtures import (apply_run_setup, crd, daemonset, deployment, gateway_api_crds, helm_calls, preinstall,
+                            recap, run_playbook, SecretsDir, statefulset, webhook, write_chart)
 from fake_kube_api import FakeKubeAPI
 from ansible_collections.cellplatform.platform.plugins.module_utils import sops as sops_utils
 
@@ -94,6 +97,7 @@ def l2_run(tmp_path_factory):
         env, extra, state, build_root = apply_run_setup(
             tmp, secrets, charts, component_wait_timeout=60, component_poll_interval=1)
         env["ANSIBLE_PIPELINING"] = "1"
+        preinstall(api, gateway_api_crds())
         rc1, out1 = run_playbook("playbooks/l2.yml", env, extra, ["-vvv"])
         writes1 = len(api.writes())
         calls1 = helm_calls(state)
@@ -154,6 +158,22 @@ def test_argocd_project_and_root_app_after_crds_established(l2_run):
     assert root["spec"]["source"] == {"repoURL": "https://gitea.cell.lan/platform/cell.git",
                                       "targetRevision": "main", "path": "apps", "directory": {"recurse": True}}
     assert "https://gitea.cell.lan/platform/cell.git" in project["spec"]["sourceRepos"]
+
+
+def test_argocd_ui_is_routed_through_the_shared_gateway(l2_run):
+    api = l2_run["api"]
+    route = api.get("gateway.networking.k8s.io/v1", "HTTPRoute", "argocd-ui", "argocd")
+    assert route["spec"]["hostnames"] == ["argocd.cell.lan"]
+    assert route["spec"]["parentRefs"] == [{"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "platform",
+                                            "namespace": "gateway", "sectionName": "https"}]
+    assert route["spec"]["rules"][0]["backendRefs"] == [{"name": "argocd-server", "port": 80}]
+    rendered = [d for d in yaml.safe_load_all((l2_run["build"] / "l2/argocd/routes.yaml").read_text()) if d]
+    assert rendered[0]["spec"] == route["spec"]
+    # last of the component: after its release, gate, manifests (the root app) and their gate;
+    # argocd-server serves plain HTTP behind the Gateway, the chart's own route stays off
+    assert min(_seq(api, "HTTPRoute", "argocd-ui")) > max(_seq(api, "Application", "root"))
+    values = yaml.safe_load((l2_run["build"] / "l2/argocd/values.yaml").read_text())
+    assert values["configs"]["params"]["server.insecure"] is True and values["server"]["httproute"] == {"enabled": False}
 
 
 def test_admin_password_never_read(l2_run):

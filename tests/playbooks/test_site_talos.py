@@ -429,15 +429,34 @@ def _post(url, body):
         return json.loads(resp.read())
 
 
+def gateway_api_bundle(directory):
+    """Stand-ins for the pinned Gateway API files (our own minimal CRDs of the same names, two files,
+    file:// URLs with their sha256): the role knob l0_infrastructure_gateway_api of a test run."""
+    import hashlib
+    sys.path.insert(0, str(REPO / 'tests' / 'integration'))
+    from apply_fixtures import gateway_api_crds  # noqa: E402  pylint: disable=import-outside-toplevel
+    crds = gateway_api_crds()
+    manifests = []
+    for idx, part in enumerate((crds[:5], crds[5:])):
+        path = directory / ('standard-%d.yaml' % idx)
+        path.write_text(''.join('---\n' + yaml.safe_dump(doc) for doc in part))
+        manifests.append({'url': path.as_uri(), 'checksum': 'sha256:' + hashlib.sha256(path.read_bytes()).hexdigest()})
+    return {'version': 'v1.6.1', 'repo': 'https://github.com/kubernetes-sigs/gateway-api.git',
+            'path': 'config/crd/standard', 'manifests': manifests}, [c['metadata']['name'] for c in crds]
+
+
 def test_cilium_and_gate_against_helm_and_kube_doubles(cell, second_run, tmp_path):
-    """-t cilium after the Talos run: the pinned Cilium chart is installed with the rendered values
-    into kube-system, then the gate waits for Talos health, every node Ready and the Cilium
-    DaemonSet on all six nodes; a rerun changes nothing."""
+    """-t cilium after the Talos run: the Gateway API CRDs (pinned files, checksums checked) are
+    applied and Established first, then the pinned Cilium chart is installed with the rendered
+    values into kube-system, the gate waits for Talos health, every node Ready and the Cilium
+    DaemonSet on all six nodes, and the Hubble UI's HTTPRoute goes on the shared Gateway; a
+    rerun changes nothing."""
     import threading
     from fake_kube_api import FakeKubeAPI  # tests/doubles
 
     charts = tmp_path / 'charts'
     charts.mkdir()
+    bundle, crd_names = gateway_api_bundle(tmp_path)
     daemonset = {'apiVersion': 'apps/v1', 'kind': 'DaemonSet',
                  'metadata': {'name': 'cilium', 'namespace': '{{NAMESPACE}}'},
                  'spec': {'selector': {'matchLabels': {'k8s-app': 'cilium'}},
@@ -449,16 +468,22 @@ def test_cilium_and_gate_against_helm_and_kube_doubles(cell, second_run, tmp_pat
                              'template': {'metadata': {'labels': {'k8s-app': name}},
                                           'spec': {'containers': [{'name': name, 'image': 'quay.io/cilium/%s' % name}]}}}}
                    for name in ('cilium-operator', 'hubble-relay')]
+    gateway_class = {'apiVersion': 'gateway.networking.k8s.io/v1', 'kind': 'GatewayClass', 'metadata': {'name': 'cilium'},
+                     'spec': {'controllerName': 'io.cilium/gateway-controller'}}
     (charts / 'cilium-1.20.0.yaml').write_text(yaml.safe_dump({
         'chart': {'apiVersion': 'v2', 'name': 'cilium', 'version': '1.20.0', 'appVersion': '1.20.0'},
-        'manifest': [daemonset] + deployments}))
+        'manifest': [daemonset] + deployments + [gateway_class]}))
     api = FakeKubeAPI(auto_ready=False).start()
     stop = threading.Event()
 
     def daemonset_controller():
         # plays the DaemonSet and Deployment controllers: one agent per node of the cell, every
-        # replica of the operator and Hubble relay, all ready
+        # replica of the operator and Hubble relay, all ready; and the API server establishing CRDs
+        established = set()
         while not stop.is_set():
+            for name in set(crd_names) - established:
+                if api.establish(name):
+                    established.add(name)
             with api.lock:
                 obj = api.objects.get(('apps/v1', 'DaemonSet', 'kube-system', 'cilium'))
                 if obj is not None and not obj.get('status'):
@@ -487,6 +512,7 @@ def test_cilium_and_gate_against_helm_and_kube_doubles(cell, second_run, tmp_pat
         saved = dict(cell['env']), dict(cell['extra'])
         cell['env'].update({'HELM_DOUBLE_STATE': str(helm_state), 'HELM_DOUBLE_CHARTS': str(charts)})
         cell['extra']['cellplatform_kubeconfig'] = str(kubeconfig)
+        cell['extra']['l0_infrastructure_gateway_api'] = bundle
         try:
             runs = []
             for _ in range(2):
@@ -506,11 +532,27 @@ def test_cilium_and_gate_against_helm_and_kube_doubles(cell, second_run, tmp_pat
         assert len(given) == 1
         assert yaml.safe_load(given[0]) == yaml.safe_load((cell['build'] / 'l0' / 'cilium' / 'values.yaml').read_text())
         assert api.get('apps/v1', 'DaemonSet', 'cilium', 'kube-system')['status']['numberReady'] == 6
-        gate = re.search(r'cilium: waiting up to \d+s for (.*)', runs[0].stdout)
-        assert gate and 'DaemonSet kube-system/cilium' in gate.group(1)
-        assert all('Node %s' % name in gate.group(1) for name, _ip in NODES), gate.group(1)
+        # two gates: the Gateway API CRDs the release needs, then the release itself
+        gates = re.findall(r'cilium: waiting up to \d+s for (.*)', runs[0].stdout)
+        assert len(gates) == 2 and 'gateways.gateway.networking.k8s.io' in gates[0], gates
+        assert 'DaemonSet kube-system/cilium' in gates[1]
+        assert all('Node %s' % name in gates[1] for name, _ip in NODES), gates[1]
         assert {h: r['changed'] for h, r in recap(runs[1]).items() if r['changed']} == {}
         assert double.count_calls(str(cell['state']), 'health') >= 2
+        # the Gateway API CRDs were Established before the Cilium release was installed
+        established = {e['name']: e['seq'] for e in api.events if e['verb'] == 'established'}
+        first_helm = min(e['seq'] for e in api.writes() if e['field_manager'] == 'helm')
+        assert set(crd_names) <= set(established) and max(established[n] for n in crd_names) < first_helm
+        assert api.get('gateway.networking.k8s.io/v1', 'GatewayClass', 'cilium')
+        values = yaml.safe_load((cell['build'] / 'l0' / 'cilium' / 'values.yaml').read_text())
+        assert values['gatewayAPI'] == {'enabled': True, 'enableAlpn': True, 'enableAppProtocol': True,
+                                        'gatewayClass': {'create': 'true'}}
+        # the Hubble UI through the shared Gateway, after the Cilium gate
+        route = api.get('gateway.networking.k8s.io/v1', 'HTTPRoute', 'hubble-ui', 'kube-system')
+        assert route['spec']['hostnames'] == ['hubble.cell.lan']
+        assert route['spec']['rules'][0]['backendRefs'] == [{'name': 'hubble-ui', 'port': 80}]
+        route_seq = min(e['seq'] for e in api.writes() if e['kind'] == 'HTTPRoute')
+        assert route_seq > max(e['seq'] for e in api.writes() if e['field_manager'] == 'helm')
     finally:
         stop.set()
         api.stop()
@@ -645,3 +687,76 @@ def test_a_swapped_recipient_reencrypts_every_secret_and_regenerates_none(cell, 
     assert [rule['age'] for rule in rules] == [new_recipient]
     assert node_state(cell) == cell['nodes_before']                        # the Talos bundle was never regenerated
     assert {h: r['changed'] for h, r in recap(second).items() if r['changed']} == {}
+
+
+def test_storage_against_helm_and_kube_doubles(cell, second_run, tmp_path):
+    """-t storage after the Talos run: the workers' machine configs carry the storage user volume
+    and Longhorn's kubelet mount (the control planes' do not); the pinned Longhorn chart goes into
+    its privileged namespace with the rendered values, and the gate waits for the manager, the
+    webhook, the CSI plugin and the default StorageClass; a rerun changes nothing."""
+    import sys as _sys
+    from fake_kube_api import FakeKubeAPI  # tests/doubles
+    _sys.path.insert(0, str(REPO / 'tests' / 'integration'))
+    from apply_fixtures import crd, daemonset, deployment, webhook, write_chart  # noqa: E402
+
+    def config_docs(node):
+        data = (cell['build'] / 'talos' / 'machineconfigs' / ('%s.yaml.age' % node)).read_bytes()
+        return [d for d in yaml.safe_load_all(pyrage.decrypt(data, [cell['identity']]).decode()) if d]
+
+    worker, control_plane = config_docs('worker-1'), config_docs('cp-1')
+    volumes = [d for d in worker if d.get('kind') == 'UserVolumeConfig']
+    assert volumes == [{'apiVersion': 'v1alpha1', 'kind': 'UserVolumeConfig', 'name': 'longhorn',
+                        'volumeType': 'partition',
+                        'provisioning': {'diskSelector': {'match': '!system_disk'}, 'minSize': '50GiB'}}], volumes
+    v1alpha1 = next(d for d in worker if 'machine' in d)
+    assert {'destination': '/var/mnt/longhorn', 'type': 'bind', 'source': '/var/mnt/longhorn',
+            'options': ['bind', 'rshared', 'rw']} in v1alpha1['machine']['kubelet']['extraMounts']
+    assert v1alpha1['machine']['nodeLabels']['node.longhorn.io/create-default-disk'] == 'true'
+    assert not [d for d in control_plane if d.get('kind') == 'UserVolumeConfig']
+
+    charts = tmp_path / 'charts'
+    crds = [crd('longhorn.io', k, p, ('v1beta2',)) for k, p in (
+        ('Volume', 'volumes'), ('Node', 'nodes'), ('Setting', 'settings'), ('EngineImage', 'engineimages'))]
+    storage_class = {'apiVersion': 'storage.k8s.io/v1', 'kind': 'StorageClass', 'metadata': {'name': 'longhorn'},
+                     'provisioner': 'driver.longhorn.io'}
+    write_chart(charts, 'longhorn', '1.12.1', 'v1.12.1', crds + [
+        daemonset('longhorn-manager'), deployment('longhorn-driver-deployer'), deployment('longhorn-ui', 2),
+        # what longhorn-manager and the driver deployer create once they run
+        storage_class, daemonset('longhorn-csi-plugin'),
+    ] + webhook('longhorn-webhook-validator', 'longhorn-admission-webhook', 'longhorn.io', 'v1beta2', ['volumes']))
+    with FakeKubeAPI(ready_delay=1, crd_delay=1) as api:
+        kubeconfig = tmp_path / 'kubeconfig'
+        api.write_kubeconfig(str(kubeconfig))
+        helm_state = tmp_path / 'helm-state'
+        saved = dict(cell['env']), dict(cell['extra'])
+        cell['env'].update({'HELM_DOUBLE_STATE': str(helm_state), 'HELM_DOUBLE_CHARTS': str(charts)})
+        cell['extra'].update(cellplatform_kubeconfig=str(kubeconfig), component_poll_interval=1)
+        try:
+            runs = [_run_tags(cell, 'storage', cell['extra']) for _ in range(2)]
+        finally:
+            cell['env'], cell['extra'] = saved
+        for proc in runs:
+            assert proc.returncode == 0, _fail(proc)
+        calls = [json.loads(line) for line in (helm_state / 'calls.jsonl').read_text().splitlines()]
+        upgrades = [c for c in calls if c['command'] == 'upgrade']
+        assert len(upgrades) == 1 and [c['argv'][-2:] for c in upgrades] == [['longhorn', 'longhorn']]
+        assert '--version=1.12.1' in upgrades[0]['argv'] and '--repo=https://charts.longhorn.io' in upgrades[0]['argv']
+        assert upgrades[0]['namespace'] == 'longhorn-system'
+        given = yaml.safe_load(list(upgrades[0]['values_files'].values())[0])
+        assert given == yaml.safe_load((cell['build'] / 'l0' / 'longhorn' / 'values.yaml').read_text())
+        assert given['defaultSettings']['defaultDataPath'] == '/var/mnt/longhorn'
+        assert given['persistence']['defaultClassReplicaCount'] == 3
+        ns = api.get('v1', 'Namespace', 'longhorn-system')
+        assert ns['metadata']['labels']['pod-security.kubernetes.io/enforce'] == 'privileged'
+        first_ns = min(e['seq'] for e in api.writes() if e['kind'] == 'Namespace')
+        assert first_ns < min(e['seq'] for e in api.writes() if e['field_manager'] == 'helm')
+        gate = re.search(r'longhorn: waiting up to \d+s for (.*)', runs[0].stdout)
+        assert gate, runs[0].stdout[-3000:]
+        for what in ('DaemonSet longhorn-system/longhorn-manager', 'StorageClass longhorn',
+                     'DaemonSet longhorn-system/longhorn-csi-plugin',
+                     'webhook Service longhorn-system/longhorn-admission-webhook'):
+            assert what in gate.group(1), gate.group(1)
+        # only the storage components ran: no Cilium, no Gateway API CRDs
+        assert not [e for e in api.writes() if e['kind'] == 'CustomResourceDefinition'
+                    and e['name'].endswith('gateway.networking.k8s.io')]
+        assert {h: r['changed'] for h, r in recap(runs[1]).items() if r['changed']} == {}

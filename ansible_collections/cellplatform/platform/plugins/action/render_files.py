@@ -240,8 +240,8 @@ class ActionModule(ActionBase):
                 raise AnsibleActionFail("render_files: %s" % exc) from exc
             secrets = GitOpsSecrets(root, cell, normalised, self._task.check_mode)
             try:
-                files += render_files_for(normalised, gitops, secrets.with_secrets) + secrets.files
-                entries = plan_entries(normalised, gitops, secrets.with_secrets)
+                files += render_files_for(normalised, gitops, cell, secrets.with_secrets) + secrets.files
+                entries = plan_entries(normalised, gitops, cell, secrets.with_secrets)
             except ComponentError as exc:
                 raise AnsibleActionFail("render_files: %s" % exc) from exc
             prune = list(prune) + secrets.prune

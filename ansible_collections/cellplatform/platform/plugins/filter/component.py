@@ -11,25 +11,30 @@ from ansible_collections.cellplatform.platform.plugins.plugin_utils.component im
     ComponentError,
     namespace_document,
     records_for,
+    route_documents,
     secret_documents,
     select_for_run,
 )
 from ansible_collections.cellplatform.platform.plugins.plugin_utils.render import to_plain
 
 
-def component_run(records, layer, run_tags=None, skip_tags=None):
+def component_run(records, layer, run_tags=None, skip_tags=None, cell=None):
     """Normalised, enabled records of ``layer`` that ``--tags``/``--skip-tags`` select, in order.
 
     Each record also carries ``namespace_document``: the Namespace the render step writes to
     ``<layer>/<name>/namespace.yaml`` (None when the component does not create its namespace),
-    so the apply sends exactly what was rendered, in check mode too.
+    and ``route_documents``: the HTTPRoutes of its UIs (``<layer>/<name>/routes.yaml``, built from
+    the cell model's shared Gateway and DNS domain), so the apply sends exactly what was
+    rendered, in check mode too.
     """
     try:
         selected = select_for_run(records_for(to_plain(records or []), layer), run_tags, skip_tags)
+        plain_cell = to_plain(cell) if cell is not None else None
+        for rec in selected:
+            rec["namespace_document"] = namespace_document(rec) if rec["namespace_create"] else None
+            rec["route_documents"] = route_documents(rec, plain_cell)
     except ComponentError as exc:
         raise AnsibleFilterError("component_run: %s" % exc)
-    for rec in selected:
-        rec["namespace_document"] = namespace_document(rec) if rec["namespace_create"] else None
     return selected
 
 

@@ -69,10 +69,12 @@ RECORD_FIELDS = {
     "depends_on": (list, [], "components that must be ready first (an earlier component of this layer, "
                              "or a component of a lower layer)"),
     "sync_wave": (int, 0, "Argo CD sync wave of its Application"),
-    "argocd": (dict, {}, "Application extras: ignore_differences, sync_options"),
+    "argocd": (dict, {}, "Application extras: ignore_differences, sync_options, sources (where Argo CD finds "
+                         "what remote_manifests applies: [{repoURL, targetRevision, path}])"),
     "plan": (dict, {}, "extra plan.json keys of the component (notes, address_range)"),
     "ui": (list, [], "[{host, service, port, path, title}]: web UIs published through the shared Gateway at "
-                     "https://<host>.<dns domain> (host defaults to the component name)"),
+                     "https://<host>.<dns domain> (host defaults to the component name); rendered as HTTPRoutes "
+                     "to <layer>/<name>/routes.yaml and applied after the manifests"),
     "network": (dict, {}, "{ingress: [rule], egress: [rule]}, rule {peer, ports, protocol}: the traffic the "
                           "component needs, from which its network policy is generated"),
 }
@@ -82,6 +84,8 @@ RECORD_FIELDS = {
 # namespace (namespace:<name>) or an address block (cidr:<cidr>).
 NETWORK_PEERS = ("apiserver", "gateway", "monitoring", "cluster", "nodes", "world")
 NETWORK_PEER_PREFIXES = ("namespace:", "cidr:")
+ARGOCD_EXTRAS = ("ignore_differences", "sync_options", "sources")
+GATEWAY_API = "gateway.networking.k8s.io"
 
 
 class ComponentError(ValueError):
@@ -182,7 +186,12 @@ def normalise(record, layer=None):
     if out["prepare"] is not None and not out["prepare"].get("tasks_from"):
         raise ComponentError("component %s: prepare needs tasks_from (and role)" % name)
     out["ui"] = [_ui_entry(name, idx, item) for idx, item in enumerate(out["ui"])]
+    hosts = [ui["host"] for ui in out["ui"]]
+    if len(set(hosts)) != len(hosts):
+        raise ComponentError("component %s: ui lists host %s twice; give each UI its own host"
+                             % (name, next(h for h in hosts if hosts.count(h) > 1)))
     _check_network(name, out["network"])
+    _check_argocd(name, out["argocd"])
     return out
 
 
@@ -208,6 +217,17 @@ def _secret_entry(name, idx, secret):
     return {"name": str(secret["name"]), "namespace": secret.get("namespace"), "type": secret.get("type") or "Opaque",
             "labels": dict(secret.get("labels") or {}), "string_data": dict(secret.get("string_data") or {}),
             "optional": optional, "keys": dict((str(k), str(v)) for k, v in secret["keys"].items())}
+
+
+def _check_argocd(name, extras):
+    unknown = sorted(set(extras) - set(ARGOCD_EXTRAS))
+    if unknown:
+        raise ComponentError("component %s: argocd has unknown key(s) %s; known: %s"
+                             % (name, ", ".join(unknown), ", ".join(ARGOCD_EXTRAS)))
+    sources = extras.get("sources") or []
+    if not isinstance(sources, list) or not all(isinstance(src, Mapping) and src.get("repoURL") for src in sources):
+        raise ComponentError("component %s: argocd.sources must be a list of Application sources, each with a "
+                             "repoURL (and targetRevision, path)" % name)
 
 
 def _ui_entry(name, idx, item):
@@ -260,12 +280,18 @@ def records_for(records, layer):
     """The enabled records of ``layer``, normalised, names unique, dependencies in order."""
     out = []
     seen = {}
+    hosts = {}
     for record in records or []:
         rec = normalise(record, layer)
         if not rec["enabled"]:
             continue
         if rec["name"] in seen:
             raise ComponentError("component %s is listed twice in layer %s" % (rec["name"], layer))
+        for ui in rec["ui"]:
+            if ui["host"] in hosts:
+                raise ComponentError("components %s and %s both publish a UI as host %s; give one another host"
+                                     % (hosts[ui["host"]], rec["name"], ui["host"]))
+            hosts[ui["host"]] = rec["name"]
         for dep in rec["depends_on"]:
             if dep == rec["name"]:
                 raise ComponentError("component %s depends on itself" % dep)
@@ -302,7 +328,57 @@ def paths(rec):
         "values": base + "/values.yaml" if rec["chart"] else None,
         "manifests": base + "/manifests.yaml" if rec["manifests"] else None,
         "secrets": base + "/secrets" if rec["secrets"] else None,
+        "routes": base + "/routes.yaml" if rec["ui"] else None,
     }
+
+
+def _shared_gateway(rec, cell):
+    """(gateway model, DNS domain) of the cell, or a ComponentError when a UI cannot be routed."""
+    gateway = (cell or {}).get("gateway") or {}
+    domain = (cell or {}).get("dns_domain")
+    if not gateway.get("name") or not gateway.get("namespace") or not gateway.get("https_listener") or not domain:
+        raise ComponentError("component %s publishes a UI (ui), but the cell model has no shared Gateway or DNS "
+                             "domain (cellplatform_gateway, cellplatform_dns_domain)" % rec["name"])
+    return gateway, domain
+
+
+def ui_urls(rec, cell):
+    """The component's UIs as plan entries: [{url, title, service, port}]."""
+    if not rec["ui"]:
+        return []
+    _gateway, domain = _shared_gateway(rec, cell)
+    return [{"url": "https://%s.%s%s" % (ui["host"], domain, "" if ui["path"] == "/" else ui["path"]),
+             "title": ui["title"], "service": ui["service"], "port": ui["port"]} for ui in rec["ui"]]
+
+
+def route_documents(rec, cell):
+    """One HTTPRoute per UI: https://<host>.<dns domain><path> -> the UI's Service, through the shared
+    Gateway's HTTPS listener (its wildcard certificate covers every <host>.<dns domain>)."""
+    if not rec["ui"]:
+        return []
+    gateway, domain = _shared_gateway(rec, cell)
+    docs = []
+    for ui in rec["ui"]:
+        docs.append({
+            "apiVersion": "%s/v1" % GATEWAY_API,
+            "kind": "HTTPRoute",
+            "metadata": {
+                "name": "%s-ui" % ui["host"],
+                "namespace": rec["namespace"],
+                "labels": {"app.kubernetes.io/part-of": PART_OF, "app.kubernetes.io/managed-by": PART_OF,
+                           "cellplatform.io/component": rec["name"]},
+            },
+            "spec": {
+                "parentRefs": [{"group": GATEWAY_API, "kind": "Gateway", "name": gateway["name"],
+                                "namespace": gateway["namespace"], "sectionName": gateway["https_listener"]}],
+                "hostnames": ["%s.%s" % (ui["host"], domain)],
+                "rules": [{
+                    "matches": [{"path": {"type": "PathPrefix", "value": ui["path"]}}],
+                    "backendRefs": [{"name": ui["service"], "port": ui["port"]}],
+                }],
+            },
+        })
+    return docs
 
 
 def namespace_document(rec):
@@ -316,14 +392,14 @@ def namespace_document(rec):
 
 def _manifest_files(rec):
     p = paths(rec)
-    return [x for x in (p["namespace"], p["manifests"]) if x]
+    return [x for x in (p["namespace"], p["manifests"], p["routes"]) if x]
 
 
 def application_path(rec, gitops):
     return "%s/%s.yaml" % (gitops.get("path") or "apps", rec["name"])
 
 
-def plan_entry(rec, gitops):
+def plan_entry(rec, gitops, cell=None):
     """The component's plan.json entry: what is deployed, from where, and where its files are."""
     p = paths(rec)
     entry = {
@@ -340,6 +416,10 @@ def plan_entry(rec, gitops):
                      release=rec["chart"]["release"], values_file=p["values"])
     if rec["depends_on"]:
         entry["depends_on"] = list(rec["depends_on"])
+    if rec["remote_manifests"]:
+        entry["remote_manifests"] = [item["url"] for item in rec["remote_manifests"]]
+    if rec["ui"]:
+        entry["ui"] = ui_urls(rec, cell)
     entry.update(dict(rec["plan"]))
     return entry
 
@@ -446,6 +526,11 @@ def application(rec, gitops, destination_server="https://kubernetes.default.svc"
     if with_secrets:
         # A kustomization whose KSOPS generator decrypts the Secrets in the repo-server.
         sources.append({"repoURL": repo_url, "targetRevision": revision, "path": p["secrets"], "kustomize": {}})
+    # What remote_manifests applies, as Argo CD finds it (e.g. the upstream repository at the tag).
+    sources.extend(dict(src) for src in rec["argocd"].get("sources") or [])
+    if not sources:
+        raise ComponentError("component %s: its Argo CD Application would have no source; give remote_manifests "
+                             "an argocd.sources entry (where Argo CD finds the same manifests)" % rec["name"])
     sync_options = ["CreateNamespace=true", "ServerSideApply=true"]
     if _manifest_files(rec):
         # Custom resources of a chart's own CRDs: skip the dry run until the CRDs exist.
@@ -484,10 +569,11 @@ def application(rec, gitops, destination_server="https://kubernetes.default.svc"
     }
 
 
-def render_files_for(records, gitops, with_secrets=()):
-    """render_files ``files`` entries of normalised records (values, manifests, namespace, app).
+def render_files_for(records, gitops, cell=None, with_secrets=()):
+    """render_files ``files`` entries of normalised records (values, manifests, namespace, UI routes, app).
 
-    ``with_secrets``: names of the components whose encrypted Secrets are in the tree.
+    ``cell``: the cell model (the shared Gateway and DNS domain of UI routes); ``with_secrets``:
+    names of the components whose encrypted Secrets are in the tree.
     """
     files = []
     for rec in records:
@@ -498,15 +584,17 @@ def render_files_for(records, gitops, with_secrets=()):
             files.append({"path": p["values"], "data": rec["values"]})
         if p["manifests"]:
             files.append({"path": p["manifests"], "documents": list(rec["manifests"])})
+        if p["routes"]:
+            files.append({"path": p["routes"], "documents": route_documents(rec, cell)})
         files.append({"path": application_path(rec, gitops),
                       "data": application(rec, gitops, with_secrets=rec["name"] in with_secrets)})
     return files
 
 
-def plan_entries(records, gitops, with_secrets=()):
+def plan_entries(records, gitops, cell=None, with_secrets=()):
     entries = []
     for rec in records:
-        entry = plan_entry(rec, gitops)
+        entry = plan_entry(rec, gitops, cell)
         if rec["secrets"]:
             entry["secrets"] = [secret["name"] for secret in rec["secrets"]]
             if rec["name"] in with_secrets:

@@ -237,12 +237,18 @@ def network_rows(plan):
     if pool.get("start"):
         rows.append((_ip(pool["start"]), "%s-%s" % (pool["start"], pool["end"]),
                      "LoadBalancer pool, %s addresses (MetalLB)" % pool.get("size", "?")))
+    gateway = cell.get("gateway") or {}
+    if gateway.get("address"):
+        rows.append((_ip(gateway["address"]), str(gateway["address"]),
+                     "Gateway %s/%s (HTTPS %s), reserved in the pool" % (
+                         gateway.get("namespace"), gateway.get("name"), gateway.get("hostname"))))
     for comp in plan.get("components") or []:
         rng = comp.get("address_range")
         if rng and rng.get("start"):
             rows.append((_ip(rng["start"]), "%s-%s" % (rng["start"], rng["end"]),
                          rng.get("label") or "%s addresses" % comp["name"]))
-    rows.sort(key=lambda r: (r[0], r[1]))
+    # by address; a range before the single addresses it starts with (the pool before the Gateway)
+    rows.sort(key=lambda r: (r[0], "-" not in r[1], r[1]))
     return rows
 
 
@@ -266,6 +272,12 @@ def render_plan_md(plan):
                 net.get("cidr", ""), net.get("gateway", ""), ", ".join(net.get("nameservers", []))),
             "| pod / service CIDR | %s / %s |" % (cell.get("pod_cidr", ""), cell.get("service_cidr", "")),
             "| bootstrap node | %s |" % cell.get("bootstrap_node", ""),
+        ]
+        if talos.get("schematic_extensions") is not None:
+            lines.append("| schematic extensions | %s |" % (", ".join(talos["schematic_extensions"]) or "none"))
+        if cell.get("storage"):
+            lines.append("| storage | %s |" % _storage_text(cell["storage"]))
+        lines += [
             "",
             "## Network", "",
             "```",
@@ -284,6 +296,7 @@ def render_plan_md(plan):
                 node["name"], node["role"], node.get("address", node["ip"]), node.get("install_disk", "")))
         lines.append("")
     comps = plan.get("components") or []
+    lines += _web_ui_lines(cell, comps)
     if comps:
         lines += ["## Components", ""]
         for layer in sorted({c.get("layer", "") for c in comps}):
@@ -292,7 +305,7 @@ def render_plan_md(plan):
                       "|---|---|---|---|---|---|"]
             for c in [c for c in comps if c.get("layer") == layer]:
                 lines.append("| %s | %s | %s | %s | %s | %s |" % (
-                    c["name"], "%s (%s)" % (c.get("chart", ""), c.get("repo", "")) if c.get("chart") else "-",
+                    c["name"], _source_text(c),
                     c.get("version", ""), c.get("namespace", ""), c.get("sync_wave", ""),
                     "`%s`" % c["values_file"] if c.get("values_file") else "-"))
             lines.append("")
@@ -308,3 +321,54 @@ def render_plan_md(plan):
             if noted:
                 lines.append("")
     return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def _source_text(comp):
+    """Where a component comes from: its chart, or the pinned upstream manifests it applies."""
+    if comp.get("chart"):
+        return "%s (%s)" % (comp.get("chart", ""), comp.get("repo", ""))
+    remote = comp.get("remote_manifests") or []
+    if remote:
+        hosts = sorted({url.split("/")[2] for url in remote if "://" in url})
+        return "%d upstream manifest%s (%s)" % (len(remote), "" if len(remote) == 1 else "s", ", ".join(hosts))
+    return "-"
+
+
+def _storage_text(storage):
+    volume = storage.get("volume") or {}
+    where = "partition on `%s`, at least %s GiB%s" % (
+        volume.get("disk_selector"), volume.get("min_size_gib"),
+        ", at most %s GiB" % volume["max_size_gib"] if volume.get("max_size_gib") else "") \
+        if volume.get("type") == "partition" else "directory on EPHEMERAL"
+    replicas = (storage.get("longhorn") or {}).get("replicas")
+    return "%s, default StorageClass `%s`%s; Talos user volume `%s` (%s) on every static worker" % (
+        storage.get("provider"), storage.get("class_name"),
+        ", %s replicas" % replicas if replicas else "", volume.get("path"), where)
+
+
+def _web_ui_lines(cell, comps):
+    """The shared Gateway and every UI published through it (names and the Gateway address)."""
+    gateway = cell.get("gateway") or {}
+    uis = [(ui, comp) for comp in comps for ui in comp.get("ui") or []]
+    if not gateway.get("address") and not uis:
+        return []
+    lines = ["## Web UIs (shared Gateway)", ""]
+    if gateway.get("address"):
+        issuer = (cell.get("tls") or {}).get("cluster_issuer")
+        lines += [
+            "Gateway `%s/%s` (class `%s`) at **%s**: HTTPS on `%s`%s, HTTP redirected to HTTPS. external-dns "
+            "publishes every name below as an A record to %s." % (
+                gateway.get("namespace"), gateway.get("name"), gateway.get("class_name"), gateway["address"],
+                gateway.get("hostname"),
+                " with a wildcard certificate from ClusterIssuer `%s`" % issuer if issuer else "",
+                gateway["address"]),
+            "",
+        ]
+    if uis:
+        lines += ["| URL | UI | component | service |", "|---|---|---|---|"]
+        for ui, comp in sorted(uis, key=lambda pair: pair[0]["url"]):
+            lines.append("| %s | %s | %s (%s) | %s:%s |" % (ui["url"], ui.get("title", ""), comp["name"],
+                                                            comp.get("layer", ""), ui.get("service", ""),
+                                                            ui.get("port", "")))
+        lines.append("")
+    return lines
