@@ -84,6 +84,8 @@ POLICY_MODES = ("audit", "enforce")
 KARPENTER_MAX_NODES_CAP = 100
 LINKERD_ISSUER_MAX_DAYS = 3650
 MTU_RANGE = (1280, 9216)
+# The cell name tags every Proxmox VM (files/terraform/proxmox/variables.tf refuses longer names).
+CELL_NAME_MAX = 32
 VM_ID_RANGE = (100, 999999999)
 
 _LABEL_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
@@ -494,9 +496,11 @@ def _check_l0(checker, hosts, mode_override):  # noqa: C901 - one linear list of
     # -- identity, mode, directories ------------------------------------------------------
     name = c.top("cellplatform_cell_name")
     if c.want_str("cellplatform_cell_name", name, "set a lowercase DNS label, e.g. cell.") is not None:
-        if not is_dns_label(name):
-            c.add("cellplatform_cell_name", name, "is not a valid DNS label (RFC 1123: lowercase a-z, 0-9, '-', at most 63 characters)",
-                  "use a lowercase name such as %s." % _label_like(name, "cell"))
+        if not is_dns_label(name) or len(name) > CELL_NAME_MAX:
+            # 32, not 63: the name becomes a Proxmox tag (the Terraform module refuses longer names).
+            c.add("cellplatform_cell_name", name, "is not a DNS label of at most %d characters (RFC 1123: lowercase "
+                  "a-z, 0-9, '-'; it also becomes the Proxmox tag of every VM)" % CELL_NAME_MAX,
+                  "use a lowercase name such as %s." % _label_like(name, "cell")[:CELL_NAME_MAX].strip("-"))
     mode = mode_override if mode_override not in (None, MISSING) else c.top("cellplatform_mode")
     mode = c.want_choice("cellplatform_mode", mode, MODES)
     c.want_str("cellplatform_build_root", c.top("cellplatform_build_root"),
@@ -971,6 +975,156 @@ def _git_url_ok(url):
     return bool(match) and is_host(match.group(1).lower())
 
 
+# --- Rules a later step asserts, said first by the preflight ------------------------------------
+# The Terraform root module (roles/l0_infrastructure/files/terraform/proxmox/variables.tf) and the
+# L1 render refuse these inputs; the preflight says so before anything runs. The cell name limit
+# is in _check_l0 (CELL_NAME_MAX).
+_PROXMOX_ENDPOINT_RE = re.compile(r"^https://[^/?#@\s]+(:[0-9]+)?/?$")
+_PROXMOX_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+TERRAFORM_PREFIX_RANGE = (8, 30)
+CONTROLPLANE_MIN_CORES = 2
+
+
+def _check_terraform_inputs(c):
+    """What the Proxmox root module's variable validations refuse (provisioner proxmox only)."""
+    pve = c.top("cellplatform_proxmox")
+    endpoint = c.sub(pve, "endpoint")
+    if _url_ok(endpoint, ("https",)) and not _PROXMOX_ENDPOINT_RE.match(endpoint):
+        c.add("cellplatform_proxmox.endpoint", endpoint, "has a path, query or user part; Terraform takes the API "
+              "base URL only", "use scheme, host and port only, e.g. https://pve.example.lan:8006/.")
+    for key in ("node_name", "datastore", "image_datastore", "bridge"):
+        value = c.sub(pve, key)
+        if isinstance(value, str) and value.strip() and not _PROXMOX_ID_RE.match(value):
+            c.add("cellplatform_proxmox.%s" % key, value, "is not a Proxmox identifier (letters, digits, '.', '_', "
+                  "'-', starting with a letter or digit)", "use the name exactly as Proxmox shows it, e.g. %s." % (
+                      {"node_name": "pve1", "datastore": "local-lvm", "image_datastore": "local",
+                       "bridge": "vmbr0"}[key]))
+    cores = c.sub(c.sub(c.top("cellplatform_node_sizes"), "controlplane"), "cores")
+    if isinstance(cores, int) and not isinstance(cores, bool) and 1 <= cores < CONTROLPLANE_MIN_CORES:
+        c.add("cellplatform_node_sizes.controlplane.cores", cores,
+              "is below the Talos minimum of %d cores for a control plane" % CONTROLPLANE_MIN_CORES,
+              "give control planes at least %d cores (the Talos Proxmox guide recommends 2 cores, 4 GiB)."
+              % CONTROLPLANE_MIN_CORES)
+    network = c.top("cellplatform_network")
+    cidr = c.sub(network, "cidr")
+    net = None
+    try:
+        net = ipaddress.ip_network(cidr) if isinstance(cidr, str) else None
+    except ValueError:
+        pass
+    if net is not None and net.version == 4 and net.prefixlen < TERRAFORM_PREFIX_RANGE[0]:
+        c.add("cellplatform_network.cidr", cidr, "is larger than a /%d, the largest network Terraform hands to the "
+              "VMs" % TERRAFORM_PREFIX_RANGE[0], "use a /%d to /29 node network, e.g. a /24." % TERRAFORM_PREFIX_RANGE[0])
+    nameservers = c.sub(network, "nameservers")
+    for idx, item in enumerate(nameservers if isinstance(nameservers, list) else []):
+        addr = parse_ip(item)
+        if addr is not None and addr.version != 4:
+            c.add("cellplatform_network.nameservers[%d]" % idx, item, "is an IPv6 address; the VMs get their resolvers "
+                  "from Terraform through cloud-init, which takes IPv4 only",
+                  "list IPv4 resolvers with cellplatform_provisioner proxmox.")
+
+
+def _check_karpenter_proxmox(c):
+    """Karpenter's Proxmox provider (L1) reads the Proxmox API even when Terraform does not run."""
+    if c.top("cellplatform_provisioner") == "proxmox" or not _as_bool(c.sub(c.top("cellplatform_karpenter"), "enabled")):
+        return  # with proxmox, _check_proxmox checked the whole block
+    field = "cellplatform_proxmox"
+    pve = c.want_dict(field, c.top(field), "set cellplatform_proxmox: {endpoint, datastore, insecure} (Karpenter creates "
+                      "its workers on Proxmox), or set cellplatform_karpenter.enabled: false.")
+    if pve is None:
+        return
+    endpoint = c.sub(pve, "endpoint")
+    ep_fix = "use the Proxmox API URL, e.g. https://pve.example.lan:8006/."
+    if c.want_str(field + ".endpoint", endpoint, ep_fix) is not None and not _url_ok(endpoint, ("https",)):
+        c.add(field + ".endpoint", endpoint, "is not an https:// URL with a host", ep_fix)
+    c.want_str(field + ".datastore", c.sub(pve, "datastore"), "set the datastore of Karpenter's worker disks, e.g. local-lvm.")
+    c.want_bool(field + ".insecure", c.sub(pve, "insecure"), required=False)
+
+
+# --- Warnings: inputs that work but probably do not do what was meant ------------------------------
+# The reference cell's own names (inventories/production): right there, wrong at any other site.
+REFERENCE_CELL_NAME = "cell"
+REFERENCE_DOMAIN = "cell.lan"
+REFERENCE_DNS_SERVER = "192.168.100.1"
+
+
+def _hosts_in(value):
+    """Host names and addresses a string names: itself, or the host of a URL or of user@host:path."""
+    if not isinstance(value, str):
+        return []
+    text = value.strip()
+    if "://" in text:
+        try:
+            from urllib.parse import urlsplit
+        except ImportError:  # pragma: no cover
+            from urlparse import urlsplit  # type: ignore
+        try:
+            host = urlsplit(text).hostname
+        except ValueError:
+            return []
+        return [host] if host else []
+    match = _SCP_GIT_RE.match(text)
+    if match:
+        return [match.group(1).lower()]
+    return [text.lower()]
+
+
+def _leaves(value, field):
+    """(field, value) for every string in an input (nested mappings and lists walked)."""
+    if isinstance(value, Mapping):
+        for key in sorted(value, key=str):
+            for item in _leaves(value[key], "%s.%s" % (field, key)):
+                yield item
+    elif isinstance(value, (list, tuple)):
+        for idx, item in enumerate(value):
+            for leaf in _leaves(item, "%s[%d]" % (field, idx)):
+                yield leaf
+    elif isinstance(value, str):
+        yield field, value
+
+
+def reference_values(variables):
+    """Every input still holding the reference cell's domain or example DNS server: [(field, value)]."""
+    found = []
+    for name in sorted(variables or {}):
+        for field, value in _leaves(variables[name], name):
+            if field == "cellplatform_network.gateway":
+                continue  # the router of the node network: part of the address plan, not a service
+            for host in _hosts_in(value):
+                if _within(host, REFERENCE_DOMAIN) or host == REFERENCE_DNS_SERVER:
+                    found.append((field, value))
+                    break
+    return found
+
+
+def advise(variables, layers=None, mode=None):
+    """Warnings (strings) about inputs that pass validation but are probably not what was meant."""
+    v = variables or {}
+    selected = _layers(layers)
+    warnings = []
+    api_name, domain = v.get("cellplatform_api_dns_name"), v.get("cellplatform_dns_domain")
+    filters = [f for f in ((v.get("cellplatform_external_dns") or {}).get("domain_filters") or [])
+               if isinstance(f, str)] if isinstance(v.get("cellplatform_external_dns"), Mapping) else []
+    if "l1" in selected and is_dns_name(api_name) and is_dns_name(domain):
+        outside = not _within(api_name, domain) or (filters and not any(_within(api_name, f) for f in filters))
+        if outside:
+            warnings.append(
+                "cellplatform_api_dns_name: %s is outside cellplatform_dns_domain %s%s, so external-dns will not manage "
+                "it: create its A record (-> %s) yourself, or use a name under %s." % (
+                    api_name, domain, (" / the external-dns domain filters %s" % ", ".join(filters)) if filters else "",
+                    v.get("cellplatform_api_vip"), filters[0] if filters else domain))
+    mode = mode if mode is not None else v.get("cellplatform_mode")
+    if v.get("cellplatform_cell_name") != REFERENCE_CELL_NAME or mode == "apply":
+        found = reference_values(v)
+        if found:
+            warnings.append(
+                "this inventory still holds the reference cell's example names (domain %s, DNS server %s), which "
+                "cannot be right at another site: %s. Replace them with your site's names, or ignore this if "
+                "they really are yours." % (REFERENCE_DOMAIN, REFERENCE_DNS_SERVER,
+                                              "; ".join("%s=%s" % item for item in found)))
+    return warnings
+
+
 def validate(variables, hosts, layers=None, mode=None):
     """Every problem of the inventory at once: a list of {field, value, message, fix}.
 
@@ -988,13 +1142,17 @@ def validate(variables, hosts, layers=None, mode=None):
     _check_gitops(checker)
     if "l2" in selected:
         _check_l2(checker)
+    if checker.top("cellplatform_provisioner") == "proxmox":
+        _check_terraform_inputs(checker)
+    if "l1" in selected:
+        _check_karpenter_proxmox(checker)
     return checker.problems
 
 
-def format_problems(problems):
+def format_problems(problems, where="in the inventory"):
     """The numbered list used as the failure message."""
-    lines = ["Preflight found %d problem%s in the inventory (nothing was changed):" % (
-        len(problems), "" if len(problems) == 1 else "s")]
+    lines = ["Preflight found %d problem%s %s (nothing was changed):" % (
+        len(problems), "" if len(problems) == 1 else "s", where)]
     for idx, prob in enumerate(problems, 1):
         lines.append("%d. %s. Fix: %s" % (idx, prob["message"], prob["fix"]))
     return "\n".join(lines)

@@ -155,8 +155,15 @@ def test_provisioner_none_needs_no_proxmox(ref):
     variables["cellplatform_talos_platform"] = "metal"
     del variables["cellplatform_proxmox"]
     del variables["cellplatform_node_sizes"]
+    # Karpenter's Proxmox provider (L1) still needs the Proxmox API, Terraform does not run
+    problems = cm.validate(variables, hosts)
+    assert fields(problems) == ["cellplatform_proxmox"]
+    assert "Karpenter creates its workers on Proxmox" in problems[0]["fix"]
+    assert cm.validate(variables, hosts, layers=["l0"]) == []
+    variables["cellplatform_karpenter"] = {"enabled": False}
     assert cm.validate(variables, hosts) == []
     cell = cm.build_cell_model(variables, hosts)
+    assert cell["proxmox"] is None
     assert cell["nodes"][0]["vm_id"] is None
     assert cell["talos"]["installer_image"].startswith("factory.talos.dev/metal-installer/")
 

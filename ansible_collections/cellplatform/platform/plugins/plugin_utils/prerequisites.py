@@ -1,0 +1,449 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""What an apply run needs on this controller, and whether it is there (the apply-mode preflight).
+
+Three parts, kept apart on purpose:
+
+``requirements(variables, layers, run_tags, skip_tags, secret_keys)``
+    pure: which tools, files, directories and platform secret keys the chosen options need for
+    the layers and tags of this run (Proxmox token only with ``provisioner: proxmox`` and a
+    Terraform step, TSIG key only with RFC2136, ...). Reads the raw inventory variables
+    defensively, so it works on an inventory that has problems of its own.
+``check(requirements, ...)``
+    reads this controller: ``<tool> version`` of talosctl, terraform and helm, the age identity
+    and every encrypted file of the cell, the platform secrets' keys (never their values), the
+    directories. Returns problems ``{field, value, message, fix}`` and warnings.
+the secrets format
+    ``secret_files``, ``open_secret`` and ``platform_secrets``: how the cell's encrypted files are
+    found and opened. Only these know the format (age today), so a change of format replaces them
+    and nothing else.
+
+The pinned tool versions live here (``TOOL_VERSIONS``): talosctl's minor must be the minor of
+``cellplatform_talos_version``; terraform >= ``module_utils.terraform.MIN_TERRAFORM_VERSION``;
+helm 3.x or 4.x (kubernetes.core 6.6 drives both).
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import glob
+import os
+import re
+import shutil
+import subprocess
+
+try:
+    from collections.abc import Mapping
+except ImportError:  # pragma: no cover - Python 2 is not supported by this collection
+    Mapping = dict  # pylint: disable=invalid-name
+
+import yaml
+
+from ansible_collections.cellplatform.platform.plugins.module_utils import age_crypto
+from ansible_collections.cellplatform.platform.plugins.module_utils.cell_model import (
+    DEFAULT_AGE_IDENTITY,
+    DEFAULT_WORK_DIR,
+    is_age_recipient,
+)
+from ansible_collections.cellplatform.platform.plugins.module_utils.talosctl import Talosctl, TalosctlError
+from ansible_collections.cellplatform.platform.plugins.module_utils.terraform import (
+    MIN_TERRAFORM_VERSION,
+    TerraformError,
+    find_terraform,
+    read_terraform_version,
+)
+
+HELM_MAJORS = (3, 4)
+TOOL_VERSIONS = {
+    "talosctl": "the minor release of cellplatform_talos_version (v1.13.x for v1.13.9)",
+    "terraform": ">= %s" % ".".join(str(x) for x in MIN_TERRAFORM_VERSION),
+    "helm": " or ".join("%d.x" % major for major in HELM_MAJORS),
+}
+VERSION_TIMEOUT = 30
+
+# The platform secret keys the roles read, by purpose: (role knob that renames it, key in that knob
+# or None, default key). The defaults equal the role defaults (a unit test compares them).
+SECRET_KEYS = {
+    "terraform_proxmox_token": ("l0_infrastructure_proxmox_token_key", None, "proxmox_api_token"),
+    "tsig_secret": ("l1_cluster_platform_platform_secret_keys", "tsig_secret", "external_dns_tsig_secret"),
+    "pdns_api_key": ("l1_cluster_platform_platform_secret_keys", "pdns_api_key", "external_dns_pdns_api_key"),
+    "karpenter_proxmox_token": ("l1_cluster_platform_platform_secret_keys", "karpenter_proxmox_token",
+                                "proxmox_api_token"),
+    "ccm_proxmox_token": ("l1_cluster_platform_platform_secret_keys", "ccm_proxmox_token", "proxmox_api_token"),
+    "gitops_repo_ssh_key": (None, None, "gitops_repo_ssh_key"),
+}
+# Who reads each key (for the messages).
+PURPOSES = {
+    "terraform_proxmox_token": "Terraform (the Proxmox VMs)",
+    "tsig_secret": "external-dns (RFC2136 TSIG secret)",
+    "pdns_api_key": "external-dns (PowerDNS API key)",
+    "karpenter_proxmox_token": "Karpenter (Proxmox workers)",
+    "ccm_proxmox_token": "the Proxmox cloud-controller-manager",
+    "gitops_repo_ssh_key": "Argo CD (SSH key of the ssh:// GitOps repository)",
+}
+PROXMOX_TOKEN_PURPOSES = ("terraform_proxmox_token", "karpenter_proxmox_token", "ccm_proxmox_token")
+_PROXMOX_TOKEN_RE = re.compile(r"^[^@\s]+@[^!\s]+![^=\s]+=\S+$")
+# Tags of the steps each requirement serves (the role and component tags of those steps).
+L0_TALOS_TAGS = ("l0", "talos", "cilium")
+L0_TERRAFORM_TAGS = ("l0", "terraform")
+# Tags that select no component (no Helm release, no Kubernetes API): Terraform and Talos only.
+NO_COMPONENT_TAGS = frozenset(("talos", "terraform"))
+LINKERD_PAIRS = (("trust-anchor.crt", "trust-anchor.key"), ("issuer.crt", "issuer.key"))
+
+
+# --------------------------------------------------------------------------------------------
+# The secrets format (age today): the only functions that know how the cell's files are encrypted
+
+
+PLATFORM_SECRETS_FILE = "platform.yaml.age"
+
+
+def secret_files(secrets_dir):
+    """The cell's encrypted files in ``secrets_dir`` (sorted paths)."""
+    return sorted(glob.glob(os.path.join(secrets_dir, "*.age")))
+
+
+def open_secret(path, identity):
+    """Decrypt one encrypted file of the cell (bytes); age_crypto.AgeError names what failed and why."""
+    return age_crypto.decrypt_file(path, identity)
+
+
+def platform_secrets(path, identity):
+    """The decrypted platform secrets: a mapping of key -> value. Raises ValueError when it is not one."""
+    try:
+        data = yaml.safe_load(open_secret(path, identity))
+    except yaml.YAMLError:
+        raise ValueError("decrypts, but is not valid YAML")
+    if not isinstance(data, Mapping):
+        raise ValueError("decrypts, but holds %s instead of a mapping of key: value" % type(data).__name__)
+    return data
+
+
+# --------------------------------------------------------------------------------------------
+# Which requirements this run has (pure)
+
+
+def secret_key_names(task_vars):
+    """purpose -> key in the platform secrets, from the role knobs when the run sets them."""
+    names = {}
+    for purpose, (knob, subkey, default) in SECRET_KEYS.items():
+        value = task_vars.get(knob) if knob else None
+        if subkey is not None:
+            value = value.get(subkey) if isinstance(value, Mapping) else None
+        names[purpose] = value if isinstance(value, str) and value.strip() else default
+    return names
+
+
+def _selected(tags, run_tags, skip_tags):
+    """Whether a step tagged ``tags`` runs with --tags ``run_tags`` / --skip-tags ``skip_tags``."""
+    run, skip, tags = set(run_tags or ("all",)), set(skip_tags or ()), set(tags)
+    if "all" in skip or skip & tags:
+        return False
+    return "all" in run or "tagged" in run or bool(run & tags)
+
+
+def _components_selected(run_tags, skip_tags):
+    """Whether any component step (Helm, Kubernetes API) runs: every selection but Terraform/Talos alone."""
+    run = set(run_tags or ("all",))
+    return "all" not in set(skip_tags or ()) and ("all" in run or bool(run - NO_COMPONENT_TAGS))
+
+
+def _get(mapping, *keys):
+    for key in keys:
+        mapping = mapping.get(key) if isinstance(mapping, Mapping) else None
+    return mapping
+
+
+def _bool(value):
+    if isinstance(value, str):
+        return value.strip().lower() in ("true", "yes", "on", "1")
+    return bool(value)
+
+
+def requirements(variables, layers, run_tags=None, skip_tags=None, secret_keys=None):
+    """What this apply run needs: a list of requirement dicts {id, kind, ...}, in report order.
+
+    ``layers``: the layers the calling preflight covers (exactly those; L0's tools are not needed
+    by a run of L1 alone). ``run_tags``/``skip_tags``: ansible_run_tags / ansible_skip_tags.
+    """
+    v = variables or {}
+    layers = set(layers or ())
+    keys = secret_keys or secret_key_names({})
+    reqs = [{"id": "identity", "kind": "identity"},
+            {"id": "work_dir", "kind": "dir", "name": "cellplatform_work_dir"},
+            {"id": "secrets_dir", "kind": "dir", "name": "cellplatform_secrets_dir"}]
+    proxmox = v.get("cellplatform_provisioner") == "proxmox"
+    components = _components_selected(run_tags, skip_tags)
+    if "l0" in layers and _selected(L0_TALOS_TAGS, run_tags, skip_tags):
+        reqs.append({"id": "talosctl", "kind": "tool", "name": "talosctl"})
+    if "l0" in layers and proxmox and _selected(L0_TERRAFORM_TAGS, run_tags, skip_tags):
+        reqs.append({"id": "terraform", "kind": "tool", "name": "terraform"})
+    if layers and components:
+        reqs.append({"id": "helm", "kind": "tool", "name": "helm"})
+        if v.get("cellplatform_kubeconfig"):
+            reqs.append({"id": "kubeconfig", "kind": "kubeconfig"})
+
+    purposes = []
+    if "l0" in layers and proxmox and _selected(L0_TERRAFORM_TAGS, run_tags, skip_tags):
+        purposes.append("terraform_proxmox_token")
+    if "l1" in layers:
+        provider = _get(v, "cellplatform_external_dns", "provider")
+        if provider in ("rfc2136", "pdns") and _selected(("l1", "external_dns"), run_tags, skip_tags):
+            purposes.append("tsig_secret" if provider == "rfc2136" else "pdns_api_key")
+        if _bool(_get(v, "cellplatform_karpenter", "enabled")) and \
+                _selected(("l1", "karpenter", "proxmox_ccm"), run_tags, skip_tags):
+            purposes.extend(("karpenter_proxmox_token", "ccm_proxmox_token"))
+    if "l2" in layers:
+        url = _get(v, "cellplatform_gitops", "repo_url")
+        if isinstance(url, str) and not url.startswith("https://") and _selected(("l2", "argocd"), run_tags, skip_tags):
+            purposes.append("gitops_repo_ssh_key")
+        if _selected(("l2", "linkerd", "linkerd_control_plane"), run_tags, skip_tags):
+            reqs.append({"id": "linkerd_pairs", "kind": "linkerd_pairs"})
+    by_key = {}
+    for purpose in purposes:
+        by_key.setdefault(keys[purpose], []).append(purpose)
+    for key in sorted(by_key):
+        reqs.append({"id": "secret:%s" % key, "kind": "secret", "key": key, "purposes": by_key[key]})
+    return reqs
+
+
+# --------------------------------------------------------------------------------------------
+# Checking them on this controller
+
+
+def _problem(field, value, problem, fix):
+    return {"field": field, "value": value, "message": "%s: %s %s" % (field, value, problem), "fix": fix}
+
+
+def _readers(purposes):
+    names = [PURPOSES[p] for p in purposes]
+    return names[0] if len(names) == 1 else "%s and %s" % (", ".join(names[:-1]), names[-1])
+
+
+NOT_ON_PATH = "(not on PATH)"
+
+
+def _paths(variables):
+    """(identity, secrets_dir, work_dir, kubeconfig) as this controller sees them (expanded), or None."""
+    v = variables or {}
+
+    def path(value):
+        return os.path.realpath(os.path.expanduser(value)) if isinstance(value, str) and value.strip() else None
+
+    name = v.get("cellplatform_cell_name") if isinstance(v.get("cellplatform_cell_name"), str) else "cell"
+    return (path(v.get("cellplatform_age_identity") or DEFAULT_AGE_IDENTITY),
+            path(v.get("cellplatform_secrets_dir")),
+            path(v.get("cellplatform_work_dir") or DEFAULT_WORK_DIR % name),
+            path(v.get("cellplatform_kubeconfig")),
+            path(os.path.join(v["cellplatform_build_root"], name)) if isinstance(v.get("cellplatform_build_root"), str) else None)
+
+
+def check_talosctl(talosctl_path, talos_version):
+    """-> (problems, warnings) for talosctl: on PATH (or at talosctl_path), its minor == the cell's."""
+    release = talos_version if isinstance(talos_version, str) and talos_version else None
+    want = release or "the release of cellplatform_talos_version"
+    fix = ("install talosctl %s (https://github.com/siderolabs/talos/releases) on the controller's PATH, or point "
+           "l0_infrastructure_talosctl_path at it." % want)
+    try:
+        talos = Talosctl(None, path=talosctl_path or None, talos_version=release, timeout=VERSION_TIMEOUT,
+                         check_version=False, fail_on_error=False)
+    except TalosctlError:
+        if talosctl_path:
+            return [_problem("talosctl", talosctl_path, "(l0_infrastructure_talosctl_path) is not an executable file",
+                             fix)], []
+        return [_problem("talosctl", NOT_ON_PATH, "is missing; the Talos steps of L0 need it", fix)], []
+    if release is None:
+        return [], []  # the version of the cell is itself a problem the inventory check reports
+    try:
+        talos.check_version()
+    except TalosctlError as exc:
+        shown = talos.client_version or talos.path
+        if exc.kind == "version" and talos.client_version:
+            return [_problem("talosctl", shown, "at %s does not match cellplatform_talos_version %s (talosctl's minor "
+                             "release must be the cell's)" % (talos.path, release), fix)], []
+        return [_problem("talosctl", shown, "does not answer `talosctl version --client` (%s)" % exc.message.split(";")[0],
+                         fix)], []
+    return [], list(talos.warnings)
+
+
+def check_terraform():
+    """terraform on PATH answering `terraform version -json` with at least MIN_TERRAFORM_VERSION."""
+    fix = "install terraform %s on the controller's PATH." % TOOL_VERSIONS["terraform"]
+    try:
+        binary = find_terraform(None, os.environ.get("PATH"))
+    except TerraformError:
+        return [_problem("terraform", NOT_ON_PATH, "is missing; cellplatform_provisioner proxmox creates the VMs with it",
+                         fix[:-1] + ", or set cellplatform_provisioner: none for machines that already boot Talos.")]
+    try:
+        version = read_terraform_version(binary, timeout=VERSION_TIMEOUT)
+    except TerraformError as exc:
+        return [_problem("terraform", binary, "does not answer `terraform version -json` (%s)" % exc.message[:200], fix)]
+    if version < MIN_TERRAFORM_VERSION:
+        return [_problem("terraform", ".".join(map(str, version)), "at %s is older than %s, the oldest this collection "
+                         "drives" % (binary, ".".join(map(str, MIN_TERRAFORM_VERSION))), fix)]
+    return []
+
+
+_HELM_VERSION_RE = re.compile(r'Version:"v(\d+)\.(\d+)\.(\d+)')
+
+
+def check_helm():
+    """helm on PATH answering `helm version` (the output kubernetes.core reads) with 3.x or 4.x."""
+    fix = "install helm %s on the controller's PATH (kubernetes.core.helm runs it)." % TOOL_VERSIONS["helm"]
+    binary = shutil.which("helm")
+    if binary is None:
+        return [_problem("helm", NOT_ON_PATH, "is missing; every Helm release of the cell needs it", fix)]
+    try:
+        proc = subprocess.run([binary, "version"], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,  # pylint: disable=ansible-bad-function
+                              stderr=subprocess.PIPE, timeout=VERSION_TIMEOUT, check=False)
+        out = proc.stdout.decode("utf-8", "replace")
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return [_problem("helm", binary, "does not answer `helm version` (%s)" % exc, fix)]
+    match = _HELM_VERSION_RE.search(out)
+    if proc.returncode != 0 or not match:
+        return [_problem("helm", binary, "does not answer `helm version` with a version (rc=%d)" % proc.returncode, fix)]
+    version = tuple(int(x) for x in match.groups())
+    if version[0] not in HELM_MAJORS:
+        return [_problem("helm", "v%d.%d.%d" % version, "at %s is not a supported Helm (%s)" % (binary, TOOL_VERSIONS["helm"]),
+                         fix)]
+    return []
+
+
+def _writable(path):
+    """None when ``path`` is (or can be created as) a writable directory, else why not."""
+    if os.path.exists(path):
+        if not os.path.isdir(path):
+            return "exists but is not a directory"
+        return None if os.access(path, os.W_OK | os.X_OK) else "is not writable by this user"
+    parent = os.path.dirname(path)
+    while parent and not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not parent or not os.path.isdir(parent) or not os.access(parent, os.W_OK | os.X_OK):
+        return "does not exist and cannot be created (%s is not writable)" % (parent or "/")
+    return None
+
+
+def _inside(path, parent):
+    return bool(path and parent) and (path == parent or path.startswith(parent.rstrip(os.sep) + os.sep))
+
+
+def check_identity(identity, recipients, secrets_dir):
+    """The identity file opens the cell: it exists, matches a recipient, decrypts every encrypted file."""
+    field = "cellplatform_age_identity"
+    fix = ("create it with `age-keygen -o %s` and put its public key into cellplatform_age_recipients, or point "
+           "cellplatform_age_identity at your existing key file." % identity)
+    if not os.path.exists(identity):
+        return [_problem(field, identity, "does not exist", fix)]
+    try:
+        public = age_crypto.recipients_of_identity_file(identity)
+    except age_crypto.AgeError as exc:
+        return [_problem(field, identity, "cannot be used: %s" % str(exc).split(";")[0], fix)]
+    problems = []
+    wanted = [r for r in recipients or [] if is_age_recipient(r)]
+    if wanted and not set(public) & set(wanted):
+        problems.append(_problem(field, identity, "holds no key of cellplatform_age_recipients, so the secrets this "
+                                 "run encrypts could not be read back", "add its public key %s to "
+                                 "cellplatform_age_recipients, or use the identity of one of them." % public[0]))
+    for path in secret_files(secrets_dir) if secrets_dir and os.path.isdir(secrets_dir) else []:
+        try:
+            open_secret(path, identity)
+        except age_crypto.AgeError as exc:
+            reason = str(exc).split(";")[0]
+            if "encrypted to other recipients" in reason:
+                reason = "it was encrypted to other recipients"
+            problems.append(_problem("secrets file %s" % os.path.basename(path), path,
+                                     "cannot be opened with %s: %s" % (identity, reason),
+                                     "use the identity of a recipient the file was encrypted to, or have one of them "
+                                     "re-encrypt it to your key (docs/secrets.md)."))
+    return problems
+
+
+def check_secret_keys(reqs, secrets_dir, identity):
+    """Every platform secret key the run needs exists and is usable (values are never shown)."""
+    needed = [r for r in reqs if r["kind"] == "secret"]
+    if not needed:
+        return []
+    path = os.path.join(secrets_dir or "", PLATFORM_SECRETS_FILE)
+    field = "secrets file %s" % PLATFORM_SECRETS_FILE
+    listing = "; ".join("%s (for %s)" % (r["key"], _readers(r["purposes"])) for r in needed)
+    if not secrets_dir or not os.path.exists(path):
+        return [_problem(field, path, "does not exist, but this run needs: %s" % listing,
+                         "create it with these keys, encrypted to cellplatform_age_recipients (docs/secrets.md).")]
+    try:
+        data = platform_secrets(path, identity)
+    except age_crypto.AgeError:
+        return []  # check_identity reported why it cannot be opened
+    except ValueError as exc:
+        return [_problem(field, path, str(exc), "decrypt it, write one key: value per line and encrypt it again "
+                         "(docs/secrets.md).")]
+    problems = []
+    for req in needed:
+        key, why = req["key"], _readers(req["purposes"])
+        value = data.get(key)
+        sub = "%s key %s" % (PLATFORM_SECRETS_FILE, key)
+        if value is None or (isinstance(value, str) and not value.strip()):
+            problems.append(_problem(sub, "(not set)" if key not in data else "(empty)", "is missing; %s need%s it" % (why, "" if len(req["purposes"]) > 1 else "s"),
+                                     "add %s to %s (docs/secrets.md)." % (key, PLATFORM_SECRETS_FILE)))
+        elif any(p in PROXMOX_TOKEN_PURPOSES for p in req["purposes"]) and not (
+                isinstance(value, str) and _PROXMOX_TOKEN_RE.match(value.strip())):
+            problems.append(_problem(sub, "(secret, not shown)", "is not a Proxmox API token of the form "
+                                     "user@realm!tokenid=secret (for %s)" % why,
+                                     "store the token exactly as Proxmox shows it, e.g. terraform@pve!cell=<uuid>."))
+    return problems
+
+
+def check_linkerd_pairs(secrets_dir):
+    found = set(os.path.basename(p)[len("linkerd-"):-len(".age")]
+                for p in glob.glob(os.path.join(secrets_dir or "", "linkerd-*.age")))
+    problems = []
+    for crt, key in LINKERD_PAIRS:
+        if (crt in found) != (key in found):
+            have, missing = (crt, key) if crt in found else (key, crt)
+            problems.append(_problem("secrets file linkerd-%s.age" % missing, os.path.join(secrets_dir, "linkerd-%s.age" % missing),
+                                     "is missing while linkerd-%s.age exists (half a certificate pair)" % have,
+                                     "restore it from backup (git history); delete both files of the pair only to "
+                                     "replace that certificate (docs/l2-core-platform.md)."))
+    return problems
+
+
+def check(reqs, variables, talosctl_path=None):
+    """-> (problems, warnings): every requirement of ``reqs`` checked on this controller."""
+    v = variables or {}
+    identity, secrets_dir, work_dir, kubeconfig, build_dir = _paths(v)
+    problems, warnings = [], []
+    ids = set(r["id"] for r in reqs)
+    if "talosctl" in ids:
+        found, notes = check_talosctl(talosctl_path, v.get("cellplatform_talos_version"))
+        problems.extend(found)
+        warnings.extend(notes)
+    if "terraform" in ids:
+        problems.extend(check_terraform())
+    if "helm" in ids:
+        problems.extend(check_helm())
+    if "identity" in ids:
+        problems.extend(check_identity(identity, v.get("cellplatform_age_recipients"), secrets_dir))
+    for req in reqs:
+        if req["kind"] != "dir":
+            continue
+        path = work_dir if req["id"] == "work_dir" else secrets_dir
+        if path is None:
+            continue  # not set: the inventory check reports it
+        why = _writable(path)
+        if why:
+            problems.append(_problem(req["name"], path, why, "create it, or pick a directory this user can write."))
+        if req["id"] == "work_dir":
+            for other, name in ((build_dir, "the build tree"), (secrets_dir, "cellplatform_secrets_dir")):
+                if _inside(path, other):
+                    problems.append(_problem(req["name"], path, "lies inside %s %s, where plaintext secrets would "
+                                             "end up committed" % (name, other),
+                                             "use a private directory outside the repository, e.g. %s." % (
+                                                 DEFAULT_WORK_DIR % v.get("cellplatform_cell_name", "cell"))))
+    if "kubeconfig" in ids and kubeconfig and not os.path.isfile(kubeconfig):
+        problems.append(_problem("cellplatform_kubeconfig", kubeconfig, "does not exist",
+                                 "point it at an admin kubeconfig of this cell, or remove the variable to use the one "
+                                 "L0 stores encrypted in %s/kubeconfig.age." % (secrets_dir or "<secrets_dir>")))
+    problems.extend(check_secret_keys(reqs, secrets_dir, identity))
+    if "linkerd_pairs" in ids and secrets_dir:
+        problems.extend(check_linkerd_pairs(secrets_dir))
+    return problems, warnings

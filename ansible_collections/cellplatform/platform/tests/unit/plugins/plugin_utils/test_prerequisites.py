@@ -1,0 +1,227 @@
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""plugin_utils/prerequisites.py: what an apply run needs (pure) and the checks on this controller.
+
+The tools are stand-ins written into tmp_path by ``tool()``: shell scripts that answer the version
+question in the real CLI's format (talosctl cmd/talosctl/cmd/talos/version.go, terraform
+`version -json`, helm pkg/cmd/version.go) and fail anything else. Nothing else is run.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ansible_collections.cellplatform.platform.plugins.module_utils import age_crypto
+from ansible_collections.cellplatform.platform.plugins.plugin_utils import prerequisites as pr
+from ansible_collections.cellplatform.platform.tests.unit.plugins.reference_cell import REFERENCE_VARS
+
+pyrage = pytest.importorskip("pyrage")
+ROLES = Path(__file__).resolve().parents[4] / "roles"
+ALL = ["l0", "l1", "l2"]
+
+
+def ids(reqs):
+    return [r["id"] for r in reqs]
+
+
+def apply_vars(**overrides):
+    variables = copy.deepcopy(REFERENCE_VARS)
+    variables["cellplatform_mode"] = "apply"
+    variables.update(overrides)
+    return variables
+
+
+# --- which requirements ----------------------------------------------------------------------
+
+def test_the_reference_cell_needs_everything():
+    reqs = pr.requirements(apply_vars(), ALL)
+    assert ids(reqs) == ["identity", "work_dir", "secrets_dir", "talosctl", "terraform", "helm", "linkerd_pairs",
+                         "secret:external_dns_tsig_secret", "secret:proxmox_api_token"]
+    token = [r for r in reqs if r.get("key") == "proxmox_api_token"]
+    assert token[0]["purposes"] == ["terraform_proxmox_token", "karpenter_proxmox_token", "ccm_proxmox_token"]
+
+
+def test_provisioner_none_needs_no_terraform_and_no_token_for_it():
+    variables = apply_vars(cellplatform_provisioner="none", cellplatform_karpenter={"enabled": False})
+    assert ids(pr.requirements(variables, ALL)) == ["identity", "work_dir", "secrets_dir", "talosctl", "helm",
+                                                    "linkerd_pairs", "secret:external_dns_tsig_secret"]
+    # Karpenter still needs the token (its workers are Proxmox VMs), Terraform does not run
+    token = [r for r in pr.requirements(apply_vars(cellplatform_provisioner="none"), ALL)
+             if r.get("key") == "proxmox_api_token"]
+    assert token[0]["purposes"] == ["karpenter_proxmox_token", "ccm_proxmox_token"]
+
+
+def test_provider_decides_the_external_dns_key_and_ssh_gitops_needs_a_key():
+    variables = apply_vars()
+    variables["cellplatform_external_dns"] = dict(variables["cellplatform_external_dns"], provider="pdns")
+    variables["cellplatform_gitops"] = dict(variables["cellplatform_gitops"], repo_url="git@git.example.org:ops/cell.git")
+    keys = [r["key"] for r in pr.requirements(variables, ALL) if r["kind"] == "secret"]
+    assert keys == ["external_dns_pdns_api_key", "gitops_repo_ssh_key", "proxmox_api_token"]
+
+
+@pytest.mark.parametrize("run_tags, skip_tags, layers, expected", [
+    (["talos"], [], ALL, ["talosctl"]),
+    (["terraform"], [], ALL, ["terraform", "secret:proxmox_api_token"]),
+    (["cilium"], [], ["l0"], ["talosctl", "helm"]),
+    (["l1"], [], ["l1"], ["helm", "secret:external_dns_tsig_secret", "secret:proxmox_api_token"]),
+    (["external_dns"], [], ALL, ["helm", "secret:external_dns_tsig_secret"]),
+    (["kyverno"], [], ALL, ["helm"]),
+    (["all"], ["terraform"], ["l0"], ["talosctl", "helm"]),
+    (["all"], ["all"], ALL, []),
+])
+def test_tags_select_what_is_needed(run_tags, skip_tags, layers, expected):
+    reqs = pr.requirements(apply_vars(), layers, run_tags, skip_tags)
+    assert [i for i in ids(reqs) if i not in ("identity", "work_dir", "secrets_dir", "linkerd_pairs")] == expected
+
+
+def test_secret_key_names_follow_the_role_knobs_and_their_defaults():
+    defaults = {}
+    for role in ("l0_infrastructure", "l1_cluster_platform"):
+        defaults.update(yaml.safe_load((ROLES / role / "defaults" / "main.yml").read_text()))
+    assert pr.secret_key_names(defaults) == pr.secret_key_names({}), "SECRET_KEYS defaults must equal the role defaults"
+    names = pr.secret_key_names({"l0_infrastructure_proxmox_token_key": "pve_terraform",
+                                 "l1_cluster_platform_platform_secret_keys": {"tsig_secret": "tsig"}})
+    assert names["terraform_proxmox_token"] == "pve_terraform" and names["tsig_secret"] == "tsig"
+    assert names["karpenter_proxmox_token"] == "proxmox_api_token"
+
+
+# --- the tools ---------------------------------------------------------------------------------
+
+def tool(bin_dir, name, answer, rc=0):
+    """A stand-in for ``name`` answering its version question with ``answer``."""
+    bin_dir.mkdir(exist_ok=True)
+    path = bin_dir / name
+    path.write_text("#!/bin/sh\n# test stand-in for %s: answers the version question only\n"
+                    "case \"$1\" in version) printf '%%s\\n' '%s'; exit %d ;; esac\nexit 1\n" % (name, answer, rc))
+    path.chmod(0o755)
+    return path
+
+
+@pytest.fixture
+def bin_dir(tmp_path, monkeypatch):
+    directory = tmp_path / "bin"
+    directory.mkdir()
+    monkeypatch.setenv("PATH", str(directory))
+    return directory
+
+
+def test_talosctl(bin_dir):
+    assert pr.check_talosctl(None, "v1.13.9")[0][0]["message"] == "talosctl: (not on PATH) is missing; the Talos steps of L0 need it"
+    tool(bin_dir, "talosctl", "Client:\nTalos v1.13.9")
+    assert pr.check_talosctl(None, "v1.13.9") == ([], [])
+    tool(bin_dir, "talosctl", "Client:\nTalos v1.13.4")
+    problems, warnings = pr.check_talosctl(None, "v1.13.9")
+    assert problems == [] and "differs from the pinned Talos version v1.13.9 in the patch release" in warnings[0]
+    tool(bin_dir, "talosctl", "Client:\nTalos v1.14.0")
+    problems, _ = pr.check_talosctl(None, "v1.13.9")
+    assert problems[0]["value"] == "v1.14.0" and "does not match cellplatform_talos_version v1.13.9" in problems[0]["message"]
+    problems, _ = pr.check_talosctl("/nonexistent/talosctl", "v1.13.9")
+    assert problems[0]["message"].startswith("talosctl: /nonexistent/talosctl (l0_infrastructure_talosctl_path) is not")
+
+
+def test_terraform(bin_dir):
+    assert "is missing" in pr.check_terraform()[0]["message"]
+    tool(bin_dir, "terraform", '{"terraform_version": "1.11.4", "platform": "linux_amd64"}')
+    assert pr.check_terraform() == []
+    tool(bin_dir, "terraform", '{"terraform_version": "1.4.6", "platform": "linux_amd64"}')
+    assert pr.check_terraform()[0]["message"].startswith("terraform: 1.4.6 at %s/terraform is older than 1.5.0" % bin_dir)
+    tool(bin_dir, "terraform", "segmentation fault", rc=139)
+    assert "does not answer `terraform version -json`" in pr.check_terraform()[0]["message"]
+
+
+@pytest.mark.parametrize("answer, ok", [
+    ('version.BuildInfo{Version:"v3.19.0", GitCommit:"3d8990f", GitTreeState:"clean", GoVersion:"go1.24.0"}', True),
+    ('version.BuildInfo{Version:"v4.1.4", GitCommit:"05fa379", GitTreeState:"clean", GoVersion:"go1.25.4", '
+     'KubeClientVersion:"v1.35"}', True),
+    ('Client: &version.Version{SemVer:"v2.17.0", GitCommit:"a690bad", GitTreeState:"clean"}', False),
+    ('version.BuildInfo{Version:"v5.0.0", GitCommit:"0", GitTreeState:"clean", GoVersion:"go1.27"}', False),
+])
+def test_helm(bin_dir, answer, ok):
+    tool(bin_dir, "helm", answer)
+    assert (pr.check_helm() == []) is ok
+
+
+def test_helm_missing(bin_dir):
+    assert pr.check_helm()[0]["message"] == "helm: (not on PATH) is missing; every Helm release of the cell needs it"
+
+
+# --- identity, secrets, directories --------------------------------------------------------------
+
+@pytest.fixture
+def cell(tmp_path):
+    identity = pyrage.x25519.Identity.generate()
+    keys = tmp_path / "keys.txt"
+    keys.write_text("# test\n%s\n" % identity)
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    return {"identity": identity, "keys": str(keys), "secrets": str(secrets), "recipient": str(identity.to_public())}
+
+
+def encrypt(path, text, identity):
+    Path(path).write_bytes(age_crypto.encrypt(text.encode(), [str(identity.to_public())]))
+
+
+def test_identity_opens_every_file(cell, tmp_path):
+    assert pr.check_identity(cell["keys"], [cell["recipient"]], cell["secrets"]) == []
+    encrypt(os.path.join(cell["secrets"], "talosconfig.age"), "context: cell\n", cell["identity"])
+    other = pyrage.x25519.Identity.generate()
+    encrypt(os.path.join(cell["secrets"], "kubeconfig.age"), "apiVersion: v1\n", other)
+    problems = pr.check_identity(cell["keys"], [str(other.to_public())], cell["secrets"])
+    assert [p["field"] for p in problems] == ["cellplatform_age_identity", "secrets file kubeconfig.age"]
+    assert cell["recipient"] in problems[0]["fix"]
+    assert problems[1]["message"].endswith("it was encrypted to other recipients")
+    bad = tmp_path / "bad.txt"
+    bad.write_text("ssh-ed25519 AAAA\n")
+    assert "cannot be used" in pr.check_identity(str(bad), [], cell["secrets"])[0]["message"]
+
+
+def test_secret_keys_are_checked_never_shown(cell):
+    reqs = pr.requirements(apply_vars(), ALL)
+    path = os.path.join(cell["secrets"], pr.PLATFORM_SECRETS_FILE)
+    problems = pr.check_secret_keys(reqs, cell["secrets"], cell["keys"])
+    assert len(problems) == 1 and "does not exist, but this run needs: external_dns_tsig_secret" in problems[0]["message"]
+    secret = "terraform@pve!cell=0f1e2d3c-SECRET"
+    encrypt(path, yaml.safe_dump({"proxmox_api_token": secret.split("=")[0], "external_dns_tsig_secret": ""}),
+            cell["identity"])
+    problems = pr.check_secret_keys(reqs, cell["secrets"], cell["keys"])
+    assert [p["message"] for p in problems] == [
+        "platform.yaml.age key external_dns_tsig_secret: (empty) is missing; external-dns (RFC2136 TSIG secret) needs it",
+        "platform.yaml.age key proxmox_api_token: (secret, not shown) is not a Proxmox API token of the form "
+        "user@realm!tokenid=secret (for Terraform (the Proxmox VMs), Karpenter (Proxmox workers) and the Proxmox "
+        "cloud-controller-manager)"]
+    assert "SECRETPART" not in str(problems)
+    encrypt(path, yaml.safe_dump({"proxmox_api_token": secret, "external_dns_tsig_secret": "c2VjcmV0"}), cell["identity"])
+    assert pr.check_secret_keys(reqs, cell["secrets"], cell["keys"]) == []
+    encrypt(path, "- a list\n", cell["identity"])
+    assert "holds list instead of a mapping" in pr.check_secret_keys(reqs, cell["secrets"], cell["keys"])[0]["message"]
+
+
+def test_platform_secrets_is_the_one_reader(cell):
+    path = os.path.join(cell["secrets"], pr.PLATFORM_SECRETS_FILE)
+    encrypt(path, "a: 1\nb: two\n", cell["identity"])
+    assert pr.platform_secrets(path, cell["keys"]) == {"a": 1, "b": "two"}
+    assert pr.secret_files(cell["secrets"]) == [path]
+
+
+def test_directories(tmp_path):
+    assert pr._writable(str(tmp_path / "new" / "work")) is None  # pylint: disable=protected-access
+    (tmp_path / "file").write_text("x")
+    assert pr._writable(str(tmp_path / "file")) == "exists but is not a directory"  # pylint: disable=protected-access
+    assert "cannot be created" in pr._writable(str(tmp_path / "file" / "sub"))  # pylint: disable=protected-access
+
+
+def test_check_collects_every_problem(cell, bin_dir, tmp_path):
+    variables = apply_vars(cellplatform_age_identity=cell["keys"], cellplatform_secrets_dir=cell["secrets"],
+                           cellplatform_age_recipients=[cell["recipient"]],
+                           cellplatform_work_dir=str(tmp_path / "work"),
+                           cellplatform_kubeconfig=str(tmp_path / "nowhere"))
+    tool(bin_dir, "talosctl", "Client:\nTalos v1.13.9")
+    problems, warnings = pr.check(pr.requirements(variables, ALL), variables)
+    assert [p["field"] for p in problems] == ["terraform", "helm", "cellplatform_kubeconfig",
+                                              "secrets file platform.yaml.age"]
+    assert warnings == []
+    assert not (tmp_path / "work").exists()
