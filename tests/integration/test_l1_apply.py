@@ -208,9 +208,10 @@ def check_no_secret_in_build_tree_or_verbose_output(l1_run):
             if value in text:
                 leaks.append("%s in %s" % (value.split("-")[0], where))
     assert leaks == []
-    # plaintext kubeconfig lives only in the private work dir
-    work = l1_run["tmp"] / "work"
-    assert (work / "kubeconfig").stat().st_mode & 0o077 == 0
+    # the plaintext kubeconfig lived only in the private plaintext directory, and not beyond the run
+    plaintext = l1_run["tmp"] / "work" / "plaintext"
+    assert plaintext.stat().st_mode & 0o777 == 0o700 if plaintext.exists() else True
+    assert [str(p) for p in plaintext.rglob("*") if p.is_file()] == []
 
 
 def check_repository_untouched_by_secrets(l1_run):

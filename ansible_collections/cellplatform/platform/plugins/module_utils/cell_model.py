@@ -55,6 +55,8 @@ MODES = ("render", "apply")
 PLAN_CELL_KEYS = ("name", "network", "api", "lb_pool", "pod_cidr", "service_cidr", "talos", "nodes",
                   "controlplane", "workers", "bootstrap_node", "talos_endpoints")
 DEFAULT_WORK_DIR = "~/.cache/cellplatform/%s"
+# The per-run directory of decrypted files, inside the work directory (cellplatform_cell.plaintext_dir).
+PLAINTEXT_DIR = "plaintext"
 DEFAULT_AGE_IDENTITY = "~/.config/sops/age/keys.txt"
 # Where the Argo CD Applications of every layer live, and the AppProject they belong to.
 ARGOCD_NAMESPACE = "argocd"
@@ -1015,13 +1017,6 @@ def _check_terraform_inputs(c):
     if net is not None and net.version == 4 and net.prefixlen < TERRAFORM_PREFIX_RANGE[0]:
         c.add("cellplatform_network.cidr", cidr, "is larger than a /%d, the largest network Terraform hands to the "
               "VMs" % TERRAFORM_PREFIX_RANGE[0], "use a /%d to /29 node network, e.g. a /24." % TERRAFORM_PREFIX_RANGE[0])
-    nameservers = c.sub(network, "nameservers")
-    for idx, item in enumerate(nameservers if isinstance(nameservers, list) else []):
-        addr = parse_ip(item)
-        if addr is not None and addr.version != 4:
-            c.add("cellplatform_network.nameservers[%d]" % idx, item, "is an IPv6 address; the VMs get their resolvers "
-                  "from Terraform through cloud-init, which takes IPv4 only",
-                  "list IPv4 resolvers with cellplatform_provisioner proxmox.")
 
 
 def _check_karpenter_proxmox(c):
@@ -1260,14 +1255,18 @@ def _plain_copy(value):
 def _run_model(v, name):
     """Where this controller keeps the cell's plaintext, identities and cluster access."""
     work_dir = os.path.realpath(os.path.expanduser(v.get("cellplatform_work_dir") or DEFAULT_WORK_DIR % name))
+    # Every file a run decrypts lives here (0700), and nothing in it outlives the run.
+    plaintext_dir = os.path.join(work_dir, PLAINTEXT_DIR)
     user_kubeconfig = v.get("cellplatform_kubeconfig")
     return {
         "work_dir": work_dir,
+        "plaintext_dir": plaintext_dir,
         # A kubeconfig the user names is used as it is and never written; otherwise the
-        # collection fetches one (L0) and keeps it encrypted, decrypted into the work dir per run.
+        # collection fetches one (L0) and keeps it encrypted, decrypted into the plaintext
+        # directory for the steps that need it.
         "kubeconfig": {
             "path": os.path.realpath(os.path.expanduser(user_kubeconfig)) if user_kubeconfig
-            else os.path.join(work_dir, "kubeconfig"),
+            else os.path.join(plaintext_dir, "kubeconfig"),
             "managed": not user_kubeconfig,
         },
         "age": {

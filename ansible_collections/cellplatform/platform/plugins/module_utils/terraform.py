@@ -53,6 +53,7 @@ TERRAFORM_COMMON_ARGS = dict(
     lock=dict(type="bool", default=True),
     lock_timeout=dict(type="int", default=0),
     timeout=dict(type="int", default=DEFAULT_TIMEOUT),
+    work_dir=dict(type="path"),
 )
 
 
@@ -566,8 +567,9 @@ class Terraform(object):
     """
 
     def __init__(self, project_path, binary_path=None, module=None, timeout=DEFAULT_TIMEOUT,
-                 lock=True, lock_timeout=0, environ=None):
+                 lock=True, lock_timeout=0, environ=None, work_dir=None):
         self.module = module
+        self.work_dir = work_dir
         self.project_path = os.path.abspath(os.path.expanduser(project_path))
         self.timeout = timeout
         self.lock = lock
@@ -666,8 +668,14 @@ class Terraform(object):
 
     @property
     def tmpdir(self):
+        """Private (0700) directory of the plan file and the variables file, under ``work_dir`` when set."""
         if self._tmpdir is None:
-            self._tmpdir = tempfile.mkdtemp(prefix="cellplatform-terraform-")
+            parent = None
+            if self.work_dir:
+                parent = os.path.expanduser(self.work_dir)
+                if not os.path.isdir(parent):
+                    os.makedirs(parent, 0o700)
+            self._tmpdir = tempfile.mkdtemp(prefix="cellplatform-terraform-", dir=parent)
             os.chmod(self._tmpdir, 0o700)
         return self._tmpdir
 
