@@ -1243,6 +1243,54 @@ def build_cell_model(variables, hosts, mode=None):
     return cell
 
 
+# --- Names and addresses the cell shows to its site, or uses from it (PLAN.md) ---------------------
+
+def external_names(cell):
+    """Every externally visible name and address of a cell model: [{what, value, used_by}], in a fixed order.
+
+    What the site's DNS, firewall and address plan must know: the API endpoint and name, the
+    LoadBalancer pool, the nodes, the services the nodes use (gateway, DNS, NTP), the Proxmox API,
+    Karpenter's addresses, the external-dns server, the GitOps repository and the UI host names.
+    """
+    rows = []
+
+    def add(what, value, used_by):
+        if value not in (None, "", []):
+            rows.append({"what": what, "value": str(value), "used_by": used_by})
+
+    cell = cell or {}
+    api = cell.get("api") or {}
+    net = cell.get("network") or {}
+    add("Kubernetes API", api.get("endpoint"), "kubectl and every client; Talos Layer2 VIP on the control planes")
+    add("Kubernetes API DNS name", api.get("dns_name"), "certificate SAN; external-dns publishes it -> %s" % api.get("vip"))
+    add("nodes", ", ".join("%s %s" % (n.get("name"), n.get("ip")) for n in cell.get("nodes") or []),
+        "Talos API (port 50000) from the controller")
+    add("LoadBalancer pool", (cell.get("lb_pool") or {}).get("range"), "MetalLB: Services of type LoadBalancer")
+    karpenter = cell.get("karpenter") or {}
+    if karpenter.get("enabled"):
+        add("dynamic worker addresses", (karpenter.get("ipam") or {}).get("range"), "Karpenter's Proxmox workers")
+    add("gateway", net.get("gateway"), "every node")
+    add("DNS resolvers", ", ".join(net.get("nameservers") or []), "every node")
+    add("NTP servers", ", ".join(net.get("ntp_servers") or []), "every node")
+    add("DNS search domains", ", ".join(net.get("search_domains") or []), "every node")
+    add("Talos installer image", (cell.get("talos") or {}).get("installer_image"), "every node (install, upgrade)")
+    proxmox = cell.get("proxmox") or {}
+    if cell.get("provisioner") == "proxmox" or karpenter.get("enabled"):
+        add("Proxmox API", proxmox.get("endpoint"), "Terraform, Karpenter and the Proxmox CCM from the controller/cluster")
+    add("DNS domain", cell.get("dns_domain"), "external-dns and the UI host names")
+    edns = cell.get("external_dns") or {}
+    if edns.get("provider") == "rfc2136":
+        rfc = edns.get("rfc2136") or {}
+        add("DNS server (RFC2136)", "%s:%s, zone %s" % (rfc.get("host"), rfc.get("port"), rfc.get("zone")),
+            "external-dns (TSIG key %s)" % rfc.get("tsig_keyname"))
+    elif edns.get("provider") == "pdns":
+        add("PowerDNS API", (edns.get("pdns") or {}).get("server"), "external-dns")
+    add("GitOps repository", (cell.get("gitops") or {}).get("repo_url"), "Argo CD")
+    if cell.get("argocd_domain"):
+        add("Argo CD UI", "https://%s" % cell["argocd_domain"], "people (the Argo CD web UI and CLI)")
+    return rows
+
+
 def _plain_copy(value):
     """A deep copy of validated inventory data as plain dicts/lists/scalars."""
     if isinstance(value, Mapping):
