@@ -1068,12 +1068,10 @@ def _leaves(value, field):
     """(field, value) for every string in an input (nested mappings and lists walked)."""
     if isinstance(value, Mapping):
         for key in sorted(value, key=str):
-            for item in _leaves(value[key], "%s.%s" % (field, key)):
-                yield item
+            yield from _leaves(value[key], "%s.%s" % (field, key))
     elif isinstance(value, (list, tuple)):
         for idx, item in enumerate(value):
-            for leaf in _leaves(item, "%s[%d]" % (field, idx)):
-                yield leaf
+            yield from _leaves(item, "%s[%d]" % (field, idx))
     elif isinstance(value, str):
         yield field, value
 
@@ -1116,7 +1114,7 @@ def advise(variables, layers=None, mode=None):
                 "this inventory still holds the reference cell's example names (domain %s, DNS server %s), which "
                 "cannot be right at another site: %s. Replace them with your site's names, or ignore this if "
                 "they really are yours." % (REFERENCE_DOMAIN, REFERENCE_DNS_SERVER,
-                                              "; ".join("%s=%s" % item for item in found)))
+                                            "; ".join("%s=%s" % item for item in found)))
     return warnings
 
 

@@ -20,7 +20,7 @@ description:
     temporary files - and only while the step that needs it runs. Each step removes its own files;
     this module is the backstop around them.
   - With O(state=clean) (before the first step that decrypts), every file still in the directory
-    was left by a run that was killed: the module removes the directory's content, names the files
+    was left by a run that was killed; the module removes the directory's content, names the files
     in a warning and in RV(removed), and never reads them. The directory (and a missing work
     directory above it) is created with mode C(0700); an existing one is set to C(0700). Empty
     subdirectories are left alone, so a rerun after a clean run changes nothing.
@@ -45,8 +45,8 @@ attributes:
     support: full
     description:
       - Reports what would be removed or created without doing it. The roles run it with
-        C(check_mode: false): the directory is this controller's private cache, not the cell, and a
-        check-mode preview decrypts into it too.
+        C(check_mode=false), because the directory is this controller's private cache, not the cell, and
+        a check-mode preview decrypts into it too.
   diff_mode:
     support: none
     description: File contents are never shown.
@@ -61,7 +61,7 @@ EXAMPLES = r'''
     state: clean
   check_mode: false
 
-- name: Nothing decrypted outlives the run (the run's own files: not reported as a change)
+- name: Nothing decrypted outlives the run (the run's own files, not reported as a change)
   cellplatform.platform.plaintext_dir:
     path: "{{ cellplatform_cell.plaintext_dir }}"
     state: empty

@@ -338,7 +338,7 @@ def check_identity(identity, recipients, secrets_dir):
     try:
         public = age_crypto.recipients_of_identity_file(identity)
     except age_crypto.AgeError as exc:
-        return [_problem(field, identity, "cannot be used: %s" % str(exc).split(";")[0], fix)]
+        return [_problem(field, identity, "cannot be used: %s" % str(exc).split(";", maxsplit=1)[0], fix)]
     problems = []
     wanted = [r for r in recipients or [] if is_age_recipient(r)]
     if wanted and not set(public) & set(wanted):
@@ -349,7 +349,7 @@ def check_identity(identity, recipients, secrets_dir):
         try:
             open_secret(path, identity)
         except age_crypto.AgeError as exc:
-            reason = str(exc).split(";")[0]
+            reason = str(exc).split(";", maxsplit=1)[0]
             if "encrypted to other recipients" in reason:
                 reason = "it was encrypted to other recipients"
             problems.append(_problem("secrets file %s" % os.path.basename(path), path,
@@ -383,7 +383,8 @@ def check_secret_keys(reqs, secrets_dir, identity):
         value = data.get(key)
         sub = "%s key %s" % (PLATFORM_SECRETS_FILE, key)
         if value is None or (isinstance(value, str) and not value.strip()):
-            problems.append(_problem(sub, "(not set)" if key not in data else "(empty)", "is missing; %s need%s it" % (why, "" if len(req["purposes"]) > 1 else "s"),
+            needs = "need" if len(req["purposes"]) > 1 else "needs"
+            problems.append(_problem(sub, "(not set)" if key not in data else "(empty)", "is missing; %s %s it" % (why, needs),
                                      "add %s to %s (docs/secrets.md)." % (key, PLATFORM_SECRETS_FILE)))
         elif any(p in PROXMOX_TOKEN_PURPOSES for p in req["purposes"]) and not (
                 isinstance(value, str) and _PROXMOX_TOKEN_RE.match(value.strip())):

@@ -117,9 +117,9 @@ def test_talosctl(bin_dir):
     problems, warnings = pr.check_talosctl(None, "v1.13.9")
     assert problems == [] and "differs from the pinned Talos version v1.13.9 in the patch release" in warnings[0]
     tool(bin_dir, "talosctl", "Client:\nTalos v1.14.0")
-    problems, _ = pr.check_talosctl(None, "v1.13.9")
+    problems = pr.check_talosctl(None, "v1.13.9")[0]
     assert problems[0]["value"] == "v1.14.0" and "does not match cellplatform_talos_version v1.13.9" in problems[0]["message"]
-    problems, _ = pr.check_talosctl("/nonexistent/talosctl", "v1.13.9")
+    problems = pr.check_talosctl("/nonexistent/talosctl", "v1.13.9")[0]
     assert problems[0]["message"].startswith("talosctl: /nonexistent/talosctl (l0_infrastructure_talosctl_path) is not")
 
 

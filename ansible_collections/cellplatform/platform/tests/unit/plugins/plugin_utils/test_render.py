@@ -161,4 +161,3 @@ def test_plan_lists_every_external_name_and_address():
     # machines that already boot Talos, no Karpenter: no Proxmox API to reach
     bare = dict(cell, provisioner="none", karpenter={"enabled": False})
     assert "Proxmox API" not in {row["what"] for row in render.merge_plan({}, "l0", [], bare)["external"]}
-
