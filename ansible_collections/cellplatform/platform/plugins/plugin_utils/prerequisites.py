@@ -183,6 +183,14 @@ def requirements(variables, layers, run_tags=None, skip_tags=None, secret_keys=N
         reqs.append({"id": "helm", "kind": "tool", "name": "helm"})
         if v.get("cellplatform_kubeconfig"):
             reqs.append({"id": "kubeconfig", "kind": "kubeconfig"})
+        elif "l0" not in layers:
+            # A layer above L0 on its own talks to the cluster with the kubeconfig L0 stored.
+            reqs.append({"id": "stored:kubeconfig.age", "kind": "stored", "name": "kubeconfig.age",
+                         "why": "the admin kubeconfig L0 stores there (the components of this run need it)"})
+    if "l1" in layers and "l0" not in layers and _bool(_get(v, "cellplatform_karpenter", "enabled")) and \
+            _selected(("l1", "karpenter", "proxmox_ccm"), run_tags, skip_tags):
+        reqs.append({"id": "stored:talos-secrets.yaml.age", "kind": "stored", "name": "talos-secrets.yaml.age",
+                     "why": "the Talos secrets bundle L0 creates (Karpenter's workers join with its token and CA)"})
 
     purposes = []
     if "l0" in layers and proxmox and _selected(L0_TERRAFORM_TAGS, run_tags, skip_tags):
@@ -440,6 +448,12 @@ def check(reqs, variables, talosctl_path=None):
                                              "end up committed" % (name, other),
                                              "use a private directory outside the repository, e.g. %s." % (
                                                  DEFAULT_WORK_DIR % v.get("cellplatform_cell_name", "cell"))))
+    for req in reqs:
+        if req["kind"] == "stored" and secrets_dir and not os.path.isfile(os.path.join(secrets_dir, req["name"])):
+            problems.append(_problem("secrets file %s" % req["name"], os.path.join(secrets_dir, req["name"]),
+                                     "does not exist: %s" % req["why"],
+                                     "run L0 first (ansible-playbook playbooks/site.yml -t l0 -e cellplatform_mode=apply), "
+                                     "or restore the file from backup."))
     if "kubeconfig" in ids and kubeconfig and not os.path.isfile(kubeconfig):
         problems.append(_problem("cellplatform_kubeconfig", kubeconfig, "does not exist",
                                  "point it at an admin kubeconfig of this cell, or remove the variable to use the one "

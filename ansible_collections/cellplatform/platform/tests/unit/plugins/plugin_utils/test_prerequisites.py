@@ -63,6 +63,25 @@ def test_provider_decides_the_external_dns_key_and_ssh_gitops_needs_a_key():
     assert keys == ["external_dns_pdns_api_key", "gitops_repo_ssh_key", "proxmox_api_token"]
 
 
+def test_a_layer_on_its_own_needs_what_l0_stored(tmp_path):
+    """Run without L0 (a layer role's own preflight, playbooks/l1.yml): the kubeconfig and, for Karpenter,
+    the Talos bundle must already be stored; with L0 in the same run they are created first."""
+    variables = apply_vars(cellplatform_secrets_dir=str(tmp_path))
+    assert [i for i in ids(pr.requirements(variables, ["l1"])) if i.startswith("stored:")] == [
+        "stored:kubeconfig.age", "stored:talos-secrets.yaml.age"]
+    assert [i for i in ids(pr.requirements(variables, ["l2"])) if i.startswith("stored:")] == ["stored:kubeconfig.age"]
+    assert [i for i in ids(pr.requirements(variables, ALL)) if i.startswith("stored:")] == []
+    own = dict(variables, cellplatform_kubeconfig=str(tmp_path / "admin.conf"))
+    assert "stored:kubeconfig.age" not in ids(pr.requirements(own, ["l2"]))
+    reqs = [r for r in pr.requirements(variables, ["l1"]) if r["kind"] == "stored"]
+    problems, _ = pr.check(reqs, variables)
+    assert [p["field"] for p in problems] == ["secrets file kubeconfig.age", "secrets file talos-secrets.yaml.age"]
+    assert "run L0 first" in problems[0]["fix"]
+    (tmp_path / "kubeconfig.age").write_bytes(b"age-encryption.org/v1\n")
+    (tmp_path / "talos-secrets.yaml.age").write_bytes(b"age-encryption.org/v1\n")
+    assert pr.check(reqs, variables) == ([], [])
+
+
 @pytest.mark.parametrize("run_tags, skip_tags, layers, expected", [
     (["talos"], [], ALL, ["talosctl"]),
     (["terraform"], [], ALL, ["terraform", "secret:proxmox_api_token"]),
@@ -75,7 +94,8 @@ def test_provider_decides_the_external_dns_key_and_ssh_gitops_needs_a_key():
 ])
 def test_tags_select_what_is_needed(run_tags, skip_tags, layers, expected):
     reqs = pr.requirements(apply_vars(), layers, run_tags, skip_tags)
-    assert [i for i in ids(reqs) if i not in ("identity", "work_dir", "secrets_dir", "linkerd_pairs")] == expected
+    assert [i for i in ids(reqs) if i not in ("identity", "work_dir", "secrets_dir", "linkerd_pairs")
+            and not i.startswith("stored:")] == expected
 
 
 def test_secret_key_names_follow_the_role_knobs_and_their_defaults():
