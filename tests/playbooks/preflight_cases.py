@@ -21,16 +21,19 @@ A case file (tests/playbooks/inventories/<name>.yml) holds:
 Apply-mode cases (``controller:`` set, or ``cellplatform_mode: apply`` in ``vars``) run in a
 private controller built by ``controller_setup()``: the recording stand-ins of
 tests/playbooks/recorders on a PATH of their own (without /usr/local/bin, so the machine's real
-terraform is not found), an age identity whose public key is the only recipient, and a secrets
-directory with ``platform.yaml.age`` holding every key the reference cell needs. ``controller:``
-changes it:
+terraform is not found; the real sops of the virtualenv is), an age identity whose public key is
+the only recipient, and a secrets directory with ``platform.sops.yaml`` (a SOPS file written by the
+real sops) holding every key the reference cell needs. ``controller:`` changes it:
 
     tools: {talosctl: v1.12.4, terraform: null}   # the version a stand-in answers; null: not on PATH
     identity: missing | foreign    # no file at cellplatform_age_identity / a key of someone else
-    secrets: {key: value} | null   # the keys of platform.yaml.age (replaces the default) / no file
-    foreign_files: [name.age]      # encrypted files of the cell this identity cannot open
-    files: [name.age]              # encrypted files of the cell (to the right key)
+    secrets: {key: value} | null   # the keys of platform.sops.yaml (replaces the default) / no file
+    foreign_files: [name.sops]     # encrypted files of the cell this identity cannot open
+    files: [name.sops]             # encrypted files of the cell (to the right key)
     work_dir: file                 # cellplatform_work_dir is an existing regular file
+
+A file name ending in ``.age`` is written as a legacy age file (a cell from before SOPS, which
+the next run migrates), every other name as a SOPS file.
 
 ``@IDENTITY@``, ``@SECRETS@``, ``@WORK@`` and ``@BIN@`` in ``expect``/``expect_fix`` stand for that
 controller's paths.
@@ -105,6 +108,7 @@ def controller_setup(case, directory):
     "tokens": {"@IDENTITY@": path, ...}, "log": recorder log path}.
     """
     import pyrage  # a declared test dependency
+    from ansible_collections.cellplatform.platform.plugins.module_utils import sops as sops_runner
 
     spec = case.get("controller") or {}
     root = os.path.abspath(directory)
@@ -130,16 +134,21 @@ def controller_setup(case, directory):
     secrets_dir = os.path.join(root, "secrets")
     os.makedirs(secrets_dir)
 
+    sops = sops_runner.Sops(None, binary=os.path.join(os.path.dirname(sys.executable), "sops"))
+
     def encrypt(name, text, key):
-        with open(os.path.join(secrets_dir, name), "wb") as handle:
-            handle.write(pyrage.encrypt(text.encode(), [key.to_public()]))
+        path = os.path.join(secrets_dir, name)
+        data = pyrage.encrypt(text.encode(), [key.to_public()]) if name.endswith(".age") else \
+            sops.encrypt(text, [str(key.to_public())], path)
+        with open(path, "wb") as handle:
+            handle.write(data)
 
     platform = spec.get("secrets", {
         "proxmox_api_token": "terraform@pve!cell=%s" % pysecrets.token_hex(8),
         "external_dns_tsig_secret": pysecrets.token_hex(16),
     })
     if platform is not None:
-        encrypt("platform.yaml.age", yaml.safe_dump(platform), mine)
+        encrypt("platform.sops.yaml", yaml.safe_dump(platform), mine)
     for name in spec.get("files") or []:
         encrypt(name, "test: %s\n" % pysecrets.token_hex(4), mine)
     for name in spec.get("foreign_files") or []:

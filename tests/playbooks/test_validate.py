@@ -347,8 +347,9 @@ def test_apply_mode_from_extra_vars(tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:]
     result = first_result(data)
     assert result["cell"]["mode"] == "apply"
-    assert result["prerequisites"] == ["identity", "work_dir", "secrets_dir", "talosctl", "terraform", "helm",
-                                       "linkerd_pairs", "secret:external_dns_tsig_secret", "secret:proxmox_api_token"]
+    assert result["prerequisites"] == ["sops", "identity", "work_dir", "secrets_dir", "talosctl", "machine_configs",
+                                       "terraform", "helm", "pairs:tls_ca", "pairs:linkerd",
+                                       "secret:external_dns_tsig_secret", "secret:proxmox_api_token"]
     assert sorted(recorded(setup["log"])) == sorted(VERSION_QUESTIONS)
     assert len(result["warnings"]) == 1 and "reference cell's example names" in result["warnings"][0]
     assert not os.path.exists(setup["vars"]["cellplatform_work_dir"])  # checked, not created

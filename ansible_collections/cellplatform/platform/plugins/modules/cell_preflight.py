@@ -31,20 +31,25 @@ description:
     in apply mode, the reference cell's example names (C(cell.lan), the DNS server
     C(192.168.100.1)).
   - In C(apply) mode it also checks this controller for what the apply needs, for the layers in
-    O(prerequisites) and the steps the run's tags select - C(talosctl) whose minor release is the
-    one of C(cellplatform_talos_version), C(terraform) >= 1.5.0 (only with
+    O(prerequisites) and the steps the run's tags select - C(sops) 3.x from 3.9 on (the pinned 3.11;
+    another minor release is a warning), C(talosctl) whose minor release is the one of
+    C(cellplatform_talos_version), C(terraform) >= 1.5.0 (only with
     C(cellplatform_provisioner=proxmox)), C(helm) 3.x or 4.x; the age identity file, which must
-    belong to a recipient and open every encrypted file of the cell; every key of
-    C(platform.yaml.age) the chosen options need (the Proxmox token only with a Terraform step or
-    Karpenter, the TSIG secret only with RFC2136, ...; values are never shown); the work and secrets
-    directories; a kubeconfig named in the inventory; Linkerd certificates in pairs.
+    belong to a recipient and open every SOPS file of the cell (decrypted through the collection's
+    sops runner with the identity as C(SOPS_AGE_KEY_FILE), as every later step does; with L0's Talos
+    step also the machine configs of the build tree; a legacy C(.age) file the run would migrate
+    is opened as the migration opens it); every key of C(platform.sops.yaml) the chosen options need
+    (the Proxmox token only with a Terraform step or Karpenter, the TSIG secret only with RFC2136 or
+    the ACME issuer, ...; values are never shown); the work and secrets directories; a kubeconfig
+    named in the inventory; Linkerd certificates and the internal CA in pairs.
   - Reports every problem at once, each naming the field, the value and the fix, and fails
     before anything is touched. When everything is in order it sets the fact C(cellplatform_cell),
     the normalised cell model every role uses.
   - Controller-side. In render mode it runs no command, opens no connection and touches no file
     (it only resolves the build and secrets directories with C(realpath)). In apply mode the only
-    commands it runs are C(talosctl version --client --short), C(terraform version -json) and
-    C(helm version), and it only reads files. What an earlier preflight of the same run found in
+    commands it runs are C(sops --version), C(talosctl version --client --short), C(terraform
+    version -json), C(helm version) and C(sops decrypt) of the cell's own files (the plaintext stays
+    in memory, is never returned and never logged), and it only reads files. What an earlier preflight of the same run found in
     place on this host is not checked again, and its warnings are shown once.
 options:
   layers:
@@ -152,7 +157,7 @@ prerequisites:
   returned: in apply mode
   type: list
   elements: str
-  sample: [identity, work_dir, secrets_dir, talosctl, terraform, helm, "secret:proxmox_api_token"]
+  sample: [sops, identity, work_dir, secrets_dir, talosctl, machine_configs, terraform, helm, "secret:proxmox_api_token"]
 layers:
   description: The layers that were checked.
   returned: success

@@ -51,7 +51,7 @@ attributes:
     support: none
     description: File contents are never shown.
 seealso:
-  - module: cellplatform.platform.age_file
+  - module: cellplatform.platform.sops_file
 '''
 
 EXAMPLES = r'''

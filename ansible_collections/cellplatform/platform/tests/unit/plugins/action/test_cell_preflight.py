@@ -192,8 +192,9 @@ def test_mode_option(tmp_path):
         run(tmp_path)  # render mode: this controller is not checked
     assert len(calls) == 2
     assert calls[1]["talosctl_path"] == "/opt/talosctl"
-    assert calls[1]["ids"] == ["identity", "work_dir", "secrets_dir", "talosctl", "terraform", "helm",
-                               "linkerd_pairs", "secret:external_dns_tsig_secret", "secret:proxmox_api_token"]
+    assert calls[1]["ids"] == ["sops", "identity", "work_dir", "secrets_dir", "talosctl", "machine_configs", "terraform",
+                               "helm", "pairs:tls_ca", "pairs:linkerd", "secret:external_dns_tsig_secret",
+                               "secret:proxmox_api_token"]
 
 
 def test_controller_problems_are_reported_with_the_inventory_problems(tmp_path):

@@ -40,22 +40,39 @@ def test_nested_keys_at_every_depth():
     assert [p["field"] for p in problems] == ["cellplatform_external_dns.rfc2136.tsig_secret",
                                               "cellplatform_node_sizes.worker.memory"]
     assert "(did you mean memory_mib?)" in problems[1]["message"]
-    assert "valid: cores, disk_gib, memory_mib" in problems[1]["fix"]
+    assert "valid: cores, data_disk_gib, disk_gib, memory_mib" in problems[1]["fix"]
+
+
+def test_storage_gateway_and_tls_inputs_are_covered_as_they_are_declared():
+    """The storage, shared Gateway and TLS inputs came with their schema entries: no change to the check."""
+    variables = copy.deepcopy(REFERENCE_VARS)
+    variables["cellplatform_gateway"]["adress"] = variables["cellplatform_gateway"].pop("address")
+    variables["cellplatform_storage"]["volume"]["min_gib"] = 50
+    variables["cellplatform_tls"]["ca"]["lifetime"] = 3650
+    problems = ic.unknown_names(variables)
+    assert messages(problems) == [
+        "cellplatform_gateway.adress: %s is set under an unknown key of cellplatform_gateway (did you mean address?)"
+        % REFERENCE_VARS["cellplatform_gateway"]["address"],
+        "cellplatform_storage.volume.min_gib: 50 is set under an unknown key of cellplatform_storage.volume "
+        "(did you mean min_size_gib?)",
+        "cellplatform_tls.ca.lifetime: 3650 is set under an unknown key of cellplatform_tls.ca "
+        "(did you mean lifetime_days?)"]
 
 
 def test_the_check_is_generated_from_the_schema():
     """A new input (another engineer's) is covered without touching the check: top level, its keys, lists of mappings."""
     schema = copy.deepcopy(INVENTORY_SCHEMA)
-    schema["cellplatform_storage"] = {"layer": "l1", "type": "dict", "options": {
+    assert "cellplatform_object_store" not in schema
+    schema["cellplatform_object_store"] = {"layer": "l1", "type": "dict", "options": {
         "provider": {"type": "str"},
         "pools": {"type": "list", "elements": "dict", "options": {"name": {"type": "str"}, "replicas": {"type": "int"}}},
     }}
-    variables = dict(REFERENCE_VARS, cellplatform_storage={"provider": "longhorn",
-                                                           "pools": [{"name": "fast", "replica": 3}]})
-    assert [p["field"] for p in ic.unknown_names(variables)] == ["cellplatform_storage"]
+    variables = dict(REFERENCE_VARS, cellplatform_object_store={"provider": "minio",
+                                                                "pools": [{"name": "fast", "replica": 3}]})
+    assert [p["field"] for p in ic.unknown_names(variables)] == ["cellplatform_object_store"]
     problems = ic.unknown_names(variables, schema=schema)
-    assert messages(problems) == ["cellplatform_storage.pools[0].replica: 3 is set under an unknown key of "
-                                  "cellplatform_storage.pools[0] (did you mean replicas?)"]
+    assert messages(problems) == ["cellplatform_object_store.pools[0].replica: 3 is set under an unknown key of "
+                                  "cellplatform_object_store.pools[0] (did you mean replicas?)"]
 
 
 def test_free_form_values_and_non_inputs_are_not_checked():

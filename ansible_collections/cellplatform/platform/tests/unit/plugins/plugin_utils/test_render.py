@@ -134,6 +134,11 @@ def test_plan_lists_every_external_name_and_address():
     cell = dict(CELL, provisioner="proxmox", proxmox={"endpoint": "https://pve.example.net:8006/"},
                 dns_domain="example.net", gitops={"repo_url": "https://git.example.net/ops/cell.git"},
                 argocd_domain="argocd.example.net", lb_pool=dict(CELL["lb_pool"], range="192.168.100.200-192.168.100.250"),
+                gateway={"name": "platform", "namespace": "gateway", "address": "192.168.100.200",
+                         "hostname": "*.example.net"},
+                tls={"issuer": "acme", "cluster_issuer": "cellplatform-acme",
+                     "acme": {"server": "https://acme-v02.api.letsencrypt.org/directory",
+                              "nameserver": "192.168.100.2:53"}},
                 external_dns={"provider": "rfc2136", "rfc2136": {"host": "192.168.100.2", "port": 53, "zone": "example.net",
                                                                  "tsig_keyname": "externaldns-key"}},
                 karpenter={"enabled": True, "ipam": {"range": "192.168.100.100-192.168.100.149"}},
@@ -152,12 +157,42 @@ def test_plan_lists_every_external_name_and_address():
         "DNS domain": "example.net",
         "DNS server (RFC2136)": "192.168.100.2:53, zone example.net",
         "GitOps repository": "https://git.example.net/ops/cell.git",
-        "Argo CD UI": "https://argocd.example.net",
+        "shared Gateway": "192.168.100.200 (*.example.net)",
+        "ACME server": "https://acme-v02.api.letsencrypt.org/directory",
     }
     md = render.render_plan_md(plan)
     section = md.split("## Names and addresses outside the cell")[1]
     for row in plan["external"]:
         assert "| %s | %s | %s |" % (row["what"], row["value"], row["used_by"]) in section
     # machines that already boot Talos, no Karpenter: no Proxmox API to reach
-    bare = dict(cell, provisioner="none", karpenter={"enabled": False})
-    assert "Proxmox API" not in {row["what"] for row in render.merge_plan({}, "l0", [], bare)["external"]}
+    bare = dict(cell, provisioner="none", karpenter={"enabled": False}, tls={"issuer": "internal-ca"})
+    rows = {row["what"] for row in render.merge_plan({}, "l0", [], bare)["external"]}
+    assert "Proxmox API" not in rows and "ACME server" not in rows
+
+
+def test_plan_md_lists_the_web_uis_and_the_gateway_address():
+    cell = dict(CELL, gateway={"name": "platform", "namespace": "gateway", "address": "192.168.100.200",
+                               "class_name": "cilium", "hostname": "*.cell.lan"},
+                tls={"cluster_issuer": "cellplatform-ca"},
+                storage={"provider": "longhorn", "class_name": "longhorn", "longhorn": {"replicas": 3},
+                         "volume": {"type": "partition", "path": "/var/mnt/longhorn", "disk_selector": "!system_disk",
+                                    "min_size_gib": 50, "max_size_gib": None}})
+    plan = render.merge_plan({}, "l2", [{"name": "argocd", "ui": [
+        {"url": "https://argocd.cell.lan", "title": "Argo CD", "service": "argocd-server", "port": 80}]}], cell)
+    plan = render.merge_plan(plan, "l0", [{"name": "cilium", "ui": [
+        {"url": "https://hubble.cell.lan", "title": "Hubble UI", "service": "hubble-ui", "port": 80}]},
+        {"name": "gateway-api-crds", "remote_manifests": ["https://raw.githubusercontent.com/a/b/v1/x.yaml"] * 2}])
+    md = render.render_plan_md(plan)
+    section = md.split("## Web UIs (shared Gateway)")[1].split("## Components")[0]
+    assert "Gateway `gateway/platform` (class `cilium`) at **192.168.100.200**" in section
+    assert "wildcard certificate from ClusterIssuer `cellplatform-ca`" in section
+    assert section.index("| https://argocd.cell.lan | Argo CD | argocd (l2) | argocd-server:80 |") < \
+        section.index("| https://hubble.cell.lan | Hubble UI | cilium (l0) | hubble-ui:80 |")
+    assert "192.168.100.200                 Gateway gateway/platform (HTTPS *.cell.lan), reserved in the pool" in md
+    assert "| gateway-api-crds | 2 upstream manifests (raw.githubusercontent.com) |" in md
+    assert ("| storage | longhorn, default StorageClass `longhorn`, 3 replicas; Talos user volume `/var/mnt/longhorn` "
+            "(partition on `!system_disk`, at least 50 GiB) on every static worker |") in md
+
+
+def test_plan_md_has_no_web_ui_section_without_gateway_or_uis():
+    assert "## Web UIs" not in render.render_plan_md(render.merge_plan({}, "l0", [], CELL))
