@@ -56,6 +56,8 @@ MODES = ("render", "apply")
 PLAN_CELL_KEYS = ("name", "network", "api", "lb_pool", "pod_cidr", "service_cidr", "talos", "nodes",
                   "controlplane", "workers", "bootstrap_node", "talos_endpoints", "dns_domain", "storage", "gateway", "tls")
 DEFAULT_WORK_DIR = "~/.cache/cellplatform/%s"
+# The per-run directory of decrypted files, inside the work directory (cellplatform_cell.plaintext_dir).
+PLAINTEXT_DIR = "plaintext"
 # The cell's secrets: SOPS files with age recipients in cellplatform_secrets_dir (docs/secrets.md);
 # the cell model carries their paths as cellplatform_cell.secrets.<key>.
 SECRET_FILES = {
@@ -94,6 +96,8 @@ POLICY_MODES = ("audit", "enforce")
 KARPENTER_MAX_NODES_CAP = 100
 LINKERD_ISSUER_MAX_DAYS = 3650
 MTU_RANGE = (1280, 9216)
+# The cell name tags every Proxmox VM (files/terraform/proxmox/variables.tf refuses longer names).
+CELL_NAME_MAX = 32
 VM_ID_RANGE = (100, 999999999)
 
 _LABEL_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
@@ -504,9 +508,11 @@ def _check_l0(checker, hosts, mode_override):  # noqa: C901 - one linear list of
     # -- identity, mode, directories ------------------------------------------------------
     name = c.top("cellplatform_cell_name")
     if c.want_str("cellplatform_cell_name", name, "set a lowercase DNS label, e.g. cell.") is not None:
-        if not is_dns_label(name):
-            c.add("cellplatform_cell_name", name, "is not a valid DNS label (RFC 1123: lowercase a-z, 0-9, '-', at most 63 characters)",
-                  "use a lowercase name such as %s." % _label_like(name, "cell"))
+        if not is_dns_label(name) or len(name) > CELL_NAME_MAX:
+            # 32, not 63: the name becomes a Proxmox tag (the Terraform module refuses longer names).
+            c.add("cellplatform_cell_name", name, "is not a DNS label of at most %d characters (RFC 1123: lowercase "
+                  "a-z, 0-9, '-'; it also becomes the Proxmox tag of every VM)" % CELL_NAME_MAX,
+                  "use a lowercase name such as %s." % _label_like(name, "cell")[:CELL_NAME_MAX].strip("-"))
     mode = mode_override if mode_override not in (None, MISSING) else c.top("cellplatform_mode")
     mode = c.want_choice("cellplatform_mode", mode, MODES)
     c.want_str("cellplatform_build_root", c.top("cellplatform_build_root"),
@@ -984,6 +990,130 @@ def _git_url_ok(url):
     return bool(match) and is_host(match.group(1).lower())
 
 
+# --- Rules a later step asserts, said first by the preflight ------------------------------------
+# The Terraform root module (roles/l0_infrastructure/files/terraform/proxmox/variables.tf) and the
+# L1 render refuse these inputs; the preflight says so before anything runs. The cell name limit
+# is in _check_l0 (CELL_NAME_MAX).
+_PROXMOX_ENDPOINT_RE = re.compile(r"^https://[^/?#@\s]+(:[0-9]+)?/?$")
+_PROXMOX_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+TERRAFORM_PREFIX_RANGE = (8, 30)
+CONTROLPLANE_MIN_CORES = 2
+
+
+def _check_terraform_inputs(c):
+    """What the Proxmox root module's variable validations refuse (provisioner proxmox only)."""
+    pve = c.top("cellplatform_proxmox")
+    endpoint = c.sub(pve, "endpoint")
+    if _url_ok(endpoint, ("https",)) and not _PROXMOX_ENDPOINT_RE.match(endpoint):
+        c.add("cellplatform_proxmox.endpoint", endpoint, "has a path, query or user part; Terraform takes the API "
+              "base URL only", "use scheme, host and port only, e.g. https://pve.example.lan:8006/.")
+    for key in ("node_name", "datastore", "image_datastore", "bridge"):
+        value = c.sub(pve, key)
+        if isinstance(value, str) and value.strip() and not _PROXMOX_ID_RE.match(value):
+            c.add("cellplatform_proxmox.%s" % key, value, "is not a Proxmox identifier (letters, digits, '.', '_', "
+                  "'-', starting with a letter or digit)", "use the name exactly as Proxmox shows it, e.g. %s." % (
+                      {"node_name": "pve1", "datastore": "local-lvm", "image_datastore": "local",
+                       "bridge": "vmbr0"}[key]))
+    cores = c.sub(c.sub(c.top("cellplatform_node_sizes"), "controlplane"), "cores")
+    if isinstance(cores, int) and not isinstance(cores, bool) and 1 <= cores < CONTROLPLANE_MIN_CORES:
+        c.add("cellplatform_node_sizes.controlplane.cores", cores,
+              "is below the Talos minimum of %d cores for a control plane" % CONTROLPLANE_MIN_CORES,
+              "give control planes at least %d cores (the Talos Proxmox guide recommends 2 cores, 4 GiB)."
+              % CONTROLPLANE_MIN_CORES)
+    network = c.top("cellplatform_network")
+    cidr = c.sub(network, "cidr")
+    net = None
+    try:
+        net = ipaddress.ip_network(cidr) if isinstance(cidr, str) else None
+    except ValueError:
+        pass
+    if net is not None and net.version == 4 and net.prefixlen < TERRAFORM_PREFIX_RANGE[0]:
+        c.add("cellplatform_network.cidr", cidr, "is larger than a /%d, the largest network Terraform hands to the "
+              "VMs" % TERRAFORM_PREFIX_RANGE[0], "use a /%d to /29 node network, e.g. a /24." % TERRAFORM_PREFIX_RANGE[0])
+
+
+# --- Warnings: inputs that work but probably do not do what was meant ------------------------------
+# The reference cell's own names (inventories/production): right there, wrong at any other site.
+REFERENCE_CELL_NAME = "cell"
+REFERENCE_DOMAIN = "cell.lan"
+REFERENCE_DNS_SERVER = "192.168.100.1"
+
+
+def _hosts_in(value):
+    """Host names and addresses a string names: itself, or the host of a URL or of user@host:path."""
+    if not isinstance(value, str):
+        return []
+    text = value.strip()
+    if "://" in text:
+        try:
+            from urllib.parse import urlsplit
+        except ImportError:  # pragma: no cover
+            from urlparse import urlsplit  # type: ignore
+        try:
+            host = urlsplit(text).hostname
+        except ValueError:
+            return []
+        return [host] if host else []
+    match = _SCP_GIT_RE.match(text)
+    if match:
+        return [match.group(1).lower()]
+    return [text.lower()]
+
+
+def _leaves(value, field):
+    """(field, value) for every string in an input (nested mappings and lists walked)."""
+    if isinstance(value, Mapping):
+        for key in sorted(value, key=str):
+            yield from _leaves(value[key], "%s.%s" % (field, key))
+    elif isinstance(value, (list, tuple)):
+        for idx, item in enumerate(value):
+            yield from _leaves(item, "%s[%d]" % (field, idx))
+    elif isinstance(value, str):
+        yield field, value
+
+
+def reference_values(variables):
+    """Every input still holding the reference cell's domain or example DNS server: [(field, value)]."""
+    found = []
+    for name in sorted(variables or {}):
+        for field, value in _leaves(variables[name], name):
+            if field == "cellplatform_network.gateway":
+                continue  # the router of the node network: part of the address plan, not a service
+            for host in _hosts_in(value):
+                if _within(host, REFERENCE_DOMAIN) or host == REFERENCE_DNS_SERVER:
+                    found.append((field, value))
+                    break
+    return found
+
+
+def advise(variables, layers=None, mode=None):
+    """Warnings (strings) about inputs that pass validation but are probably not what was meant."""
+    v = variables or {}
+    selected = _layers(layers)
+    warnings = []
+    api_name, domain = v.get("cellplatform_api_dns_name"), v.get("cellplatform_dns_domain")
+    filters = [f for f in ((v.get("cellplatform_external_dns") or {}).get("domain_filters") or [])
+               if isinstance(f, str)] if isinstance(v.get("cellplatform_external_dns"), Mapping) else []
+    if "l1" in selected and is_dns_name(api_name) and is_dns_name(domain):
+        outside = not _within(api_name, domain) or (filters and not any(_within(api_name, f) for f in filters))
+        if outside:
+            warnings.append(
+                "cellplatform_api_dns_name: %s is outside cellplatform_dns_domain %s%s, so external-dns will not manage "
+                "it: create its A record (-> %s) yourself, or use a name under %s." % (
+                    api_name, domain, (" / the external-dns domain filters %s" % ", ".join(filters)) if filters else "",
+                    v.get("cellplatform_api_vip"), filters[0] if filters else domain))
+    mode = mode if mode is not None else v.get("cellplatform_mode")
+    if v.get("cellplatform_cell_name") != REFERENCE_CELL_NAME or mode == "apply":
+        found = reference_values(v)
+        if found:
+            warnings.append(
+                "this inventory still holds the reference cell's example names (domain %s, DNS server %s), which "
+                "cannot be right at another site: %s. Replace them with your site's names, or ignore this if "
+                "they really are yours." % (REFERENCE_DOMAIN, REFERENCE_DNS_SERVER,
+                                            "; ".join("%s=%s" % item for item in found)))
+    return warnings
+
+
 def validate(variables, hosts, layers=None, mode=None):
     """Every problem of the inventory at once: a list of {field, value, message, fix}.
 
@@ -1004,13 +1134,15 @@ def validate(variables, hosts, layers=None, mode=None):
     if "l2" in selected:
         _check_l2(checker)
         _check_ui_names(checker)
+    if checker.top("cellplatform_provisioner") == "proxmox":
+        _check_terraform_inputs(checker)
     return checker.problems
 
 
-def format_problems(problems):
+def format_problems(problems, where="in the inventory"):
     """The numbered list used as the failure message."""
-    lines = ["Preflight found %d problem%s in the inventory (nothing was changed):" % (
-        len(problems), "" if len(problems) == 1 else "s")]
+    lines = ["Preflight found %d problem%s %s (nothing was changed):" % (
+        len(problems), "" if len(problems) == 1 else "s", where)]
     for idx, prob in enumerate(problems, 1):
         lines.append("%d. %s. Fix: %s" % (idx, prob["message"], prob["fix"]))
     return "\n".join(lines)
@@ -1109,6 +1241,61 @@ def build_cell_model(variables, hosts, mode=None):
     return cell
 
 
+# --- Names and addresses the cell shows to its site, or uses from it (PLAN.md) ---------------------
+
+def external_names(cell):
+    """Every externally visible name and address of a cell model: [{what, value, used_by}], in a fixed order.
+
+    What the site's DNS, firewall and address plan must know: the API endpoint and name, the
+    LoadBalancer pool, the nodes, the services the nodes use (gateway, DNS, NTP), the Proxmox API,
+    Karpenter's addresses, the external-dns server, the GitOps repository, the shared Gateway every
+    web UI is reached through (the UIs themselves are PLAN.md's Web UIs section) and the ACME server.
+    """
+    rows = []
+
+    def add(what, value, used_by):
+        if value not in (None, "", []):
+            rows.append({"what": what, "value": str(value), "used_by": used_by})
+
+    cell = cell or {}
+    api = cell.get("api") or {}
+    net = cell.get("network") or {}
+    add("Kubernetes API", api.get("endpoint"), "kubectl and every client; Talos Layer2 VIP on the control planes")
+    add("Kubernetes API DNS name", api.get("dns_name"), "certificate SAN; external-dns publishes it -> %s" % api.get("vip"))
+    add("nodes", ", ".join("%s %s" % (n.get("name"), n.get("ip")) for n in cell.get("nodes") or []),
+        "Talos API (port 50000) from the controller")
+    add("LoadBalancer pool", (cell.get("lb_pool") or {}).get("range"), "MetalLB: Services of type LoadBalancer")
+    karpenter = cell.get("karpenter") or {}
+    if karpenter.get("enabled"):
+        add("dynamic worker addresses", (karpenter.get("ipam") or {}).get("range"), "Karpenter's Proxmox workers")
+    add("gateway", net.get("gateway"), "every node")
+    add("DNS resolvers", ", ".join(net.get("nameservers") or []), "every node")
+    add("NTP servers", ", ".join(net.get("ntp_servers") or []), "every node")
+    add("DNS search domains", ", ".join(net.get("search_domains") or []), "every node")
+    add("Talos installer image", (cell.get("talos") or {}).get("installer_image"), "every node (install, upgrade)")
+    proxmox = cell.get("proxmox") or {}
+    if cell.get("provisioner") == "proxmox" or karpenter.get("enabled"):
+        add("Proxmox API", proxmox.get("endpoint"), "Terraform, Karpenter and the Proxmox CCM from the controller/cluster")
+    add("DNS domain", cell.get("dns_domain"), "external-dns and the UI host names")
+    edns = cell.get("external_dns") or {}
+    if edns.get("provider") == "rfc2136":
+        rfc = edns.get("rfc2136") or {}
+        add("DNS server (RFC2136)", "%s:%s, zone %s" % (rfc.get("host"), rfc.get("port"), rfc.get("zone")),
+            "external-dns (TSIG key %s)" % rfc.get("tsig_keyname"))
+    elif edns.get("provider") == "pdns":
+        add("PowerDNS API", (edns.get("pdns") or {}).get("server"), "external-dns")
+    add("GitOps repository", (cell.get("gitops") or {}).get("repo_url"), "Argo CD")
+    gateway = cell.get("gateway") or {}
+    if gateway.get("address"):
+        add("shared Gateway", "%s (%s)" % (gateway["address"], gateway.get("hostname") or "HTTPS"),
+            "every web UI (the Web UIs section lists them); external-dns publishes their names -> %s"
+            % gateway["address"])
+    acme = (cell.get("tls") or {}).get("acme") or {}
+    add("ACME server", acme.get("server"), "cert-manager (the shared Gateway's certificate, DNS-01 through %s)"
+        % (acme.get("nameserver") or "the RFC2136 server"))
+    return rows
+
+
 def _plain_copy(value):
     """A deep copy of validated inventory data as plain dicts/lists/scalars."""
     if isinstance(value, Mapping):
@@ -1121,14 +1308,18 @@ def _plain_copy(value):
 def _run_model(v, name):
     """Where this controller keeps the cell's plaintext, identities and cluster access."""
     work_dir = os.path.realpath(os.path.expanduser(v.get("cellplatform_work_dir") or DEFAULT_WORK_DIR % name))
+    # Every file a run decrypts lives here (0700), and nothing in it outlives the run.
+    plaintext_dir = os.path.join(work_dir, PLAINTEXT_DIR)
     user_kubeconfig = v.get("cellplatform_kubeconfig")
     return {
         "work_dir": work_dir,
+        "plaintext_dir": plaintext_dir,
         # A kubeconfig the user names is used as it is and never written; otherwise the
-        # collection fetches one (L0) and keeps it encrypted, decrypted into the work dir per run.
+        # collection fetches one (L0) and keeps it encrypted, decrypted into the plaintext
+        # directory for the steps that need it.
         "kubeconfig": {
             "path": os.path.realpath(os.path.expanduser(user_kubeconfig)) if user_kubeconfig
-            else os.path.join(work_dir, "kubeconfig"),
+            else os.path.join(plaintext_dir, "kubeconfig"),
             "managed": not user_kubeconfig,
         },
         "age": {

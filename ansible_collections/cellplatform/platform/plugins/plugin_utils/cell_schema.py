@@ -338,14 +338,16 @@ cellplatform_work_dir:
   layer: l0
   type: str
   description:
-    - Private per-run directory for decrypted material (0700, files 0600), shared by every layer; default C(~/.cache/cellplatform/<cell>).
+    - Private directory of this controller for the cell (0700), shared by every layer; default C(~/.cache/cellplatform/<cell>).
+      Decrypted files live only in its C(plaintext) subdirectory (0700, files 0600) while the step that needs them
+      runs; the next run removes what a killed one left there. Never inside the build tree or the secrets directory.
 cellplatform_kubeconfig:
   layer: l0
   type: str
   description:
     - An admin kubeconfig of this cell to use as it is. Unset (the default), L0 fetches one, stores it encrypted as
-      C(<secrets_dir>/kubeconfig.sops.yaml) and every layer decrypts it into the work directory; a kubeconfig named here
-      is never written.
+      C(<secrets_dir>/kubeconfig.sops.yaml) and every layer decrypts it into the plaintext directory for its steps; a
+      kubeconfig named here is never written (in apply mode the preflight checks that it exists).
 cellplatform_terraform_allow_destroy:
   layer: l0
   type: bool

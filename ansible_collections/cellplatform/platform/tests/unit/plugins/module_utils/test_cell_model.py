@@ -87,7 +87,8 @@ def test_model_of_the_reference_cell(ref):
                                    "service_cidr", "talos", "nodes", "controlplane", "workers", "bootstrap_node",
                                    "talos_endpoints", "cluster_dns_domain",
                                    # run settings and the inputs of the layers above, for the roles
-                                   "work_dir", "kubeconfig", "age", "provisioner", "terraform_allow_destroy",
+                                   "work_dir", "plaintext_dir", "kubeconfig", "age", "provisioner",
+                                   "terraform_allow_destroy",
                                    "proxmox", "node_sizes", "dns_domain", "external_dns", "metallb", "karpenter",
                                    "gitops", "argocd_domain", "policy_mode", "linkerd",
                                    # storage, the shared Gateway and TLS
@@ -170,6 +171,7 @@ def test_provisioner_none_needs_no_proxmox(ref):
     variables["cellplatform_karpenter"] = {"enabled": False}
     assert cm.validate(variables, hosts) == []
     cell = cm.build_cell_model(variables, hosts)
+    assert cell["proxmox"] is None
     assert cell["nodes"][0]["vm_id"] is None
     assert cell["talos"]["installer_image"].startswith("factory.talos.dev/metal-installer/")
 
@@ -396,7 +398,8 @@ def test_model_carries_every_layers_inputs_normalised(ref, monkeypatch):
     monkeypatch.setenv("HOME", "/home/op")
     cell = cm.build_cell_model(variables, hosts)
     assert cell["work_dir"] == "/home/op/.cache/cellplatform/cell"
-    assert cell["kubeconfig"] == {"path": "/home/op/.cache/cellplatform/cell/kubeconfig", "managed": True}
+    assert cell["plaintext_dir"] == "/home/op/.cache/cellplatform/cell/plaintext"
+    assert cell["kubeconfig"] == {"path": "/home/op/.cache/cellplatform/cell/plaintext/kubeconfig", "managed": True}
     assert cell["age"] == {"recipients": [], "identity": "/home/op/.config/sops/age/keys.txt"}
     assert cell["gitops"]["project"] == "platform" and cell["gitops"]["namespace"] == "argocd"
     assert cell["gitops"]["repo_url"] == variables["cellplatform_gitops"]["repo_url"]
