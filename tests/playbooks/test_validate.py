@@ -35,6 +35,7 @@ PLAYBOOK_CASES = (
     "l0_vm_id_duplicate",
     "l0_host_in_both_groups",
     "l2_many_problems",
+    "l3_many_problems",
 )
 if os.environ.get("CELLPLATFORM_PREFLIGHT_ALL_PLAYBOOKS") == "1":  # opt-in: every case through ansible-playbook
     PLAYBOOK_CASES = tuple(pc.case_names())
@@ -88,6 +89,7 @@ def test_enough_negative_inventories():
     layers = [pc.load_case(name)["layer"] for name in pc.case_names()]
     assert layers.count("l0") >= 30
     assert layers.count("l1") + layers.count("l2") >= 15
+    assert layers.count("l3") >= 15
     multi = [name for name in pc.case_names() if len(pc.load_case(name)["expect"]) > 1]
     assert len(multi) >= 3, multi
 
