@@ -168,9 +168,10 @@ def gateway_class():
 
 
 def _post(api, obj):
+    from fake_kube_api import BUILTIN
     group_version = obj["apiVersion"]
-    plural = {"CustomResourceDefinition": "customresourcedefinitions"}.get(obj["kind"]) or next(
-        p for k, p, _s in GATEWAY_API_KINDS if k == obj["kind"])
+    plural = next((p for gv, k, p, _n in BUILTIN if (gv, k) == (group_version, obj["kind"])), None) or next(
+        (p for k, p, _s in GATEWAY_API_KINDS if k == obj["kind"]), None) or obj["kind"].lower() + "s"
     prefix = "/api/" if "/" not in group_version else "/apis/"
     ns = obj["metadata"].get("namespace")
     path = "%s%s/%s%s" % (prefix, group_version, "namespaces/%s/" % ns if ns else "", plural)
@@ -181,8 +182,9 @@ def _post(api, obj):
 
 
 def preinstall(api, objects):
-    """Create what a lower layer left in the cluster, through the API: CRDs (Established at
-    once) first, then the other objects."""
+    """Create what a lower layer (or a controller) left in the cluster, through the API, in order:
+    a CRD is Established at once; a custom resource's plural is its kind + "s" unless it is a
+    built-in or Gateway API kind."""
     for obj in objects:
         _post(api, obj)
         if obj["kind"] == "CustomResourceDefinition":

@@ -8,7 +8,9 @@ Every layer renders its own records, so a few promises can only be checked on th
   Application points at exactly those files;
 * every namespace a component runs privileged is excluded from Kyverno's Pod Security policies
   and webhooks, or Kyverno would refuse the platform's own host-level agents;
-* every component named in a depends_on exists in the plan.
+* every component named in a depends_on exists in the plan;
+* every StorageClass a rendered values file or manifest names is the cell's default one
+  (plan.json cell.storage.class_name): every PVC of every chart lands on the cell's storage.
 
     scripts/netns-run .venv/bin/pytest -q tests/integration/test_site_render.py
 """
@@ -103,3 +105,31 @@ def test_the_collection_is_the_only_source_of_the_tree(site):
     # layer files that are not a component's: Talos patches and node documents, Terraform, Karpenter
     unexplained = [p for p in other if not p.startswith(("talos/", "terraform/", "l1/karpenter/"))]
     assert not unexplained, unexplained
+
+
+def _storage_classes(node, found):
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in ("storageClass", "storageClassName") and isinstance(value, str):
+                found.append(value)
+            else:
+                _storage_classes(value, found)
+    elif isinstance(node, list):
+        for item in node:
+            _storage_classes(item, found)
+    return found
+
+
+def test_every_pvc_is_on_the_cells_storage_class(site):
+    build, plan = site["build"], site["plan"]
+    wanted = plan["cell"]["storage"]["class_name"]
+    found = {}
+    for comp in plan["components"]:
+        for rel in ([comp["values_file"]] if comp.get("values_file") else []) + comp["manifests"]:
+            for doc in _docs(build / rel):
+                classes = _storage_classes(doc, [])
+                if classes:
+                    found.setdefault(rel, set()).update(classes)
+    assert found, "no StorageClass named anywhere: the check would be vacuous"
+    wrong = {rel: classes for rel, classes in found.items() if classes != {wanted}}
+    assert not wrong, "PVCs on another StorageClass than the cell's %s: %s" % (wanted, wrong)
