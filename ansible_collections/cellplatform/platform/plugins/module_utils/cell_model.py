@@ -1621,8 +1621,8 @@ def _check_gitea(c):
         return
     domain = c.top("cellplatform_dns_domain")
     url = c.sub(c.top("cellplatform_gitops"), "repo_url")
-    if not is_dns_name(domain) or not isinstance(url, str):
-        return   # reported by the L0 checks
+    if not is_dns_name(domain) or not isinstance(url, str) or url.startswith("http://") or not _git_url_ok(url):
+        return   # no URL or domain to compare yet: reported by the L0 checks
     wanted = "https://%s.%s/<org>/<repo>.git" % (GITEA_HOST, domain)
     where = hosted_gitops_repo(url, domain)
     if where is None:

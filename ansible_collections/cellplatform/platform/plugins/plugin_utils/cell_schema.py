@@ -598,7 +598,7 @@ cellplatform_gitea:
     storage_gib:
       type: int
       description: Size of Gitea's data volume (repositories, LFS) in GiB (1-65536, default 20).
-    database:
+    database: &l3_database
       type: dict
       description: Its PostgreSQL cluster (CloudNativePG).
       options:
@@ -658,16 +658,7 @@ cellplatform_harbor:
         redis_gib:
           type: int
           description: Harbor's internal Redis (default 1).
-    database:
-      type: dict
-      description: Its PostgreSQL cluster (CloudNativePG).
-      options:
-        instances:
-          type: int
-          description: PostgreSQL instances (1-9, default 2).
-        storage_gib:
-          type: int
-          description: Volume size of each instance in GiB (1-65536, default 10).
+    database: *l3_database
 cellplatform_image_policy:
   layer: l3
   type: str
