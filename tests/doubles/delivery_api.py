@@ -177,8 +177,10 @@ class _Double(object):
         return user if (user, password) == (self.username, self.password) else "!" + user
 
     def writes(self):
-        """Successful requests that change something (no GET/HEAD)."""
-        return [r for r in self.requests if r[0] not in ("GET", "HEAD") and r[2] < 400]
+        """Successful requests that change something: not GET/HEAD, and not git's fetch (a POST to
+        git-upload-pack reads)."""
+        return [r for r in self.requests if r[0] not in ("GET", "HEAD") and r[2] < 400
+                and not r[1].endswith("/git-upload-pack")]
 
     @staticmethod
     def json_body(raw):
