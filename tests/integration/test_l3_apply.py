@@ -7,9 +7,9 @@ then twice at -vvv, then once more with the robot account's secret lost. Checks 
 would have been asked to do: namespaces (PodSecurity labels) before releases, the four pinned
 releases in order with the rendered values files, the databases Ready before the releases that
 use them, custom resources only after their CRDs are Established, the admin Secrets from the
-encrypted platform secrets, Harbor's internal secrets and the webhook secret generated once and
-kept encrypted, the Chains signing key created once (Secret signing-secrets, public key for
-Kyverno); then through the APIs: the proxy-cache registries and projects, the private CI project,
+SOPS platform secrets (and rendered SOPS-encrypted for Argo CD), Harbor's internal secrets and
+the webhook secret generated once and kept in a SOPS file, the Chains signing key created once
+(SOPS files; Secret signing-secrets, public key for Kyverno); then through the APIs: the proxy-cache registries and projects, the private CI project,
 the robot account (its secret stored encrypted and turned into the push and pull Secrets), the
 Gitea organisations, the hosted GitOps repository with the rendered tree pushed over git's smart
 HTTP, the organisation webhook to the EventListener (with the same secret the EventListener
@@ -27,6 +27,7 @@ from __future__ import annotations
 import base64
 import datetime
 import json
+import os
 import re
 import subprocess
 import time
@@ -42,7 +43,7 @@ from apply_fixtures import (apply_run_setup, Conditions, crd, deployment, gatewa
                             preinstall, recap, run_playbook, SecretsDir, statefulset, webhook, write_chart)
 from delivery_api import GiteaDouble, HarborDouble
 from fake_kube_api import FakeKubeAPI
-from ansible_collections.cellplatform.platform.plugins.module_utils import age_crypto
+from ansible_collections.cellplatform.platform.plugins.module_utils import sops as sops_utils
 
 # What the controllers of the cell report once the objects exist (CloudNativePG, cert-manager,
 # the Tekton operator, Triggers): played by Conditions.
@@ -175,22 +176,23 @@ def make_tls(tmp):
 
 
 class L3SecretsDir(SecretsDir):
-    """The encrypted secrets of an L3 run: platform.yaml.age with the admin passwords, and the
-    root CA certificate L1 keeps as tls-ca.crt.age."""
+    """The SOPS secrets of an L3 run: platform.sops.yaml with the admin passwords, and the root CA
+    certificate L1 keeps as the SOPS binary file tls-ca.crt.sops."""
 
     def __init__(self, root, kubeconfig, ca_pem):
         super().__init__(root, kubeconfig)
-        self.platform["gitea_admin_password"] = "GITEAADMIN-%s" % base64.b32encode(__import__("os").urandom(10)).decode()
-        self.platform["harbor_admin_password"] = "HARBORADMIN-%s" % base64.b32encode(__import__("os").urandom(10)).decode()
-        self._encrypt("platform.yaml.age", yaml.safe_dump(self.platform))
-        (self.dir / "tls-ca.crt.age").write_bytes(age_crypto.encrypt(ca_pem, [self.recipient]))
+        self.platform["gitea_admin_password"] = "GITEAADMIN-%s" % base64.b32encode(os.urandom(10)).decode()
+        self.platform["harbor_admin_password"] = "HARBORADMIN-%s" % base64.b32encode(os.urandom(10)).decode()
+        self.write("platform.sops.yaml", yaml.safe_dump(self.platform))
+        self.write("tls-ca.crt.sops", ca_pem.decode())
 
     @property
     def secret_values(self):
         return super().secret_values + [self.platform["gitea_admin_password"], self.platform["harbor_admin_password"]]
 
-    def decrypt(self, name):
-        return age_crypto.decrypt((self.dir / name).read_bytes(), str(self.identity))
+    def is_sops_for_the_cell(self, name):
+        """Whether ``name`` is a SOPS file encrypted to exactly the cell's recipient."""
+        return sops_utils.recipients_of_file(str(self.dir / name)) == [self.recipient]
 
 
 @pytest.fixture(scope="module")
@@ -328,7 +330,19 @@ def check_secrets_from_the_encrypted_inventory_and_generated_once(run):
     assert _secret(api, "gitea", "gitea-admin") == {
         "username": "gitea-admin", "email": "platform@cell.lan", "password": secrets.platform["gitea_admin_password"]}
     assert _secret(api, "harbor", "harbor-admin") == {"HARBOR_ADMIN_PASSWORD": secrets.platform["harbor_admin_password"]}
-    stored = yaml.safe_load(secrets.decrypt("delivery-credentials.yaml.age"))
+    # ... and the same objects are in the GitOps tree SOPS-encrypted, for Argo CD's KSOPS
+    for component, ns, name in (("gitea", "gitea", "gitea-admin"), ("harbor", "harbor", "harbor-admin")):
+        rendered = run["build"] / "l3" / component / "secrets" / ("%s.sops.yaml" % name)
+        assert sops_utils.recipients_of_file(str(rendered)) == [secrets.recipient]
+        doc = yaml.safe_load(sops_utils.decrypt_file(str(rendered), str(secrets.identity)))
+        assert doc["stringData"] == _secret(api, ns, name), name
+        app = yaml.safe_load((run["build"] / "apps" / ("%s.yaml" % component)).read_text())
+        assert any(src.get("path") == "l3/%s/secrets" % component and "kustomize" in src for src in app["spec"]["sources"])
+    # what L3 generates is kept as SOPS files encrypted to the cell's recipients, and no age file
+    for name in ("delivery-credentials.sops.yaml", "image-signing.key.sops", "image-signing.pub.sops"):
+        assert secrets.is_sops_for_the_cell(name), name
+    assert not [p.name for p in secrets.dir.iterdir() if p.name.endswith(".age")]
+    stored = yaml.safe_load(secrets.read("delivery-credentials.sops.yaml"))
     internal = _secret(api, "harbor", "harbor-generated")
     assert internal == {"secretKey": stored["harbor_secret_key"], "secret": stored["harbor_core_secret"],
                         "CSRF_KEY": stored["harbor_xsrf_key"], "JOBSERVICE_SECRET": stored["harbor_jobservice_secret"],
@@ -351,8 +365,8 @@ def check_secrets_from_the_encrypted_inventory_and_generated_once(run):
 
 def check_signing_key_created_once_for_chains_and_kyverno(run):
     api, secrets = run["api"], run["secrets"]
-    key_pem = secrets.decrypt("image-signing.key.age")
-    pub_pem = secrets.decrypt("image-signing.pub.age")
+    key_pem = secrets.read("image-signing.key.sops")
+    pub_pem = secrets.read("image-signing.pub.sops")
     key = serialization.load_pem_private_key(key_pem, None)
     assert key_pem.startswith(b"-----BEGIN PRIVATE KEY-----")          # PKCS#8, what Chains reads
     assert isinstance(key.curve, ec.SECP256R1)
@@ -378,7 +392,7 @@ def check_harbor_configured_through_its_api(run):
     robot = harbor.state["robots"]["robot$ci+tekton"]
     assert robot["duration"] == -1 and robot["permissions"][0]["namespace"] == "ci"
     assert {"resource": "repository", "action": "push"} in robot["permissions"][0]["access"]
-    stored = yaml.safe_load(secrets.decrypt("delivery-credentials.yaml.age"))
+    stored = yaml.safe_load(secrets.read("delivery-credentials.sops.yaml"))
     assert stored["harbor_robot_secret"] == robot["secret"]
     for ns, name in (("ci", "harbor-ci-push"), ("kyverno", "harbor-ci-pull")):
         config = json.loads(_secret(api, ns, name)[".dockerconfigjson"])
@@ -395,7 +409,7 @@ def check_gitea_configured_and_the_tree_pushed(run):
     assert repo["private"] is True and repo["default_branch"] == "main"
     hooks = gitea.state["hooks"]["apps"]
     assert len(hooks) == 1
-    stored = yaml.safe_load(secrets.decrypt("delivery-credentials.yaml.age"))
+    stored = yaml.safe_load(secrets.read("delivery-credentials.sops.yaml"))
     assert hooks[0]["url"] == "http://el-gitea.ci.svc.cluster.local:8080"
     assert (hooks[0]["events"], hooks[0]["active"], hooks[0]["content_type"]) == (["push"], True, "json")
     assert hooks[0]["secret"] == stored["ci_webhook_secret"] == _secret(api, "ci", "gitea-webhook")["secret"]
@@ -426,8 +440,8 @@ def check_second_run_changes_nothing(run):
 
 def check_no_secret_in_build_tree_helm_records_or_output(run):
     secrets = run["secrets"]
-    stored = yaml.safe_load(secrets.decrypt("delivery-credentials.yaml.age"))
-    key_body = "".join(secrets.decrypt("image-signing.key.age").decode().strip().splitlines()[1:-1])
+    stored = yaml.safe_load(secrets.read("delivery-credentials.sops.yaml"))
+    key_body = "".join(secrets.read("image-signing.key.sops").decode().strip().splitlines()[1:-1])
     values = secrets.secret_values + [v for k, v in stored.items() if k != "harbor_registry_htpasswd"] + [key_body[:40]]
     texts = {"check output": run["out0"], "run 1 -vvv": run["out1"], "run 2 -vvv": run["out2"]}
     for path in list(run["build"].rglob("*")) + list(run["state"].glob("*")):
@@ -440,11 +454,11 @@ def check_no_secret_in_build_tree_helm_records_or_output(run):
 
 def check_a_lost_robot_secret_stops_the_run(run):
     secrets = run["secrets"]
-    path = secrets.dir / "delivery-credentials.yaml.age"
+    path = secrets.dir / "delivery-credentials.sops.yaml"
     original = path.read_bytes()
-    stored = yaml.safe_load(secrets.decrypt("delivery-credentials.yaml.age"))
+    stored = yaml.safe_load(secrets.read("delivery-credentials.sops.yaml"))
     del stored["harbor_robot_secret"]
-    path.write_bytes(age_crypto.encrypt(yaml.safe_dump(stored).encode(), [secrets.recipient]))
+    secrets.write("delivery-credentials.sops.yaml", yaml.safe_dump(stored))
     try:
         rc, out = run_playbook("playbooks/l3.yml", run["env"], run["extra"], ["-t", "harbor"])
     finally:

@@ -583,7 +583,7 @@ cellplatform_gitea:
   type: dict
   description:
     - 'Gitea (https://gitea.<dns domain>): its admin account (the password is C(gitea_admin_password) in
-      C(platform.yaml.age)), its storage and its CloudNativePG database; and whether this Gitea hosts the GitOps
+      C(platform.sops.yaml)), its storage and its CloudNativePG database; and whether this Gitea hosts the GitOps
       repository.'
     - With C(hosted_gitops) true, C(cellplatform_gitops.repo_url) must be C(https://gitea.<dns domain>/<org>/<repo>.git);
       L3 then creates that organisation and repository and pushes the rendered tree to it.
@@ -617,7 +617,7 @@ cellplatform_harbor:
   description:
     - 'Harbor (https://harbor.<dns domain>): the proxy-cache projects for the public registries the platform pulls
       from, the project the CI pipeline pushes to, volume sizes and its CloudNativePG database. The admin password is
-      C(harbor_admin_password) in C(platform.yaml.age).'
+      C(harbor_admin_password) in C(platform.sops.yaml).'
   options:
     ci_project:
       type: str
