@@ -55,8 +55,10 @@ import secrets
 import ssl
 import subprocess
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs, unquote, urlsplit
+
+from loopback_server import LoopbackServer
 
 # Gitea: names it reserves (models/user) and its name rule (IsValidUsername).
 GITEA_RESERVED = {"admin", "api", "assets", "explore", "org", "repo", "user", "login", "new", "v2"}
@@ -75,10 +77,11 @@ class _Reply(Exception):
         self.status, self.body, self.headers = status, body, headers or {}
 
 
-class _Double(object):
+class _Double(LoopbackServer):
     """An HTTPS server on 127.0.0.1 with basic auth; subclasses route the requests."""
 
     realm = "double"
+    scheme = "https"
 
     def __init__(self, cert, key, username, password):
         self.cert, self.key = str(cert), str(key)
@@ -94,6 +97,7 @@ class _Double(object):
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True   # header and body go out without a delayed-ACK stall
 
             def log_message(self, fmt, *args):
                 pass
@@ -142,29 +146,10 @@ class _Double(object):
 
             do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _serve
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(self.cert, self.key)
-        self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
-        threading.Thread(target=self.server.serve_forever, name=type(self).__name__, daemon=True).start()
+        self._serve(Handler, type(self).__name__, context)
         return self
-
-    def stop(self):
-        if self.server:
-            self.server.shutdown()
-            self.server.server_close()
-            self.server = None
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
-
-    @property
-    def url(self):
-        return "https://127.0.0.1:%d" % self.server.server_address[1]
 
     # --- helpers --------------------------------------------------------------------------------
     def _user(self, header):
