@@ -33,7 +33,7 @@ RECORDED_TOOLS = ("talosctl", "terraform", "helm", "kubectl")
 # The only commands a preflight may run: the tools' version questions (read-only, no node, no network).
 VERSION_QUESTIONS = {"talosctl version --client --short", "terraform version -json", "helm version"}
 # validate.yml's layers (cellplatform_validate_layers)
-VALIDATE_LAYERS = ["l0", "l1", "l2"]
+VALIDATE_LAYERS = ["l0", "l1", "l2", "l3", "l4", "l5", "l6", "l7"]
 # An age X25519 public key with a valid checksum (public keys are not secrets).
 AGE_RECIPIENT = "age1jrt4wcqq6sc0gexnntep0xecwky60ugk0euv67me6xm7c7me7udq7r0003"
 # Each ansible-playbook run costs seconds, so a representative set runs through it (host vars,
@@ -51,6 +51,7 @@ PLAYBOOK_CASES = tuple(sorted(set((
     "l0_duplicate_host",
     "l1_api_dns_name_outside_domain",
     "l0_copied_reference_values",
+    "l3_many_problems",
 ) + tuple(name for name in pc.case_names() if pc.is_apply_case(pc.load_case(name))))))
 if os.environ.get("CELLPLATFORM_PREFLIGHT_ALL_PLAYBOOKS") == "1":  # opt-in: every case through ansible-playbook
     PLAYBOOK_CASES = tuple(pc.case_names())
@@ -130,6 +131,7 @@ def test_enough_negative_inventories():
     layers = [pc.load_case(name)["layer"] for name in pc.case_names()]
     assert layers.count("l0") >= 30
     assert layers.count("l1") + layers.count("l2") >= 15
+    assert layers.count("l3") >= 15
     multi = [name for name in pc.case_names() if len(pc.load_case(name)["expect"]) > 1]
     assert len(multi) >= 3, multi
     assert len([name for name in pc.case_names() if pc.is_apply_case(pc.load_case(name))]) >= 15
@@ -286,7 +288,7 @@ def test_site_runs_validate_first_and_every_later_preflight_checks_less():
         site = yaml.safe_load(handle)
     assert site[0].get("ansible.builtin.import_playbook") == "validate.yml"
     calls = preflight_calls()
-    validate = "{{ cellplatform_validate_layers | default(['l0', 'l1', 'l2']) }}"
+    validate = "{{ cellplatform_validate_layers | default(['l0', 'l1', 'l2', 'l3', 'l4', 'l5', 'l6', 'l7']) }}"
     assert ("playbooks/validate.yml", validate, validate) in calls
     later = [(layers, needs) for path, layers, needs in calls if path != "playbooks/validate.yml"]
     assert later and all(isinstance(layers, tuple) and set(layers) <= set(VALIDATE_LAYERS)

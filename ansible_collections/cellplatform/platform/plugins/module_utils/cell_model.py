@@ -1117,7 +1117,7 @@ def advise(variables, layers=None, mode=None):
 def validate(variables, hosts, layers=None, mode=None):
     """Every problem of the inventory at once: a list of {field, value, message, fix}.
 
-    ``layers``: iterable of l0/l1/l2 (default: all). L0 is always checked: every layer needs
+    ``layers``: iterable of l0 .. l7 (default: all). L0 is always checked: every layer needs
     the cell model. ``mode``: overrides ``cellplatform_mode`` (validated the same way).
     """
     selected = _layers(layers)
@@ -1136,6 +1136,8 @@ def validate(variables, hosts, layers=None, mode=None):
         _check_ui_names(checker)
     if checker.top("cellplatform_provisioner") == "proxmox":
         _check_terraform_inputs(checker)
+    if "l3" in selected:
+        _check_l3(checker)
     return checker.problems
 
 
@@ -1366,6 +1368,10 @@ def _layer_inputs(v):
         "storage": storage_model(v),
         "gateway": gateway_model(v),
         "tls": tls_model(v),
+        # L3 delivery (L3 work)
+        "gitea": gitea_model(v),
+        "harbor": harbor_model(v),
+        "image_policy": str(v.get("cellplatform_image_policy") or "audit").lower(),
     }
 
 
@@ -1728,3 +1734,199 @@ def tls_model(v):
         "tsig_algorithm": CERT_MANAGER_TSIG.get(rfc.get("tsig_algorithm")),
     }
     return out
+
+
+# =============================================================================================
+# L3 delivery (Gitea, Harbor, the image-verification policy): its checks (called from validate()
+# for layer l3) and its model sections (gitea, harbor, image_policy).
+
+IMAGE_POLICY_MODES = ("audit", "enforce")
+# The host Gitea's UI is published as (https://<host>.<dns domain>); a hosted GitOps repository
+# must live there. The l3_delivery role publishes the UI under the same host.
+GITEA_HOST = "gitea"
+GITEA_DEFAULTS = {"hosted_gitops": False, "storage_gib": 20}
+HARBOR_DEFAULTS = {"ci_project": "ci"}
+HARBOR_STORAGE_DEFAULTS = {"registry_gib": 50, "trivy_gib": 5, "jobservice_gib": 1, "redis_gib": 1}
+DATABASE_DEFAULTS = {"instances": 2, "storage_gib": 10}
+DATABASE_MAX_INSTANCES = 9
+# Harbor registry types that can back a proxy-cache project (Harbor 2.15 src/pkg/reg/model).
+HARBOR_PROXY_TYPES = ("docker-hub", "docker-registry", "github-ghcr", "quay", "google-gcr", "harbor")
+# Gitea's user/organisation names (models/user IsUsableUsername): alphanumerics with single '-', '_' or
+# '.' between them, at most 40 characters, not one of the names Gitea reserves for its own routes.
+_GITEA_NAME_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9]|[-._](?=[A-Za-z0-9])){0,39}$")
+GITEA_RESERVED_NAMES = (".", "..", ".well-known", "admin", "api", "assets", "attachments", "avatar", "avatars",
+                        "captcha", "commits", "debug", "error", "explore", "favicon.ico", "ghost", "gitea-actions",
+                        "issues", "login", "manifest.json", "metrics", "milestones", "new", "notifications", "org",
+                        "pulls", "raw", "repo", "repo-avatars", "robots.txt", "search", "serviceworker.js",
+                        "ssh_info", "swagger.v1.json", "user", "v2")
+# Gitea repository names (models/repo IsUsableRepoName): letters, digits, '-', '_', '.'; not '.', '..', '-'
+# and not ending in .git or .wiki.
+_GITEA_REPO_RE = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
+# Harbor project names (src/common/utils ValidateProjectName): lowercase, digits and ._- inside, 1-255.
+_HARBOR_PROJECT_RE = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*$")
+
+
+def gitea_name_problem(name):
+    """Why ``name`` cannot be a Gitea user or organisation name, or None."""
+    if not isinstance(name, str) or not _GITEA_NAME_RE.match(name):
+        return ("is not a valid Gitea name (letters and digits, single '-', '_' or '.' between them, at most "
+                "40 characters)")
+    if name.lower() in GITEA_RESERVED_NAMES:
+        return "is a name Gitea reserves for its own pages"
+    return None
+
+
+def hosted_gitops_repo(url, dns_domain):
+    """(org, repo) of a GitOps repository URL in this cell's Gitea (https://gitea.<domain>/<org>/<repo>.git),
+    or None when the URL points elsewhere."""
+    if not isinstance(url, str) or not is_dns_name(dns_domain):
+        return None
+    match = re.match(r"^https://%s\.%s/([^/]+)/([^/]+?)(?:\.git)?/?$" % (GITEA_HOST, re.escape(dns_domain)), url)
+    return (match.group(1), match.group(2)) if match else None
+
+
+def _unknown_keys(c, field, mapping, known):
+    extra = sorted(str(k) for k in mapping if k not in known)
+    if extra:
+        c.add(field, extra, "has unknown key(s) %s" % ", ".join(extra),
+              "use only %s (docs/variables.md)." % ", ".join(known))
+
+
+def _check_database(c, field, value):
+    db = c.want_dict(field, value, "set %s: {instances: 2, storage_gib: 10}, or remove it for that default."
+                     % field, required=False)
+    if db is None:
+        return
+    _unknown_keys(c, field, db, sorted(DATABASE_DEFAULTS))
+    c.want_int(field + ".instances", c.sub(db, "instances"), 1, DATABASE_MAX_INSTANCES, required=False)
+    c.want_int(field + ".storage_gib", c.sub(db, "storage_gib"), 1, SIZE_GIB_MAX, required=False)
+
+
+def _check_l3(c):
+    _check_gitea(c)
+    _check_harbor(c)
+    c.want_choice("cellplatform_image_policy", c.top("cellplatform_image_policy"), IMAGE_POLICY_MODES)
+
+
+def _check_gitea(c):
+    field = "cellplatform_gitea"
+    gitea = c.want_dict(field, c.top(field), "set %s: {admin_user: gitea-admin, admin_email: <address>} (and "
+                                             "hosted_gitops: true to host the GitOps repository there)." % field)
+    if gitea is None:
+        return
+    _unknown_keys(c, field, gitea, ["admin_email", "admin_user", "database", "hosted_gitops", "storage_gib"])
+    user = c.sub(gitea, "admin_user")
+    user_fix = "use a name such as gitea-admin (letters, digits, single '-', '_' or '.' between them)."
+    if c.want_str(field + ".admin_user", user, user_fix) is not None and gitea_name_problem(user):
+        c.add(field + ".admin_user", user, gitea_name_problem(user), user_fix)
+    email = c.sub(gitea, "admin_email")
+    mail_fix = "set the admin's e-mail address, e.g. platform@example.org (Gitea requires one)."
+    if c.want_str(field + ".admin_email", email, mail_fix) is not None and not _EMAIL_RE.match(email):
+        c.add(field + ".admin_email", email, "is not an e-mail address", mail_fix)
+    c.want_int(field + ".storage_gib", c.sub(gitea, "storage_gib"), 1, SIZE_GIB_MAX, required=False)
+    _check_database(c, field + ".database", c.sub(gitea, "database"))
+    hosted = c.want_bool(field + ".hosted_gitops", c.sub(gitea, "hosted_gitops"), required=False)
+    if not hosted:
+        return
+    domain = c.top("cellplatform_dns_domain")
+    url = c.sub(c.top("cellplatform_gitops"), "repo_url")
+    if not is_dns_name(domain) or not isinstance(url, str) or url.startswith("http://") or not _git_url_ok(url):
+        return   # no URL or domain to compare yet: reported by the L0 checks
+    wanted = "https://%s.%s/<org>/<repo>.git" % (GITEA_HOST, domain)
+    where = hosted_gitops_repo(url, domain)
+    if where is None:
+        c.add("cellplatform_gitops.repo_url", url, "is not a repository of this cell's Gitea (%s), but "
+              "cellplatform_gitea.hosted_gitops is true" % wanted,
+              "point repo_url at %s, or set hosted_gitops: false to keep an external repository." % wanted)
+        return
+    org, repo = where
+    if gitea_name_problem(org):
+        c.add("cellplatform_gitops.repo_url", url, "names the organisation %s, which %s" % (org, gitea_name_problem(org)),
+              "use an organisation name such as platform in %s." % wanted)
+    if not _GITEA_REPO_RE.match(repo) or repo in (".", "..", "-") or repo.endswith((".git", ".wiki")):
+        c.add("cellplatform_gitops.repo_url", url, "names the repository %s, which Gitea does not accept" % repo,
+              "use a repository name of letters, digits, '-', '_' and '.', e.g. %s." % _label_like(repo, "cell"))
+
+
+def _check_harbor(c):
+    field = "cellplatform_harbor"
+    harbor = c.want_dict(field, c.top(field), "set %s: {ci_project: ci, proxy_caches: [{name: dockerhub, type: "
+                                              "docker-hub, url: https://hub.docker.com}]}." % field)
+    if harbor is None:
+        return
+    _unknown_keys(c, field, harbor, ["ci_project", "database", "proxy_caches", "storage"])
+    project_fix = "use a lowercase name of letters and digits with single '.', '_' or '-' between them, e.g. ci."
+    ci_project = c.sub(harbor, "ci_project")
+    if c.want_str(field + ".ci_project", ci_project, project_fix, required=False) is not None \
+            and not _HARBOR_PROJECT_RE.match(ci_project):
+        c.add(field + ".ci_project", ci_project, "is not a valid Harbor project name", project_fix)
+    storage = c.want_dict(field + ".storage", c.sub(harbor, "storage"), "set %s.storage: {registry_gib: 50, "
+                          "trivy_gib: 5}, or remove it for the defaults." % field, required=False)
+    if storage is not None:
+        _unknown_keys(c, field + ".storage", storage, sorted(HARBOR_STORAGE_DEFAULTS))
+        for key in sorted(HARBOR_STORAGE_DEFAULTS):
+            c.want_int("%s.storage.%s" % (field, key), c.sub(storage, key), 1, SIZE_GIB_MAX, required=False)
+    _check_database(c, field + ".database", c.sub(harbor, "database"))
+    caches = c.want_list(field + ".proxy_caches", c.sub(harbor, "proxy_caches"),
+                         "list the upstream registries, e.g. [{name: dockerhub, type: docker-hub, url: "
+                         "https://hub.docker.com}], or [] for none.", required=False)
+    seen = {ci_project if isinstance(ci_project, str) else HARBOR_DEFAULTS["ci_project"]: "ci_project"}
+    for idx, cache in enumerate(caches or []):
+        where = "%s.proxy_caches[%d]" % (field, idx)
+        cache = c.want_dict(where, cache, "write each proxy cache as {name, type, url}.")
+        if cache is None:
+            continue
+        _unknown_keys(c, where, cache, ["name", "type", "url"])
+        name = c.sub(cache, "name")
+        if c.want_str(where + ".name", name, project_fix) is not None:
+            if not _HARBOR_PROJECT_RE.match(name):
+                c.add(where + ".name", name, "is not a valid Harbor project name", project_fix)
+            elif name in seen:
+                c.add(where + ".name", name, "is already used by %s" % seen[name],
+                      "give every proxy cache its own project name, different from ci_project.")
+            else:
+                seen[name] = "proxy_caches[%d]" % idx
+        c.want_choice(where + ".type", c.sub(cache, "type"), HARBOR_PROXY_TYPES)
+        url = c.sub(cache, "url")
+        url_fix = "use the registry's https:// URL, e.g. https://ghcr.io."
+        if c.want_str(where + ".url", url, url_fix) is not None and not _url_ok(url, ("https",)):
+            c.add(where + ".url", url, "is not an https:// URL with a host", url_fix)
+
+
+def _sized(value, defaults):
+    value = value if isinstance(value, Mapping) else {}
+    return dict((key, _int_or_none(value.get(key)) or default) for key, default in sorted(defaults.items()))
+
+
+def gitea_model(v):
+    """cellplatform_cell.gitea: {hosted_gitops, gitops_repo: {org, name} | None, admin_user, admin_email,
+    storage_gib, database: {instances, storage_gib}}."""
+    gitea = v.get("cellplatform_gitea")
+    if not isinstance(gitea, Mapping):
+        return None
+    hosted = _as_bool(gitea.get("hosted_gitops"), GITEA_DEFAULTS["hosted_gitops"])
+    where = hosted_gitops_repo((v.get("cellplatform_gitops") or {}).get("repo_url"), v.get("cellplatform_dns_domain"))
+    return {
+        "host": GITEA_HOST,
+        "hosted_gitops": hosted,
+        "gitops_repo": {"org": where[0], "name": where[1]} if hosted and where else None,
+        "admin_user": str(gitea.get("admin_user") or ""),
+        "admin_email": str(gitea.get("admin_email") or ""),
+        "storage_gib": _int_or_none(gitea.get("storage_gib")) or GITEA_DEFAULTS["storage_gib"],
+        "database": _sized(gitea.get("database"), DATABASE_DEFAULTS),
+    }
+
+
+def harbor_model(v):
+    """cellplatform_cell.harbor: {ci_project, proxy_caches: [{name, type, url}], storage: {...}, database: {...}}."""
+    harbor = v.get("cellplatform_harbor")
+    if not isinstance(harbor, Mapping):
+        return None
+    caches = [{"name": str(item.get("name")), "type": str(item.get("type")), "url": str(item.get("url")).rstrip("/")}
+              for item in harbor.get("proxy_caches") or [] if isinstance(item, Mapping)]
+    return {
+        "ci_project": str(harbor.get("ci_project") or HARBOR_DEFAULTS["ci_project"]),
+        "proxy_caches": caches,
+        "storage": _sized(harbor.get("storage"), HARBOR_STORAGE_DEFAULTS),
+        "database": _sized(harbor.get("database"), DATABASE_DEFAULTS),
+    }

@@ -22,7 +22,8 @@ description:
     the Talos/Kubernetes version pair, Proxmox and machine settings, age recipients (required in
     C(apply) mode), types and required values; with layer C(l1) also the DNS domain,
     external-dns and Karpenter settings; with layer C(l2) the GitOps repository, Argo CD domain,
-    policy mode and Linkerd certificate lifetimes.
+    policy mode and Linkerd certificate lifetimes; with layer C(l3) Gitea (admin account, sizes,
+    the hosted GitOps repository), Harbor (proxy caches, CI project, sizes) and the image policy.
   - Every C(cellplatform_*) name and every key inside a C(cellplatform_*) mapping must be one the
     inventory schema declares (C(plugins/plugin_utils/cell_schema.py)); an unknown one is a
     problem that names the closest valid one.
@@ -55,12 +56,13 @@ options:
   layers:
     description:
       - The layers whose checks run. C(l0) is always checked because every layer needs the cell
-        model; C(l1) and C(l2) variables are only required when their layer is selected
-        (C(cellplatform_karpenter) is checked whenever it is set).
+        model; the variables of C(l1), C(l2) and C(l3) are only required when their layer is
+        selected (C(cellplatform_karpenter) is checked whenever it is set). C(l4) to C(l7) have no
+        inputs yet.
     type: list
     elements: str
-    choices: [l0, l1, l2]
-    default: [l0, l1, l2]
+    choices: [l0, l1, l2, l3, l4, l5, l6, l7]
+    default: [l0, l1, l2, l3, l4, l5, l6, l7]
   mode:
     description:
       - Overrides C(cellplatform_mode) (validated the same way).
@@ -163,7 +165,7 @@ layers:
   returned: success
   type: list
   elements: str
-  sample: [l0, l1, l2]
+  sample: [l0, l1, l2, l3]
 '''
 
 from ansible.module_utils.basic import AnsibleModule
@@ -172,7 +174,8 @@ from ansible.module_utils.basic import AnsibleModule
 def main():
     module = AnsibleModule(
         argument_spec=dict(
-            layers=dict(type="list", elements="str", choices=["l0", "l1", "l2"], default=["l0", "l1", "l2"]),
+            layers=dict(type="list", elements="str", choices=["l0", "l1", "l2", "l3", "l4", "l5", "l6", "l7"],
+                        default=["l0", "l1", "l2", "l3", "l4", "l5", "l6", "l7"]),
             mode=dict(type="str", choices=["render", "apply"]),
             prerequisites=dict(type="list", elements="str", choices=["l0", "l1", "l2"]),
             talosctl_path=dict(type="str", default=""),
