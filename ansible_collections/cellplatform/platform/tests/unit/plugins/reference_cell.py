@@ -68,4 +68,10 @@ REFERENCE_VARS = {
     "cellplatform_policy_mode": "audit",
     "cellplatform_linkerd": {"trust_anchor_lifetime_days": 3650, "issuer_lifetime_days": 365,
                              "issuer_renew_before_days": 30},
+    "cellplatform_observability": {
+        "log_receiver": {"address": "192.168.100.201", "port": 5170},
+        "prometheus": {"retention_days": 15, "volume_gib": 15}, "alertmanager": {"volume_gib": 1},
+        "loki": {"retention_days": 14, "volume_gib": 15}, "tempo": {"retention_days": 7, "volume_gib": 5},
+        "grafana": {"volume_gib": 1},
+    },
 }

@@ -86,7 +86,9 @@ def test_model_of_the_reference_cell(ref):
                                    "proxmox", "node_sizes", "dns_domain", "external_dns", "metallb", "karpenter",
                                    "gitops", "argocd_domain", "policy_mode", "linkerd",
                                    # storage, the shared Gateway and TLS
-                                   "storage", "gateway", "tls"])
+                                   "storage", "gateway", "tls",
+                                   # observability and the reserved LoadBalancer addresses
+                                   "observability", "lb_reserved"])
 
 
 def test_model_is_deterministic(ref):
@@ -252,6 +254,7 @@ def test_free_address_suggestion_skips_used_and_pool(ref):
     hosts = {"controlplane": {"cp-1": {"cellplatform_node_ip": "192.168.100.3"}},
              "workers": {"worker-1": {"cellplatform_node_ip": "192.168.100.2"}}}
     del variables["cellplatform_karpenter"]
+    del variables["cellplatform_observability"]   # its log receiver would need a second pool address
     problems = cm.validate(variables, hosts, layers=["l0"])
     assert fields(problems) == ["cellplatform_api_vip"]
     assert problems[0]["fix"].endswith("e.g. 192.168.100.4.")
