@@ -60,7 +60,7 @@ RECORD_FIELDS = {
                              "or a component of a lower layer)"),
     "sync_wave": (int, 0, "Argo CD sync wave of its Application"),
     "argocd": (dict, {}, "Application extras: ignore_differences, sync_options, sources (where Argo CD finds what "
-                        "remote_manifests applies: [{repoURL, targetRevision, path}])"),
+                         "remote_manifests applies: [{repoURL, targetRevision, path}])"),
     "plan": (dict, {}, "extra plan.json keys of the component (notes, address_range)"),
     "ui": (list, [], "[{host, service, port, path, title}]: web UIs published through the shared Gateway at "
                      "https://<host>.<dns domain> (host defaults to the component name); rendered as HTTPRoutes "

@@ -140,9 +140,8 @@ def test_capacity_follows_the_partition_bounds_and_the_provider(ref):
     variables["cellplatform_provisioner"] = "none"                       # bare metal: only the bounds are known
     del variables["cellplatform_storage"]["volume"]["max_size_gib"]
     assert cm.storage_capacity(variables, hosts)["per_node_gib"] == 45   # min_size_gib 50, 10% reserved
-    variables["cellplatform_storage"] = {"provider": "local-path", "volume": {"type": "partition",
-                                                                             "disk_selector": "!system_disk",
-                                                                             "min_size_gib": 20}}
+    variables["cellplatform_storage"] = {
+        "provider": "local-path", "volume": {"type": "partition", "disk_selector": "!system_disk", "min_size_gib": 20}}
     cap = cm.storage_capacity(variables, hosts)
     assert (cap["replicas"], cap["per_node_gib"], cap["total_gib"]) == (1, 20, 60)
     # 37 GiB in one copy fit three 20 GiB volumes, but the 15 GiB Prometheus and Loki volumes each fit too

@@ -208,7 +208,7 @@ def test_tags_select_components(run, skip, selected):
 CELL = {"dns_domain": "cell.lan", "gateway": {"name": "platform", "namespace": "gateway", "https_listener": "https",
                                               "address": "192.168.100.200"}}
 ARGOCD = {"name": "argocd", "namespace": "argocd", "chart": {"repo": "https://argoproj.github.io/argo-helm",
-                                                              "name": "argo-cd", "version": "10.1.1"},
+                                                             "name": "argo-cd", "version": "10.1.1"},
           "ui": [{"service": "argocd-server", "port": 80, "title": "Argo CD"}]}
 
 
