@@ -1,5 +1,5 @@
-"""Fixtures for apply-path tests: chart fixtures for the helm double, an age-encrypted secrets
-directory, and a runner for ansible-playbook against the test doubles.
+"""Fixtures for apply-path tests: chart fixtures for the helm double, a secrets directory of SOPS
+files (the real sops, a real age key), and a runner for ansible-playbook against the test doubles.
 
 Reusable by every layer's apply test (L1 here, L2 next):
 
@@ -8,9 +8,10 @@ Reusable by every layer's apply test (L1 here, L2 next):
 * ``crd(group, kind, plural, versions, scope)``, ``deployment(name)``, ``daemonset(name)``,
   ``webhook(...)`` build the minimal objects a chart's install leaves in the cluster
   (``{{NAMESPACE}}``/``{{RELEASE}}`` are filled in by the double).
-* ``SecretsDir`` creates an age identity and the encrypted ``kubeconfig.age``,
-  ``platform.yaml.age`` and ``talos-secrets.yaml.age`` with unique marker values, so a test
-  can grep for every secret value afterwards (``SecretsDir.secret_values``).
+* ``SecretsDir`` creates an age identity and the SOPS files ``kubeconfig.sops.yaml``,
+  ``platform.sops.yaml`` and ``talos-secrets.sops.yaml`` with unique marker values, so a test
+  can grep for every secret value afterwards (``SecretsDir.secret_values``); ``write`` (re)writes
+  one of them, ``read`` decrypts one.
 * ``run_playbook(...)`` runs ansible-playbook with the doubles first on PATH and returns
   (rc, combined output).
 * ``gateway_api_crds()``, ``prometheus_operator_crds()``, ``preinstall(api, objects)`` put into the
@@ -40,7 +41,7 @@ DOUBLES = REPO / "tests" / "doubles"
 sys.path.insert(0, str(DOUBLES))
 sys.path.insert(0, str(REPO))
 
-from ansible_collections.cellplatform.platform.plugins.module_utils import age_crypto  # noqa: E402
+from ansible_collections.cellplatform.platform.plugins.module_utils import sops as sops_utils  # noqa: E402
 
 
 def crd(group, kind, plural, versions=("v1",), scope="Namespaced"):
@@ -242,7 +243,7 @@ class Conditions(object):
 
 
 class SecretsDir(object):
-    """An age identity plus the encrypted secrets an apply run reads; every value is unique."""
+    """An age identity plus the SOPS-encrypted secrets an apply run reads; every value is unique."""
 
     def __init__(self, root, kubeconfig):
         import pyrage
@@ -258,7 +259,7 @@ class SecretsDir(object):
         def marker(what):
             return "%s-%s" % (what, pysecrets.token_hex(12))
 
-        # docs/secrets.md: platform.yaml.age keys; Proxmox tokens are "user@realm!id=secret".
+        # docs/secrets.md: the platform secrets' keys; Proxmox tokens are "user@realm!id=secret".
         self.proxmox_token_secret = marker("PVETOKEN")
         self.platform = {
             "external_dns_tsig_secret": marker("TSIGSECRET"),
@@ -272,12 +273,18 @@ class SecretsDir(object):
             "trustdinfo": {"token": marker("MACHINETOKEN")},
             "certs": {"os": {"crt": marker("OSCACRT"), "key": marker("OSCAKEY")}},
         }
-        self._encrypt("kubeconfig.age", yaml.safe_dump(kubeconfig))
-        self._encrypt("platform.yaml.age", yaml.safe_dump(self.platform))
-        self._encrypt("talos-secrets.yaml.age", yaml.safe_dump(self.talos))
+        self.write("kubeconfig.sops.yaml", yaml.safe_dump(kubeconfig))
+        self.write("platform.sops.yaml", yaml.safe_dump(self.platform))
+        self.write("talos-secrets.sops.yaml", yaml.safe_dump(self.talos))
 
-    def _encrypt(self, name, text):
-        (self.dir / name).write_bytes(age_crypto.encrypt(text.encode(), [self.recipient]))
+    def write(self, name, text):
+        """(Re)write the SOPS file ``name`` of the secrets directory with ``text``."""
+        path = self.dir / name
+        path.write_bytes(sops_utils.Sops(str(self.identity)).encrypt(text, [self.recipient], str(path)))
+
+    def read(self, name):
+        """The plaintext (bytes) of the SOPS file ``name``."""
+        return sops_utils.decrypt_file(str(self.dir / name), str(self.identity))
 
     @property
     def secret_values(self):

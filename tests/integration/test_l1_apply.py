@@ -30,12 +30,13 @@ from cryptography import x509
 from apply_fixtures import (apply_run_setup, Conditions, gateway_api_crds, gateway_class, helm_calls, l1_charts,
                             preinstall, prometheus_operator_crds, recap, REPO, run_playbook, SecretsDir)
 from fake_kube_api import FakeKubeAPI
-from ansible_collections.cellplatform.platform.plugins.module_utils import age_crypto
 
 # Conditions the controllers of the cell report (cert-manager, Cilium): played by Conditions.
 CONDITIONS = [("cert-manager.io/v1", "ClusterIssuer", "cellplatform-ca", None, "Ready"),
               ("cert-manager.io/v1", "Certificate", "platform-tls", "gateway", "Ready"),
               ("gateway.networking.k8s.io/v1", "Gateway", "platform", "gateway", "Programmed")]
+
+from ansible_collections.cellplatform.platform.plugins.module_utils import sops as sops_utils  # noqa: E402
 
 
 
@@ -63,7 +64,7 @@ def l1_run(tmp_path_factory):
             rc1, out1 = run_playbook("playbooks/l1.yml", env, extra, ["-vvv"])
         writes1 = len(api.writes())
         calls1 = helm_calls(state)
-        ca_files = {name: (secrets.dir / name).read_bytes() for name in ("tls-ca.crt.age", "tls-ca.key.age")
+        ca_files = {name: (secrets.dir / name).read_bytes() for name in ("tls-ca.crt.sops", "tls-ca.key.sops")
                     if (secrets.dir / name).exists()}
         rc2, out2 = run_playbook("playbooks/l1.yml", env, extra, ["-vvv"])
         yield {"check_build": check_build, "rc0": rc0, "out0": out0, "check_writes": check_writes, "check_calls": check_calls,
@@ -82,7 +83,7 @@ def check_check_mode_on_fresh_cluster_changes_nothing(l1_run):
     assert [c for c in l1_run["check_calls"] if c["command"] in ("upgrade", "install", "uninstall")] == []
     assert l1_run["check_build"] == []                    # render_files wrote nothing either
     assert "A new root CA of the cell would be generated" in l1_run["out0"]
-    assert "tls-ca.crt.age" not in l1_run["check_secrets"]  # ... and no CA was created
+    assert "tls-ca.crt.sops" not in l1_run["check_secrets"]  # ... and no CA was created
 
 
 def check_first_run_succeeds(l1_run):
@@ -206,15 +207,29 @@ def check_secrets_created_from_encrypted_inventory(l1_run):
     template = data("kube-system", "karpenter-template")["user-data"]
     assert template.strip() == (l1_run["build"] / "l1/karpenter/talos-worker.yaml.gotmpl").read_text().strip()
     assert "{{ .Values.machineToken }}" in template
-    # the Secret for external-dns is only referenced by name in the values file
+    # the Secret for external-dns is only referenced by name in the values file ...
     values_file = (l1_run["build"] / "l1/external-dns/values.yaml").read_text()
     assert "external-dns-credentials" in values_file
+    # ... and is in the GitOps tree SOPS-encrypted: the same object, for Argo CD's KSOPS
+    rendered = l1_run["build"] / "l1/external-dns/secrets/external-dns-credentials.sops.yaml"
+    assert secrets.platform["external_dns_tsig_secret"] not in rendered.read_text()
+    doc = yaml.safe_load(secrets_read(rendered, secrets))
+    assert doc["stringData"] == data("external-dns", "external-dns-credentials")
+    assert doc["metadata"] == {k: v for k, v in api.get("v1", "Secret", "external-dns-credentials", "external-dns")[
+        "metadata"].items() if k in ("name", "namespace", "labels")}
+    app = yaml.safe_load((l1_run["build"] / "apps/external-dns.yaml").read_text())
+    assert any(src.get("path") == "l1/external-dns/secrets" and "kustomize" in src for src in app["spec"]["sources"])
+
+
+def secrets_read(path, secrets):
+    """The plaintext of a SOPS file of the build tree, opened with the cell's identity."""
+    return sops_utils.decrypt_file(str(path), str(secrets.identity))
 
 
 def check_root_ca_created_once_as_the_ca_issuers_secret(l1_run):
     api, secrets = l1_run["api"], l1_run["secrets"]
-    crt = age_crypto.decrypt((secrets.dir / "tls-ca.crt.age").read_bytes(), str(secrets.identity))
-    key = age_crypto.decrypt((secrets.dir / "tls-ca.key.age").read_bytes(), str(secrets.identity))
+    crt = secrets_read(secrets.dir / "tls-ca.crt.sops", secrets)
+    key = secrets_read(secrets.dir / "tls-ca.key.sops", secrets)
     cert = x509.load_pem_x509_certificate(crt)
     assert cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca is True
     assert cert.subject.get_attributes_for_oid(x509.oid.NameOID.COMMON_NAME)[0].value == "cell platform root CA"

@@ -8,7 +8,8 @@ values files; kube-prometheus-stack installed only once the prometheus-operator 
 Established (the records' ``monitors`` put them in front of every chart that renders a
 ServiceMonitor); the platform PrometheusRule only once the operator's webhook answers; the Talos
 log receiver Service at its reserved LoadBalancer address; Grafana's admin Secret built from the
-encrypted platform secrets and its UI routed through the shared Gateway; check mode without any
+SOPS-encrypted platform secrets (created before the release, rendered only encrypted for
+KSOPS) and its UI routed through the shared Gateway; check mode without any
 write; a second run that changes nothing; no secret value in build/ or any output.
 
 The cluster starts with what L0-L2 leave (Gateway API CRDs, Cilium's GatewayClass, cert-manager's
@@ -35,6 +36,7 @@ from apply_fixtures import (apply_run_setup, Conditions, crd, daemonset, deploym
                             helm_calls, preinstall, prometheus_operator_crds, recap, REPO, run_playbook, SecretsDir,
                             statefulset, webhook, write_chart)
 from fake_kube_api import FakeKubeAPI
+from ansible_collections.cellplatform.platform.plugins.module_utils import sops as sops_utils
 
 KPS = "kube-prometheus-stack"
 # (release, namespace, chart, version, repo, values file)
@@ -118,7 +120,7 @@ def l4_run(tmp_path_factory):
         secrets = SecretsDir(tmp, api.kubeconfig())
         admin_password = "GRAFANAPASSWORD-%s" % pysecrets.token_hex(12)
         secrets.platform.update({"grafana_admin_user": "platform-admin", "grafana_admin_password": admin_password})
-        secrets._encrypt("platform.yaml.age", yaml.safe_dump(secrets.platform))
+        secrets.write("platform.sops.yaml", yaml.safe_dump(secrets.platform))
         charts = tmp / "charts"
         l4_charts(charts)
         env, extra, state, build_root = apply_run_setup(
@@ -260,6 +262,14 @@ def check_grafana_admin_from_the_encrypted_secrets_and_its_route(run):
     secret_seq = min(e["seq"] for e in writes if e["kind"] == "Secret" and e["name"] == "grafana-admin")
     grafana_seq = min(e["seq"] for e in writes if e["field_manager"] == "helm" and e["name"] == "grafana")
     assert secret_seq < grafana_seq
+    # ... and the same object is in the GitOps tree SOPS-encrypted, a kustomize (KSOPS) source of its Application
+    rendered = run["build"] / "l4/grafana/secrets/grafana-admin.sops.yaml"
+    assert sops_utils.recipients_of_file(str(rendered)) == [run["secrets"].recipient]
+    doc = yaml.safe_load(sops_utils.decrypt_file(str(rendered), str(run["secrets"].identity)))
+    assert doc["stringData"] == data
+    assert doc["metadata"] == {k: v for k, v in secret["metadata"].items() if k in ("name", "namespace", "labels")}
+    app = yaml.safe_load((run["build"] / "apps/grafana.yaml").read_text())
+    assert any(src.get("path") == "l4/grafana/secrets" and "kustomize" in src for src in app["spec"]["sources"])
     route = api.get("gateway.networking.k8s.io/v1", "HTTPRoute", "grafana-ui", "observability")
     assert route["spec"]["hostnames"] == ["grafana.cell.lan"]
     assert route["spec"]["parentRefs"][0] == {"group": "gateway.networking.k8s.io", "kind": "Gateway",

@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: (c) 2026, cellplatform developers
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The component records a run applies (filter component_run)."""
+"""The component records a run applies (filter component_run) and their Secrets (filter component_secrets)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from ansible_collections.cellplatform.platform.plugins.plugin_utils.component im
     namespace_document,
     records_for,
     route_documents,
+    secret_documents,
     select_for_run,
 )
 from ansible_collections.cellplatform.platform.plugins.plugin_utils.render import to_plain
@@ -37,6 +38,18 @@ def component_run(records, layer, run_tags=None, skip_tags=None, cell=None):
     return selected
 
 
+def component_secrets(component, platform, source):
+    """The Secret objects of a (normalised) component, values from the decrypted platform secrets.
+
+    ``platform`` is the mapping ``community.sops.sops`` decrypted from ``source`` (its path, named in
+    errors). The same objects the render step writes SOPS-encrypted for Argo CD.
+    """
+    try:
+        return secret_documents(to_plain(component), to_plain(platform), str(source))
+    except ComponentError as exc:
+        raise AnsibleFilterError("component_secrets: %s" % exc)
+
+
 class FilterModule:
     def filters(self):
-        return {"component_run": component_run}
+        return {"component_run": component_run, "component_secrets": component_secrets}

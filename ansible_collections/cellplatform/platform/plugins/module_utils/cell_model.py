@@ -57,6 +57,15 @@ PLAN_CELL_KEYS = ("name", "network", "api", "lb_pool", "pod_cidr", "service_cidr
                   "controlplane", "workers", "bootstrap_node", "talos_endpoints", "dns_domain", "storage", "gateway", "tls",
                   "observability", "lb_reserved")
 DEFAULT_WORK_DIR = "~/.cache/cellplatform/%s"
+# The cell's secrets: SOPS files with age recipients in cellplatform_secrets_dir (docs/secrets.md);
+# the cell model carries their paths as cellplatform_cell.secrets.<key>.
+SECRET_FILES = {
+    "config": ".sops.yaml",
+    "platform": "platform.sops.yaml",
+    "talos": "talos-secrets.sops.yaml",
+    "talosconfig": "talosconfig.sops.yaml",
+    "kubeconfig": "kubeconfig.sops.yaml",
+}
 DEFAULT_AGE_IDENTITY = "~/.config/sops/age/keys.txt"
 # Where the Argo CD Applications of every layer live, and the AppProject they belong to.
 ARGOCD_NAMESPACE = "argocd"
@@ -790,6 +799,13 @@ def _check_karpenter(c, network, gateway, vip, pool, node_ips, required):
     enabled = c.want_bool(field + ".enabled", c.sub(karp, "enabled"))
     if enabled is False:
         return
+    if required and c.top("cellplatform_provisioner") == "none":
+        # Karpenter's provider creates and deletes worker VMs through the Proxmox API.
+        c.add(field + ".enabled", c.sub(karp, "enabled"),
+              "needs Proxmox: Karpenter (karpenter-provider-proxmox) creates worker VMs through the Proxmox API, "
+              "and cellplatform_provisioner is none (machines you boot yourself, bare metal)",
+              "set cellplatform_karpenter: {enabled: false} and add workers as inventory hosts, or run the cell on "
+              "Proxmox (cellplatform_provisioner: proxmox).")
     low = c.want_int(field + ".min_nodes", c.sub(karp, "min_nodes"), 0, KARPENTER_MAX_NODES_CAP)
     high = c.want_int(field + ".max_nodes", c.sub(karp, "max_nodes"), 0, KARPENTER_MAX_NODES_CAP,
                       fix="set an integer between 0 and %d (a YAML number, without quotes)." % KARPENTER_MAX_NODES_CAP)
@@ -1046,6 +1062,8 @@ def build_cell_model(variables, hosts, mode=None):
         "mode": mode if mode else v["cellplatform_mode"],
         "build_dir": os.path.join(os.path.realpath(v["cellplatform_build_root"]), name),
         "secrets_dir": os.path.realpath(v["cellplatform_secrets_dir"]),
+        "secrets": dict((key, os.path.join(os.path.realpath(v["cellplatform_secrets_dir"]), fname))
+                        for key, fname in sorted(SECRET_FILES.items())),
         "network": {
             "cidr": str(network),
             "prefixlen": network.prefixlen,

@@ -24,7 +24,7 @@ description:
     rotate the admin credential of everyone using the file.
   - Certificates are compared as opaque data, never parsed as X.509, so nothing depends on a crypto library or on
     the certificate format. To renew the stored admin credential (Talos issues it for one year), remove O(dest) (and
-    the encrypted copy the role keeps, C(<secrets_dir>/kubeconfig.age)) and rerun.
+    the encrypted copy the role keeps, C(<secrets_dir>/kubeconfig.sops.yaml)) and rerun.
   - The kubeconfig holds credentials and is never returned.
 extends_documentation_fragment:
   - cellplatform.platform.talosctl

@@ -47,8 +47,9 @@ cellplatform_secrets_dir:
   layer: l0
   type: str
   description:
-    - Directory of the cell's age-encrypted secrets (Talos bundle, talosconfig, kubeconfig, C(platform.yaml.age),
-      C(linkerd-*.age)).
+    - Directory of the cell's secrets, every one a SOPS file with age recipients (C(talos-secrets.sops.yaml),
+      C(talosconfig.sops.yaml), C(kubeconfig.sops.yaml), C(platform.sops.yaml), C(linkerd-*.sops)) and the
+      C(.sops.yaml) creation rules written from C(cellplatform_age_recipients); see docs/secrets.md.
 cellplatform_network:
   layer: l0
   type: dict
@@ -169,7 +170,8 @@ cellplatform_talos_platform:
     - nocloud
     - metal
   description:
-    - Talos platform of the installer image; C(proxmox) provisioning needs C(nocloud).
+    - Talos platform of the installer image; C(proxmox) provisioning needs C(nocloud), bare metal uses C(metal)
+      (docs/bare-metal.md).
 cellplatform_talos_install_disk:
   layer: l0
   type: str
@@ -181,13 +183,14 @@ cellplatform_age_recipients:
   elements: str
   description:
     - age public keys (C(age1...)) the cell's secrets are encrypted to; required and non-empty in apply mode.
-    - The Talos secrets bundle, talosconfig and kubeconfig are encrypted to them.
+    - Every SOPS file of the cell (inventory secrets, machine configs, the GitOps tree's Secrets) is encrypted to
+      exactly this set, and the C(.sops.yaml) files list it; any change of the set re-encrypts every file.
 cellplatform_age_identity:
   layer: l0
   type: str
   description:
-    - age identity file that decrypts the cell's secrets (the SOPS key file works); required in apply mode.
-    - Decrypts the Talos bundle, the Proxmox token and the configs in apply mode.
+    - age identity file sops decrypts the cell's secrets with (C(SOPS_AGE_KEY_FILE)); required in apply mode.
+    - Its keys that are recipients also go to Argo CD's repo-server (Secret C(argocd/sops-age)) for KSOPS.
 cellplatform_provisioner:
   layer: l0
   type: str
@@ -341,7 +344,7 @@ cellplatform_kubeconfig:
   type: str
   description:
     - An admin kubeconfig of this cell to use as it is. Unset (the default), L0 fetches one, stores it encrypted as
-      C(<secrets_dir>/kubeconfig.age) and every layer decrypts it into the work directory; a kubeconfig named here
+      C(<secrets_dir>/kubeconfig.sops.yaml) and every layer decrypts it into the work directory; a kubeconfig named here
       is never written.
 cellplatform_terraform_allow_destroy:
   layer: l0
@@ -382,7 +385,7 @@ cellplatform_external_dns:
   type: dict
   description:
     - 'external-dns settings: provider, policy, TXT owner, domain filters and the provider''s server settings (secrets
-      come from C(platform.yaml.age)).'
+      come from C(platform.sops.yaml)).'
   options:
     provider:
       type: str
@@ -407,7 +410,7 @@ cellplatform_external_dns:
     rfc2136:
       type: dict
       description: RFC2136 server, zone and TSIG key name/algorithm (provider C(rfc2136)); the TSIG secret comes
-        from C(platform.yaml.age).
+        from C(platform.sops.yaml).
       options:
         host:
           type: str
@@ -436,7 +439,7 @@ cellplatform_external_dns:
           description: List records by zone transfer (C(--rfc2136-axfr)); required for policy C(sync).
     pdns:
       type: dict
-      description: PowerDNS API endpoint (provider C(pdns)); the API key comes from C(platform.yaml.age).
+      description: PowerDNS API endpoint (provider C(pdns)); the API key comes from C(platform.sops.yaml).
       options:
         server:
           type: str

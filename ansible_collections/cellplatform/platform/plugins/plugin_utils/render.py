@@ -20,15 +20,30 @@ from ansible_collections.cellplatform.platform.plugins.module_utils.cell_model i
     LAYER_TITLES as _LAYER_TITLES,
     PLAN_CELL_KEYS,
 )
+from ansible_collections.cellplatform.platform.plugins.module_utils.sops import KUBERNETES_SECRET_REGEX
 
 PLAN_JSON = "plan.json"
 PLAN_MD = "PLAN.md"
+# The build tree's sops creation rules (public keys only): the machine configs are encrypted whole,
+# every other *.sops.yaml (a component's Secret manifests) only in data/stringData.
+SOPS_CONFIG = ".sops.yaml"
+MACHINECONFIGS_PATH_REGEX = r"^talos/machineconfigs/[^/]+\.sops\.yaml$"
+SECRET_MANIFESTS_PATH_REGEX = r"\.sops\.yaml$"
 PLAN_FORMAT_VERSION = 1
 LAYER_TITLES = dict(_LAYER_TITLES)
 
 # Private key material must never reach the build tree (it is committed to GitOps repos).
 _PRIVATE_KEY_RE = re.compile(r"-----BEGIN ([A-Z0-9 ]+ )?PRIVATE KEY-----")
 _AGE_IDENTITY_RE = re.compile(r"AGE-SECRET-KEY-1[0-9A-Z]{50,}")
+
+
+def gitops_sops_rules(recipients):
+    """The creation rules of the build tree's .sops.yaml (module_utils/sops.py creation_rules format)."""
+    return [
+        {"path_regex": MACHINECONFIGS_PATH_REGEX, "recipients": list(recipients)},
+        {"path_regex": SECRET_MANIFESTS_PATH_REGEX, "recipients": list(recipients),
+         "encrypted_regex": KUBERNETES_SECRET_REGEX},
+    ]
 
 
 class RenderError(Exception):
@@ -101,7 +116,7 @@ def dump_json(data):
 
 
 def serialise(entry):
-    """Return the bytes for one ``files`` entry of render_files."""
+    """Return the bytes for one ``files`` entry of render_files (never a plaintext Secret or private key)."""
     path = entry["path"]
     fmt = entry.get("format") or _format_from_path(path, entry)
     if entry.get("content") is not None:
@@ -111,9 +126,11 @@ def serialise(entry):
     elif entry.get("documents") is not None:
         if fmt != "yaml":
             raise RenderError("%s: 'documents' can only be written as YAML (format: yaml)" % path)
+        check_no_plaintext_secret(path, entry["documents"])
         text = dump_yaml_documents(entry["documents"])
     else:
         data = entry.get("data")
+        check_no_plaintext_secret(path, [data])
         if fmt == "json":
             text = dump_json(data)
         elif fmt == "yaml":
@@ -132,6 +149,17 @@ def _format_from_path(path, entry):
     if path.endswith((".yaml", ".yml")):
         return "yaml"
     return "yaml" if entry.get("documents") is not None else "json"
+
+
+def check_no_plaintext_secret(path, documents):
+    """Refuse Kubernetes Secrets with values: they reach the tree only SOPS-encrypted."""
+    for doc in documents or []:
+        if isinstance(doc, Mapping) and doc.get("kind") == "Secret" and (doc.get("data") or doc.get("stringData")):
+            name = (doc.get("metadata") or {}).get("name")
+            raise RenderError(
+                "%s: refusing to write the Secret %s with plaintext values into the build tree. Fix: list it in the "
+                "component's secrets field (values from the platform secrets), which renders it SOPS-encrypted for "
+                "Argo CD (KSOPS) and creates it at apply time." % (path, name))
 
 
 def check_no_secrets(path, text):
@@ -281,9 +309,14 @@ def render_plan_md(plan):
                     c.get("version", ""), c.get("namespace", ""), c.get("sync_wave", ""),
                     "`%s`" % c["values_file"] if c.get("values_file") else "-"))
             lines.append("")
-            noted = [c for c in comps if c.get("layer") == layer and c.get("notes")]
+            noted = [c for c in comps if c.get("layer") == layer and (c.get("notes") or c.get("secrets"))]
             for c in noted:
-                notes = c["notes"] if isinstance(c["notes"], list) else [c["notes"]]
+                notes = c.get("notes") or []
+                notes = list(notes) if isinstance(notes, list) else [notes]
+                if c.get("secrets"):
+                    notes.append("Secrets %s: %s" % (", ".join(c["secrets"]), (
+                        "SOPS-encrypted in `%s/` (Argo CD decrypts them with KSOPS)" % c["secrets_path"])
+                        if c.get("secrets_path") else "created at apply time (not rendered here: no platform secrets)"))
                 lines.extend("- **%s**: %s" % (c["name"], note) for note in notes)
             if noted:
                 lines.append("")

@@ -53,6 +53,11 @@ def test_model_of_the_reference_cell(ref):
     assert cell["mode"] == "render"
     assert cell["build_dir"] == os.path.join(os.path.realpath("/srv/repo/build"), "cell")
     assert cell["secrets_dir"] == os.path.realpath("/srv/repo/inventories/production/secrets")
+    assert cell["secrets"] == {
+        "config": cell["secrets_dir"] + "/.sops.yaml", "platform": cell["secrets_dir"] + "/platform.sops.yaml",
+        "talos": cell["secrets_dir"] + "/talos-secrets.sops.yaml",
+        "talosconfig": cell["secrets_dir"] + "/talosconfig.sops.yaml",
+        "kubeconfig": cell["secrets_dir"] + "/kubeconfig.sops.yaml"}
     assert cell["network"] == {
         "cidr": "192.168.100.0/24", "prefixlen": 24, "gateway": "192.168.100.1", "nameservers": ["192.168.100.1"],
         "ntp_servers": ["192.168.100.1"], "search_domains": ["cell.lan"], "mtu": 1500,
@@ -78,7 +83,7 @@ def test_model_of_the_reference_cell(ref):
     assert cell["bootstrap_node"] == "cp-1"
     assert cell["talos_endpoints"] == ["192.168.100.51", "192.168.100.52", "192.168.100.53"]
     assert "192.168.100.50" not in cell["talos_endpoints"]
-    assert sorted(cell) == sorted(["name", "mode", "build_dir", "secrets_dir", "network", "api", "lb_pool", "pod_cidr",
+    assert sorted(cell) == sorted(["name", "mode", "build_dir", "secrets_dir", "secrets", "network", "api", "lb_pool", "pod_cidr",
                                    "service_cidr", "talos", "nodes", "controlplane", "workers", "bootstrap_node",
                                    "talos_endpoints", "cluster_dns_domain",
                                    # run settings and the inputs of the layers above, for the roles
@@ -161,6 +166,10 @@ def test_provisioner_none_needs_no_proxmox(ref):
     variables["cellplatform_talos_platform"] = "metal"
     del variables["cellplatform_proxmox"]
     del variables["cellplatform_node_sizes"]
+    # Karpenter creates VMs through the Proxmox API: bare metal has none (checked with L1 only)
+    assert fields(cm.validate(variables, hosts)) == ["cellplatform_karpenter.enabled"]
+    assert cm.validate(variables, hosts, layers=["l0"]) == []
+    variables["cellplatform_karpenter"] = {"enabled": False}
     assert cm.validate(variables, hosts) == []
     cell = cm.build_cell_model(variables, hosts)
     assert cell["nodes"][0]["vm_id"] is None

@@ -203,12 +203,76 @@ def test_tags_select_components(run, skip, selected):
     assert [r["name"] for r in comp.select_for_run(recs, run, skip)] == selected
 
 
+# --- Secrets -------------------------------------------------------------------------------------
+PLATFORM = {"external_dns_tsig_secret": "TSIG-VALUE-1", "port": 5353, "flag": True,
+            "git": {"password": "GIT-PASSWORD-2"}}
+SOURCE = "/srv/inv/secrets/platform.sops.yaml"
+
+
+def test_secret_documents_build_the_objects_apply_creates_and_render_encrypts():
+    rec = comp.normalise(dict(METALLB, secrets=[
+        {"name": "tsig", "keys": {"tsig-secret": "external_dns_tsig_secret", "port": "port", "on": "flag"}},
+        {"name": "repo", "namespace": "argocd", "type": "Opaque", "labels": {"argocd.argoproj.io/secret-type": "repository"},
+         "string_data": {"url": "https://git.example.org/c.git"}, "keys": {"password": "git.password"}}]), "l1")
+    docs = comp.secret_documents(rec, PLATFORM, SOURCE)
+    assert docs[0] == {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+                       "metadata": {"name": "tsig", "namespace": "metallb-system",
+                                    "labels": {"app.kubernetes.io/part-of": "cellplatform",
+                                               "app.kubernetes.io/managed-by": "cellplatform"}},
+                       "stringData": {"tsig-secret": "TSIG-VALUE-1", "port": "5353", "on": "true"}}
+    assert docs[1]["metadata"]["namespace"] == "argocd"
+    assert docs[1]["metadata"]["labels"]["argocd.argoproj.io/secret-type"] == "repository"
+    assert docs[1]["stringData"] == {"url": "https://git.example.org/c.git", "password": "GIT-PASSWORD-2"}
+    assert comp.paths(rec)["secrets"] == "l1/metallb/secrets"
+    assert comp.secret_file(rec, "tsig") == "l1/metallb/secrets/tsig.sops.yaml"
+    files = dict((f["path"], f["data"]) for f in comp.secrets_files(rec, docs))
+    assert files["l1/metallb/secrets/ksops.yaml"]["files"] == ["./tsig.sops.yaml", "./repo.sops.yaml"]
+    app = comp.application(rec, GITOPS, with_secrets=True)
+    assert app["spec"]["sources"][-1] == {"repoURL": GITOPS["repo_url"], "targetRevision": "main",
+                                          "path": "l1/metallb/secrets", "kustomize": {}}
+    assert not any(s.get("path") == "l1/metallb/secrets" for s in comp.application(rec, GITOPS)["spec"]["sources"])
+
+
+def test_optional_secrets_drop_missing_keys_and_empty_secrets():
+    rec = comp.normalise(dict(METALLB, secrets=[
+        {"name": "repo", "keys": {"password": "gitops_repo_password", "tsig": "external_dns_tsig_secret"},
+         "optional": True},
+        {"name": "ssh", "keys": {"sshPrivateKey": "gitops_repo_ssh_key"}, "optional": "true"}]), "l1")
+    docs = comp.secret_documents(rec, PLATFORM, SOURCE)
+    assert [d["metadata"]["name"] for d in docs] == ["repo"] and docs[0]["stringData"] == {"tsig": "TSIG-VALUE-1"}
+
+
+def test_missing_keys_and_bad_values_name_key_file_and_fix_never_a_value():
+    rec = comp.normalise(dict(METALLB, secrets=[{"name": "s", "keys": {"a": "nope", "b": "also_nope"}}]), "l1")
+    with pytest.raises(comp.ComponentError) as err:
+        comp.secret_documents(rec, PLATFORM, SOURCE)
+    text = str(err.value)
+    assert "component metallb, Secret s: nope, also_nope are not in %s" % SOURCE in text
+    assert "external_dns_tsig_secret" in text and "sops edit" in text and "TSIG-VALUE-1" not in text
+    rec = comp.normalise(dict(METALLB, secrets=[{"name": "s", "keys": {"a": "git"}}]), "l1")
+    with pytest.raises(comp.ComponentError) as err:
+        comp.secret_documents(rec, PLATFORM, SOURCE)
+    assert "git in %s is a dict" % SOURCE in str(err.value) and "GIT-PASSWORD" not in str(err.value)
+
+
+@pytest.mark.parametrize("secrets, message", [
+    ([{"name": "s", "keys": {"a": "b"}, "data": {}}], "secrets[0] has unknown key(s) data"),
+    ([{"name": "S_1", "keys": {"a": "b"}}], "secrets[0]: name 'S_1' must be a DNS label"),
+    ([{"name": "s", "keys": {"a": "b"}}, {"name": "s", "keys": {"c": "d"}}], "lists a Secret name twice"),
+    ([{"name": "s", "keys": {"a": "b"}, "labels": {"x": 1}}], "labels must map names to strings"),
+])
+def test_bad_secret_entries_are_refused(secrets, message):
+    with pytest.raises(comp.ComponentError) as err:
+        comp.normalise(dict(METALLB, secrets=secrets), "l1")
+    assert message in str(err.value)
+
+
 # --- UI routes through the shared Gateway, upstream manifests -------------------------------------
 
 CELL = {"dns_domain": "cell.lan", "gateway": {"name": "platform", "namespace": "gateway", "https_listener": "https",
                                               "address": "192.168.100.200"}}
-ARGOCD = {"name": "argocd", "namespace": "argocd", "chart": {"repo": "https://argoproj.github.io/argo-helm",
-                                                             "name": "argo-cd", "version": "10.1.1"},
+ARGOCD = {"name": "argocd", "namespace": "argocd",
+          "chart": {"repo": "https://argoproj.github.io/argo-helm", "name": "argo-cd", "version": "10.1.1"},
           "ui": [{"service": "argocd-server", "port": 80, "title": "Argo CD"}]}
 
 
