@@ -728,8 +728,8 @@ def test_storage_against_helm_and_kube_doubles(cell, second_run, tmp_path):
     from apply_fixtures import crd, daemonset, deployment, webhook, write_chart  # noqa: E402
 
     def config_docs(node):
-        data = (cell['build'] / 'talos' / 'machineconfigs' / ('%s.yaml.age' % node)).read_bytes()
-        return [d for d in yaml.safe_load_all(pyrage.decrypt(data, [cell['identity']]).decode()) if d]
+        config = cell['build'] / 'talos' / 'machineconfigs' / ('%s.sops.yaml' % node)
+        return [d for d in yaml.safe_load_all(sops_open(config, cell['keys'])) if d]
 
     worker, control_plane = config_docs('worker-1'), config_docs('cp-1')
     volumes = [d for d in worker if d.get('kind') == 'UserVolumeConfig']
