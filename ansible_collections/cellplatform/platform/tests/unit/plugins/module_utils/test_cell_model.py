@@ -94,7 +94,9 @@ def test_model_of_the_reference_cell(ref):
                                    # storage, the shared Gateway and TLS
                                    "storage", "gateway", "tls",
                                    # L3 delivery
-                                   "gitea", "harbor", "image_policy"])
+                                   "gitea", "harbor", "image_policy",
+                                   # observability and the reserved LoadBalancer addresses
+                                   "observability", "lb_reserved"])
 
 
 def test_model_is_deterministic(ref):
@@ -265,6 +267,7 @@ def test_free_address_suggestion_skips_used_and_pool(ref):
     hosts = {"controlplane": {"cp-1": {"cellplatform_node_ip": "192.168.100.3"}},
              "workers": {"worker-1": {"cellplatform_node_ip": "192.168.100.2"}}}
     del variables["cellplatform_karpenter"]
+    del variables["cellplatform_observability"]   # its log receiver would need a second pool address
     problems = cm.validate(variables, hosts, layers=["l0"])
     assert fields(problems) == ["cellplatform_api_vip"]
     assert problems[0]["fix"].endswith("e.g. 192.168.100.4.")
