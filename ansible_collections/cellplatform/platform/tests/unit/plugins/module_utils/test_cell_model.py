@@ -83,7 +83,9 @@ def test_model_of_the_reference_cell(ref):
                                    # run settings and the inputs of the layers above, for the roles
                                    "work_dir", "kubeconfig", "age", "provisioner", "terraform_allow_destroy",
                                    "proxmox", "node_sizes", "dns_domain", "external_dns", "metallb", "karpenter",
-                                   "gitops", "argocd_domain", "policy_mode", "linkerd"])
+                                   "gitops", "argocd_domain", "policy_mode", "linkerd",
+                                   # the day-2 playbooks' inputs
+                                   "upgrade"])
 
 
 def test_model_is_deterministic(ref):
@@ -445,3 +447,18 @@ def test_karpenter_ipam_block(start, end, block):
 def test_one_layer_list():
     assert cm.LAYERS == ("l0", "l1", "l2", "l3", "l4", "l5", "l6", "l7")
     assert dict(cm.LAYER_TITLES)["l5"] == "L5 resilience"
+
+
+# --- day 2 -------------------------------------------------------------------------------------------
+def test_upgrade_batch_size_defaults_to_one_and_is_checked(ref):
+    variables, hosts = ref
+    assert cm.build_cell_model(variables, hosts)["upgrade"] == {"batch_size": 1}
+    variables["cellplatform_upgrade_batch_size"] = "3"   # -e cellplatform_upgrade_batch_size=3 arrives as text
+    assert cm.validate(variables, hosts) == []
+    assert cm.build_cell_model(variables, hosts)["upgrade"] == {"batch_size": 3}
+    for bad, why in ((0, "is out of range (allowed between 1 and 100)"), (101, "is out of range"),
+                     ("two", "must be an integer")):
+        variables["cellplatform_upgrade_batch_size"] = bad
+        problems = cm.validate(variables, hosts)
+        assert [p["field"] for p in problems] == ["cellplatform_upgrade_batch_size"], problems
+        assert why in problems[0]["message"] and "how many workers upgrade.yml upgrades at once" in problems[0]["fix"]
