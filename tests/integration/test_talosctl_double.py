@@ -468,26 +468,31 @@ def test_etcd_leave_remove_member_and_a_replaced_machine(running, capsys):
     assert rc == 1 and "unhealthy cluster" in err
 
 
-def test_a_fresh_machine_cannot_join_while_its_old_member_is_listed(running, capsys):
-    """The replace-a-dead-control-plane rule: remove the old member first, then the new machine joins."""
-    double_state.set_unreachable(running.state, CONTROLPLANE[2], "refused")
-
-    def rebuild(c):   # a new machine with the same name and address, in maintenance mode
-        c.nodes[CONTROLPLANE[2]] = double_state.new_node("cp-3", CONTROLPLANE[2])
-    double_state.update(running.state, rebuild)
+def test_a_fresh_machine_replaces_the_member_of_its_name_when_it_joins(running, capsys):
+    """Talos' etcd join (services/etcd.go addMember): a machine with an empty data directory removes the member of
+    its own hostname, then adds itself with a new ID; a member with its address under another name is refused."""
     double_state.set_cluster(running.state, join_calls=0)
+    double_state.set_unreachable(running.state, CONTROLPLANE[2], "refused")
+    old = [m["id"] for m in double_state.etcd_member_list(running.state) if m["name"] == "cp-3"][0]
+
+    def rebuild(name):   # a new machine with cp-3's address, in maintenance mode
+        def _f(c):
+            c.nodes[CONTROLPLANE[2]] = double_state.new_node(name, CONTROLPLANE[2])
+        return _f
+    double_state.update(running.state, rebuild("cp-9"))
     assert talosctl(capsys, "apply-config", "-i", "-n", CONTROLPLANE[2], "-f", running.paths[CONTROLPLANE[2]])[0] == 0
-    for _ in range(3):
+    for _ in range(2):
         talosctl(capsys, "version", *node_args(running, CONTROLPLANE[2]))
     node = double_state.node(running.state, CONTROLPLANE[2])
-    assert node["etcd_member_id"] is None and "already exists" in node["join_blocked"]
-    old = [m["id"] for m in double_state.etcd_member_list(running.state) if m["name"] == "cp-3"][0]
-    assert talosctl(capsys, "etcd", "remove-member", old, *node_args(running, CONTROLPLANE[0]))[0] == 0
+    assert node["etcd_member_id"] is None and "Peer URLs already exists" in node["join_blocked"]
+    # the same name: the stale member is replaced (2 of 3 members run: a quorum for the change)
+    double_state.update(running.state, rebuild("cp-3"))
+    assert talosctl(capsys, "apply-config", "-i", "-n", CONTROLPLANE[2], "-f", running.paths[CONTROLPLANE[2]])[0] == 0
     talosctl(capsys, "version", *node_args(running, CONTROLPLANE[2]))
     node = double_state.node(running.state, CONTROLPLANE[2])
     listed = double_state.etcd_member_list(running.state)
-    assert node["etcd_member_id"] and [m["name"] for m in listed] == ["cp-1", "cp-2", "cp-3"]
-    assert node["etcd_member_id"] != old
+    assert [m["name"] for m in listed] == ["cp-1", "cp-2", "cp-3"] and node["etcd_member_id"] not in (None, old)
+    assert [e["member"] for e in double_state.events(running.state, "etcd-remove-member")] == [old]
 
 
 def test_reset_graceful_leaves_etcd_and_returns_to_maintenance(running, capsys):

@@ -446,21 +446,32 @@ def running_etcd_cluster(cell):
 
 
 def join_etcd(cell, node):
-    """The node becomes a member of the etcd cluster that runs - unless that cluster still lists a member with
-    the node's address (a replaced machine whose old member was never removed): then etcd refuses the new
-    member ("peer URL exists") and the node keeps waiting (etcd Preparing)."""
+    """The node joins the etcd cluster that runs, as Talos' etcd service does (services/etcd.go addMember): a
+    member with the node's hostname is removed first (a replaced machine), then the node is added with a new
+    member ID. Both membership changes need a quorum; a member with the node's address under another name makes
+    etcd refuse the new one ("Peer URLs already exists"). Until it can join, the node waits (etcd Preparing)."""
     number = running_etcd_cluster(cell)
     if number is None:
         node["join_calls_left"] = 0   # nothing to join yet: try again on the next call
         return
     info = cell.cluster["etcd"][number]
-    new_id = st.member_id(node["ip"], int(node.get("member_seq") or 0))
-    stale = [mid for mid, m in info["members"].items() if m["ip"] == node["ip"] and mid != new_id]
-    if stale:
+    from talosctl_double import day2
+    same_name = [mid for mid, m in info["members"].items() if m["name"] == node["name"]]
+    if same_name and not day2.quorum_ok(cell, number):
         node["join_calls_left"] = 0
-        node["join_blocked"] = "member %s with peer URL https://%s:2380 already exists" % (stale[0], node["ip"])
+        node["join_blocked"] = "error removing self from the member list: etcdserver: unhealthy cluster"
+        return
+    for mid in same_name:
+        info["members"].pop(mid)
+        st.record_event(cell, node["ip"], "etcd-remove-member", member=mid, cluster=int(number), by=node["ip"])
+    clash = [mid for mid, m in info["members"].items() if m["ip"] == node["ip"]]
+    if clash:
+        node["join_calls_left"] = 0
+        node["join_blocked"] = "error adding member: etcdserver: Peer URLs already exists (member %s)" % clash[0]
         return
     node.pop("join_blocked", None)
+    cell.cluster["member_serial"] = int(cell.cluster.get("member_serial") or 0) + 1
+    new_id = st.member_id(node["ip"], cell.cluster["member_serial"])
     node["etcd_member_id"] = new_id
     node["etcd_data"] = True
     node["etcd_cluster"] = int(number)
@@ -747,7 +758,7 @@ def cmd_apply(ctx, flags, pos):
                 n["version"], n["schematic"] = st.install_image_version(
                     (machine.get("install") or {}).get("image"), cell.cluster.get("boot_version") or VERSION)
                 n.update(etcd_member_id=None, etcd_data=False, etcd_cluster=None, etcd_left=False,
-                         join_calls_left=None, member_seq=int(n.get("member_seq") or 0) + 1)
+                         join_calls_left=None)
                 n["stage"] = "installing"
                 n["install_calls_left"] = int(cell.cluster.get("install_calls") or 0)
                 n["reboot_calls_left"] = int(cell.cluster.get("reboot_calls") or 0)
@@ -804,8 +815,8 @@ def cmd_bootstrap(ctx, flags, pos):
                 # an empty data directory: etcd starts a NEW cluster here (a second one if another runs)
                 cell.cluster["etcd_clusters"] = int(cell.cluster.get("etcd_clusters") or 0) + 1
                 number = cell.cluster["etcd_clusters"]
-                n["member_seq"] = int(n.get("member_seq") or 0)
-                mid = member_id(n["ip"], n["member_seq"])
+                cell.cluster["member_serial"] = int(cell.cluster.get("member_serial") or 0) + 1
+                mid = member_id(n["ip"], cell.cluster["member_serial"])
                 n.update(etcd_data=True, etcd_member_id=mid, etcd_cluster=number, join_calls_left=None,
                          etcd_left=False)
                 cell.cluster["etcd"][str(number)] = {

@@ -363,7 +363,7 @@ RESET_FLAGS = {
 SYSTEM_LABELS = ("STATE", "EPHEMERAL", "META", "BOOT", "EFI")
 
 
-def _quorum_ok(cell, number, leaving=None):
+def quorum_ok(cell, number, leaving=None):
     """Whether a majority of cluster *number*'s listed members run etcd (so a membership change commits)."""
     info = (cell.cluster.get("etcd") or {}).get(str(number)) or {}
     members = info.get("members") or {}
@@ -379,7 +379,7 @@ def _leave(cell, n):
         return "failed to leave cluster: resource EtcdMembers.etcd.talos.dev(etcd/local@undefined) doesn't exist"
     number = str(n.get("etcd_cluster"))
     info = (cell.cluster.get("etcd") or {}).get(number) or {}
-    if not cli.etcd_running(n) or not _quorum_ok(cell, number, leaving=True):
+    if not cli.etcd_running(n) or not quorum_ok(cell, number, leaving=True):
         return "failed to leave cluster: etcdserver: unhealthy cluster"
     info["members"].pop(n["etcd_member_id"], None)
     st.record_event(cell, n["ip"], "etcd-leave", member=n["etcd_member_id"], cluster=int(number))
@@ -421,7 +421,7 @@ def cmd_reset(ctx, flags, pos):
                     continue
             if "EPHEMERAL" in labels:
                 n.update(etcd_member_id=None, etcd_data=False, etcd_cluster=None, etcd_left=False,
-                         join_calls_left=None, member_seq=int(n.get("member_seq") or 0) + 1)
+                         join_calls_left=None)
             if "STATE" in labels:
                 n.update(stage="maintenance", machine_type=None, config=None, ca=None, cluster=None, version=None,
                          schematic=None, etcd_member_id=None, etcd_data=False, etcd_cluster=None, etcd_left=False,
@@ -523,7 +523,7 @@ def cmd_etcd_remove_member(ctx, flags, pos):
                 continue
             number = str(n.get("etcd_cluster"))
             info = (cell.cluster.get("etcd") or {}).get(number)
-            if not n.get("etcd_member_id") or info is None or not _quorum_ok(cell, number):
+            if not n.get("etcd_member_id") or info is None or not quorum_ok(cell, number):
                 errors.append((n["ip"], "Unknown", "failed to remove member: etcdserver: unhealthy cluster"))
                 continue
             if wanted not in info["members"]:
@@ -563,7 +563,7 @@ def cmd_etcd_status(ctx, flags, pos):
             running = sorted((m["ip"], mid) for mid, m in info["members"].items()
                              if by_ip.get(m["ip"]) and by_ip[m["ip"]].get("etcd_member_id") == mid
                              and cli.etcd_running(by_ip[m["ip"]]))
-            leader = running[0][1] if _quorum_ok(cell, number) and running else "0" * 16
+            leader = running[0][1] if quorum_ok(cell, number) and running else "0" * 16
             revision = int(info.get("revision") or 1)
             size = 20 * 10 ** 6 + revision * 4096
             in_use = size // 2

@@ -25,9 +25,11 @@ What a real cell does and the double models (see cli.py for the texts):
   etcd cluster - also a second one, as real Talos would (``etcd_clusters`` tells).
 * etcd membership is kept per etcd cluster (``cluster["etcd"]``: member ID -> name and address), as
   etcd keeps it: a member stays listed while its machine is down or wiped until it leaves
-  (``etcd leave``, graceful ``reset``) or a healthy peer removes it (``etcd remove-member``). A
-  fresh machine with the address of a still-listed member cannot join (its peer URL exists).
-  Removing a member needs a quorum of the listed members up.
+  (``etcd leave``, graceful ``reset``), a healthy peer removes it (``etcd remove-member``), or a
+  machine with the same hostname and an empty data directory joins (Talos removes the stale member
+  of its name first). Every membership gets a new member ID. A member with the joining machine's
+  address under another name makes etcd refuse it (peer URL exists). Membership changes need a
+  quorum of the listed members up.
 * day-2 (see day2.py): ``upgrade`` reboots the node for ``upgrade_reboot_seconds`` (plus
   ``slow_boot[ip]``) of wall-clock time, during which its Talos API refuses; a control plane's
   etcd answers ``etcd_settle_seconds`` after that. Every reboot is logged in ``events``; the
@@ -81,6 +83,8 @@ DEFAULT_CLUSTER = {
     "etcd_settle_seconds": 0.3,
     # etcd clusters: {"<n>": {"members": {member ID: {"name", "ip"}}, "revision": int}}
     "etcd": {},
+    # member IDs are derived from the address and this counter: every membership gets a new ID
+    "member_serial": 0,
     # reboots, upgrades, resets, etcd changes with their times: [{"time", "node", "event", ...}]
     "events": [],
     # the most nodes that were down (rebooting) at the same moment
@@ -141,7 +145,6 @@ def new_node(name, ip):
         "down_until": 0.0,  # epoch seconds: rebooting (Talos API refuses) until then
         "etcd_ready_at": 0.0,  # epoch seconds: its etcd answers from then on
         "etcd_left": False,  # left or was removed from etcd: it does not rejoin until its EPHEMERAL is wiped
-        "member_seq": 0,  # how often it became an etcd member (member IDs differ per membership)
     }
 
 
@@ -335,7 +338,7 @@ def note_downtime(cell, now=None):
 
 
 def member_id(ip, seq=0):
-    """The etcd member ID the double gives node *ip* for its *seq*-th membership (16 hex digits)."""
+    """The etcd member ID of node *ip* for membership number *seq* (16 hex digits): every membership a new one."""
     import hashlib
     return "%016x" % int(hashlib.sha256(("%s#%d" % (ip, seq)).encode()).hexdigest()[:15], 16)
 
