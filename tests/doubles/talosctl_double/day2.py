@@ -170,17 +170,21 @@ def cmd_upgrade(ctx, flags, pos):
     rc = node_command(ctx, ("upgrade",), flags, pos, handler)
     if rc != 0 or not result or not wait:
         return rc
-    # the reboot tracker: wait for the node to come back (new boot ID, machine ready), bounded by --timeout
-    longest = max(result.values())
     ctx.stderr.write("watching nodes: [%s]\n" % " ".join(sorted(result)))
+    return track(ctx, result, timeout, "post check passed")
+
+
+def track(ctx, seconds_by_ip, timeout, done):
+    """talosctl's action tracker (--wait): block until every node is back, or fail after --timeout."""
+    longest = max(seconds_by_ip.values())
     if longest > timeout:
         time.sleep(timeout)
-        for ip in sorted(result):
+        for ip in sorted(seconds_by_ip):
             ctx.stderr.write("    * %s: context deadline exceeded\n" % ip)
         return 1
     time.sleep(max(0.0, longest))
-    for ip in sorted(result):
-        ctx.stderr.write("    * %s: post check passed\n" % ip)
+    for ip in sorted(seconds_by_ip):
+        ctx.stderr.write("    * %s: %s\n" % (ip, done))
     return 0
 
 
@@ -457,16 +461,8 @@ def cmd_reset(ctx, flags, pos):
         for ip in sorted(failed):
             ctx.stderr.write("    * %s: sequence error: %s\n" % (ip, failed[ip]))
         return 1
-    longest = max(seconds for _state, seconds in done.values())
-    if longest > timeout:
-        time.sleep(timeout)
-        for ip in sorted(done):
-            ctx.stderr.write("    * %s: context deadline exceeded\n" % ip)
-        return 1
-    time.sleep(max(0.0, longest))
-    for ip in sorted(done):
-        ctx.stderr.write("    * %s: %s\n" % (ip, "post check passed" if flags["reboot"] else "events check condition met"))
-    return 0
+    return track(ctx, dict((ip, seconds) for ip, (_state, seconds) in done.items()), timeout,
+                 "post check passed" if flags["reboot"] else "events check condition met")
 
 
 # --- etcd leave / remove-member / status / snapshot -----------------------------------------------
