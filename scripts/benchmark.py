@@ -69,7 +69,7 @@ def playbook(inventory, args, env, output=False):
 def copy_reference(root):
     inv = root / "inventories" / "production"
     shutil.copytree(REPO / "inventories" / "production", inv)
-    for old in (inv / "secrets").glob("*.age"):
+    for old in (inv / "secrets").glob("*.sops*"):
         old.unlink()
     return inv
 
@@ -138,7 +138,9 @@ def bench_apply(root, latency, rows, runs):
             double.create_cell(str(state), nodes)
             extra = {"cellplatform_age_recipients": [str(identity.to_public())],
                      "cellplatform_age_identity": str(keys), "cellplatform_work_dir": str(case / "work"),
-                     "cellplatform_build_root": str(case / "build")}
+                     "cellplatform_build_root": str(case / "build"),
+                     # bare metal (provisioner none): no Proxmox API for Karpenter
+                     "cellplatform_karpenter": {"enabled": False}}
             env = env_for({"PATH": os.pathsep.join([str(DOUBLES), str(BIN), os.environ.get("PATH", "")]),
                            "TALOSCTL_DOUBLE_STATE": str(state), "TALOSCTL_DOUBLE_LATENCY": str(latency),
                            "ANSIBLE_FORKS": str(forks), "HOME": str(case),

@@ -100,6 +100,7 @@ BUILTIN = [
     ("networking.k8s.io/v1", "NetworkPolicy", "networkpolicies", True),
     ("scheduling.k8s.io/v1", "PriorityClass", "priorityclasses", False),
     ("coordination.k8s.io/v1", "Lease", "leases", True),
+    ("storage.k8s.io/v1", "StorageClass", "storageclasses", False),
 ]
 VERBS = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
 WORKLOADS = ("Deployment", "DaemonSet", "StatefulSet")

@@ -1,5 +1,5 @@
-"""Fixtures for apply-path tests: chart fixtures for the helm double, an age-encrypted secrets
-directory, and a runner for ansible-playbook against the test doubles.
+"""Fixtures for apply-path tests: chart fixtures for the helm double, a secrets directory of SOPS
+files (the real sops, a real age key), and a runner for ansible-playbook against the test doubles.
 
 Reusable by every layer's apply test (L1 here, L2 next):
 
@@ -8,11 +8,15 @@ Reusable by every layer's apply test (L1 here, L2 next):
 * ``crd(group, kind, plural, versions, scope)``, ``deployment(name)``, ``daemonset(name)``,
   ``webhook(...)`` build the minimal objects a chart's install leaves in the cluster
   (``{{NAMESPACE}}``/``{{RELEASE}}`` are filled in by the double).
-* ``SecretsDir`` creates an age identity and the encrypted ``kubeconfig.age``,
-  ``platform.yaml.age`` and ``talos-secrets.yaml.age`` with unique marker values, so a test
-  can grep for every secret value afterwards (``SecretsDir.secret_values``).
+* ``SecretsDir`` creates an age identity and the SOPS files ``kubeconfig.sops.yaml``,
+  ``platform.sops.yaml`` and ``talos-secrets.sops.yaml`` with unique marker values, so a test
+  can grep for every secret value afterwards (``SecretsDir.secret_values``); ``write`` (re)writes
+  one of them, ``read`` decrypts one.
 * ``run_playbook(...)`` runs ansible-playbook with the doubles first on PATH and returns
   (rc, combined output).
+* ``gateway_api_crds()``, ``preinstall(api, objects)`` put into the fake API what a lower layer
+  left there (the Gateway API CRDs and GatewayClass of L0 for L1 and L2); ``Conditions`` plays
+  the controllers that report a condition on objects once they exist (cert-manager, Cilium).
 """
 
 from __future__ import annotations
@@ -23,6 +27,9 @@ import re
 import secrets as pysecrets
 import subprocess
 import sys
+import threading
+import time
+import urllib.request
 from pathlib import Path
 
 import yaml
@@ -33,7 +40,7 @@ DOUBLES = REPO / "tests" / "doubles"
 sys.path.insert(0, str(DOUBLES))
 sys.path.insert(0, str(REPO))
 
-from ansible_collections.cellplatform.platform.plugins.module_utils import age_crypto  # noqa: E402
+from ansible_collections.cellplatform.platform.plugins.module_utils import sops as sops_utils  # noqa: E402
 
 
 def crd(group, kind, plural, versions=("v1",), scope="Namespaced"):
@@ -118,6 +125,16 @@ def l1_charts(charts_dir):
         crd("externaldns.k8s.io", "DNSEndpoint", "dnsendpoints", ("v1alpha1",)),
         deployment("external-dns"),
     ])
+    write_chart(charts_dir, "cert-manager", "v1.21.1", "v1.21.1", [
+        crd("cert-manager.io", "Certificate", "certificates"),
+        crd("cert-manager.io", "CertificateRequest", "certificaterequests"),
+        crd("cert-manager.io", "Issuer", "issuers"),
+        crd("cert-manager.io", "ClusterIssuer", "clusterissuers", ("v1",), "Cluster"),
+        crd("acme.cert-manager.io", "Order", "orders"),
+        crd("acme.cert-manager.io", "Challenge", "challenges"),
+        deployment("cert-manager", 2), deployment("cert-manager-webhook", 2), deployment("cert-manager-cainjector", 2),
+    ] + webhook("cert-manager-webhook", "cert-manager-webhook", "cert-manager.io", "v1",
+                ["certificates", "clusterissuers"]))
     write_chart(charts_dir, "proxmox-cloud-controller-manager", "0.2.18", "v0.11.0", [
         deployment("proxmox-cloud-controller-manager"),
     ])
@@ -131,8 +148,86 @@ def l1_charts(charts_dir):
     ])
 
 
+# The Gateway API kinds L0 installs (gateway-api-crds: our own minimal CRDs of the same names, not
+# upstream's files), with the scopes and versions the upstream standard channel has.
+GATEWAY_API_KINDS = [("GatewayClass", "gatewayclasses", "Cluster"), ("Gateway", "gateways", "Namespaced"),
+                     ("HTTPRoute", "httproutes", "Namespaced"), ("GRPCRoute", "grpcroutes", "Namespaced"),
+                     ("ReferenceGrant", "referencegrants", "Namespaced"),
+                     ("BackendTLSPolicy", "backendtlspolicies", "Namespaced"),
+                     ("ListenerSet", "listenersets", "Namespaced"), ("TCPRoute", "tcproutes", "Namespaced"),
+                     ("TLSRoute", "tlsroutes", "Namespaced"), ("UDPRoute", "udproutes", "Namespaced")]
+
+
+def gateway_api_crds():
+    return [crd("gateway.networking.k8s.io", kind, plural, ("v1",), scope) for kind, plural, scope in GATEWAY_API_KINDS]
+
+
+def gateway_class():
+    """What the Cilium chart creates in L0."""
+    return {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "GatewayClass", "metadata": {"name": "cilium"},
+            "spec": {"controllerName": "io.cilium/gateway-controller"}}
+
+
+def _post(api, obj):
+    group_version = obj["apiVersion"]
+    plural = {"CustomResourceDefinition": "customresourcedefinitions"}.get(obj["kind"]) or next(
+        p for k, p, _s in GATEWAY_API_KINDS if k == obj["kind"])
+    prefix = "/api/" if "/" not in group_version else "/apis/"
+    ns = obj["metadata"].get("namespace")
+    path = "%s%s/%s%s" % (prefix, group_version, "namespaces/%s/" % ns if ns else "", plural)
+    req = urllib.request.Request(api.url + path, data=json.dumps(obj).encode(), method="POST",
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as resp:  # loopback only (fake API on 127.0.0.1)
+        return json.loads(resp.read())
+
+
+def preinstall(api, objects):
+    """Create what a lower layer left in the cluster, through the API: CRDs (Established at
+    once) first, then the other objects."""
+    for obj in objects:
+        _post(api, obj)
+        if obj["kind"] == "CustomResourceDefinition":
+            api.establish(obj["metadata"]["name"])
+
+
+class Conditions(object):
+    """Plays controllers: once an object exists, set its condition after ``delay`` seconds.
+
+    ``wanted``: [(api_version, kind, name, namespace, condition type)]. Use as a context manager;
+    ``set_at[want]`` is the seq of the last API event before the condition was set.
+    """
+
+    def __init__(self, api, wanted, delay=1.0):
+        self.api, self.wanted, self.delay = api, list(wanted), delay
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.set_at = {}
+
+    def _run(self):
+        seen = {}
+        while not self.stop.is_set() and len(self.set_at) < len(self.wanted):
+            for want in self.wanted:
+                if want in self.set_at:
+                    continue
+                if self.api.get(want[0], want[1], want[2], want[3]):
+                    seen.setdefault(want, time.monotonic())
+                    if time.monotonic() - seen[want] >= self.delay:
+                        # the last API event before the condition: what came later saw it
+                        self.set_at[want] = len(self.api.events)
+                        self.api.set_condition(*want)
+            self.stop.wait(0.2)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join(5)
+
+
 class SecretsDir(object):
-    """An age identity plus the encrypted secrets an apply run reads; every value is unique."""
+    """An age identity plus the SOPS-encrypted secrets an apply run reads; every value is unique."""
 
     def __init__(self, root, kubeconfig):
         import pyrage
@@ -148,7 +243,7 @@ class SecretsDir(object):
         def marker(what):
             return "%s-%s" % (what, pysecrets.token_hex(12))
 
-        # docs/secrets.md: platform.yaml.age keys; Proxmox tokens are "user@realm!id=secret".
+        # docs/secrets.md: the platform secrets' keys; Proxmox tokens are "user@realm!id=secret".
         self.proxmox_token_secret = marker("PVETOKEN")
         self.platform = {
             "external_dns_tsig_secret": marker("TSIGSECRET"),
@@ -162,12 +257,18 @@ class SecretsDir(object):
             "trustdinfo": {"token": marker("MACHINETOKEN")},
             "certs": {"os": {"crt": marker("OSCACRT"), "key": marker("OSCAKEY")}},
         }
-        self._encrypt("kubeconfig.age", yaml.safe_dump(kubeconfig))
-        self._encrypt("platform.yaml.age", yaml.safe_dump(self.platform))
-        self._encrypt("talos-secrets.yaml.age", yaml.safe_dump(self.talos))
+        self.write("kubeconfig.sops.yaml", yaml.safe_dump(kubeconfig))
+        self.write("platform.sops.yaml", yaml.safe_dump(self.platform))
+        self.write("talos-secrets.sops.yaml", yaml.safe_dump(self.talos))
 
-    def _encrypt(self, name, text):
-        (self.dir / name).write_bytes(age_crypto.encrypt(text.encode(), [self.recipient]))
+    def write(self, name, text):
+        """(Re)write the SOPS file ``name`` of the secrets directory with ``text``."""
+        path = self.dir / name
+        path.write_bytes(sops_utils.Sops(str(self.identity)).encrypt(text, [self.recipient], str(path)))
+
+    def read(self, name):
+        """The plaintext (bytes) of the SOPS file ``name``."""
+        return sops_utils.decrypt_file(str(self.dir / name), str(self.identity))
 
     @property
     def secret_values(self):

@@ -77,7 +77,7 @@ def pipeline(tmp_path_factory):
     try:
         secrets = SecretsDir(tmp, api.kubeconfig())
         secrets.platform["echo_token"] = "ECHOTOKEN-0123456789abcdef"
-        secrets._encrypt("platform.yaml.age", yaml.safe_dump(secrets.platform))
+        secrets.write("platform.sops.yaml", yaml.safe_dump(secrets.platform))
         charts = tmp / "charts"
         write_chart(charts, "echo", "1.2.3", "v1",
                     [crd("echo.example.org", "Greeting", "greetings")] + [deployment("echo-server", 2)]

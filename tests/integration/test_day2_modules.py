@@ -22,6 +22,8 @@ from ansible_collections.cellplatform.platform.plugins.modules import (
     cell_credentials_info, talos_bootstrap, talos_etcd, talos_info, talos_kubeconfig, talos_reset, talos_upgrade,
     talos_upgrade_k8s)
 
+from ansible_collections.cellplatform.platform.plugins.module_utils import sops as sops_utils
+from secrets_fixtures import AgeKeys  # pylint: disable=import-error
 from talos_fixtures import (  # pylint: disable=import-error
     ALL, CELL, CONTROLPLANE, DOUBLES, WORKERS, double_state, fake_cell_configs, run_module, warning_texts)
 
@@ -304,23 +306,22 @@ def _cert_b64(days):
 
 
 def test_credentials_expiry_is_reported_never_an_error(tmp_path):
-    pyrage = pytest.importorskip('pyrage')
-    identity = pyrage.x25519.Identity.generate()
-    keys = tmp_path / 'keys.txt'
-    keys.write_text('%s\n' % identity)
+    keys = AgeKeys(tmp_path / 'age')
+    sops = sops_utils.Sops(str(keys.identity))
 
-    def store(name, doc):
+    def store(name, doc, recipients=None):
         path = tmp_path / name
-        path.write_bytes(pyrage.encrypt(yaml.safe_dump(doc).encode(), [identity.to_public()]))
+        path.write_bytes(sops.encrypt(yaml.safe_dump(doc).encode(), recipients or keys.recipients, str(path)))
         return str(path)
     files = {
-        'talosconfig': store('talosconfig.age', {'context': 'cell', 'contexts': {'cell': {'crt': _cert_b64(10)}}}),
-        'kubeconfig': store('kubeconfig.age', {'users': [{'name': 'admin@cell', 'user': {
+        'talosconfig': store('talosconfig.sops.yaml', {'context': 'cell', 'contexts': {'cell': {'crt': _cert_b64(10)}}}),
+        'kubeconfig': store('kubeconfig.sops.yaml', {'users': [{'name': 'admin@cell', 'user': {
             'client-certificate-data': _cert_b64(300)}}]}),
-        'broken': store('broken.age', {'contexts': {'cell': {'crt': base64.b64encode(b'not a cert').decode()}}}),
-        'missing': str(tmp_path / 'nope.age'),
+        'broken': store('broken.sops.yaml', {'contexts': {'cell': {'crt': base64.b64encode(b'not a cert').decode()}}}),
+        'foreign': store('foreign.sops.yaml', {'contexts': {'cell': {'crt': _cert_b64(5)}}}, keys.other_recipients),
+        'missing': str(tmp_path / 'nope.sops.yaml'),
     }
-    r = run_module(cell_credentials_info, dict(files=files, age_identity=str(keys), warn_days=30))
+    r = run_module(cell_credentials_info, dict(files=files, age_identity=str(keys.identity), warn_days=30))
     assert not r.get('failed'), r
     creds = r['credentials']
     assert creds['talosconfig']['status'] == 'expiring' and creds['talosconfig']['days_left'] == 10
@@ -328,6 +329,8 @@ def test_credentials_expiry_is_reported_never_an_error(tmp_path):
     assert creds['broken']['status'] == 'unknown' and 'not a PEM X.509 certificate' in \
         creds['broken']['certificates'][0]['reason']
     assert creds['missing']['status'] == 'missing'
+    # a file the identity cannot open is unknown (the sops runner's reason), never an error or a guess
+    assert creds['foreign']['status'] == 'unknown' and creds['foreign']['reason']
     assert r['expiring'] == ['talosconfig']
     warnings = warning_texts(r)
     assert len(warnings) == 1 and 'renew-credentials.yml' in warnings[0] and "talosconfig expires" in warnings[0]

@@ -3,9 +3,13 @@
 Runs playbooks/l1.yml in apply mode (--check on the fresh cluster, then twice at -vvv) and
 checks what a real cluster would have been asked to do: namespaces (with PodSecurity labels)
 before releases, releases in order with the pinned chart versions and the rendered values
-files, custom resources only after their CRDs are Established and the MetalLB webhook answers,
-credentials as Secrets built from the encrypted inventory secrets, check mode without any write,
-a second run that changes nothing, and no secret value in build/ or any output.
+files, custom resources only after their CRDs are Established and the MetalLB and cert-manager
+webhooks answer, credentials as Secrets built from the encrypted inventory secrets, the cell's
+root CA created once (community.crypto, stored age-encrypted) as the CA issuer's Secret, the
+shared Gateway at its reserved address only after the ClusterIssuer is Ready and gated on its
+certificate and on Cilium programming it, check mode without any write, a second run that
+changes nothing, and no secret value in build/ or any output. The cluster starts with what L0
+leaves: the Gateway API CRDs and Cilium's GatewayClass.
 
 Run inside scripts/netns-run (loopback only):
     scripts/netns-run python -m pytest tests/integration/test_l1_apply.py -q
@@ -21,8 +25,18 @@ from pathlib import Path
 import pytest
 import yaml
 
-from apply_fixtures import apply_run_setup, helm_calls, l1_charts, recap, REPO, run_playbook, SecretsDir
+from cryptography import x509
+
+from apply_fixtures import (apply_run_setup, Conditions, gateway_api_crds, gateway_class, helm_calls, l1_charts,
+                            preinstall, recap, REPO, run_playbook, SecretsDir)
 from fake_kube_api import FakeKubeAPI
+
+# Conditions the controllers of the cell report (cert-manager, Cilium): played by Conditions.
+CONDITIONS = [("cert-manager.io/v1", "ClusterIssuer", "cellplatform-ca", None, "Ready"),
+              ("cert-manager.io/v1", "Certificate", "platform-tls", "gateway", "Ready"),
+              ("gateway.networking.k8s.io/v1", "Gateway", "platform", "gateway", "Programmed")]
+
+from ansible_collections.cellplatform.platform.plugins.module_utils import sops as sops_utils  # noqa: E402
 
 
 
@@ -37,16 +51,24 @@ def l1_run(tmp_path_factory):
         charts = tmp / "charts"
         l1_charts(charts)
         env, extra, state, build_root = apply_run_setup(
-            tmp, secrets, charts, component_poll_interval=1, component_wait_timeout=30)
+            tmp, secrets, charts, component_poll_interval=1, component_wait_timeout=30,
+            l1_cluster_platform_tls_wait_timeout=30)
+        preinstall(api, gateway_api_crds() + [gateway_class()])
         # check mode on the fresh cluster first: must succeed and change nothing anywhere
+        writes_before = len(api.writes())
         rc0, out0 = run_playbook("playbooks/l1.yml", env, extra, ["--check", "--diff"])
-        check_writes, check_calls = len(api.writes()), helm_calls(state)
+        check_writes, check_calls = len(api.writes()) - writes_before, helm_calls(state)
         check_build = sorted(str(p) for p in build_root.rglob("*")) if build_root.exists() else []
-        rc1, out1 = run_playbook("playbooks/l1.yml", env, extra, ["-vvv"])
+        check_secrets = sorted(p.name for p in secrets.dir.iterdir())
+        with Conditions(api, CONDITIONS, delay=2) as controllers:
+            rc1, out1 = run_playbook("playbooks/l1.yml", env, extra, ["-vvv"])
         writes1 = len(api.writes())
         calls1 = helm_calls(state)
+        ca_files = {name: (secrets.dir / name).read_bytes() for name in ("tls-ca.crt.sops", "tls-ca.key.sops")
+                    if (secrets.dir / name).exists()}
         rc2, out2 = run_playbook("playbooks/l1.yml", env, extra, ["-vvv"])
         yield {"check_build": check_build, "rc0": rc0, "out0": out0, "check_writes": check_writes, "check_calls": check_calls,
+               "check_secrets": check_secrets, "conditions": controllers.set_at, "ca_files": ca_files,
                "api": api, "secrets": secrets, "state": state, "build": build_root / "cell", "tmp": tmp,
                "rc1": rc1, "out1": out1, "rc2": rc2, "out2": out2, "writes1": writes1, "calls1": calls1,
                "calls2": helm_calls(state)[len(calls1):]}
@@ -60,6 +82,8 @@ def check_check_mode_on_fresh_cluster_changes_nothing(l1_run):
     assert l1_run["check_writes"] == 0                   # ... without changing the cluster
     assert [c for c in l1_run["check_calls"] if c["command"] in ("upgrade", "install", "uninstall")] == []
     assert l1_run["check_build"] == []                    # render_files wrote nothing either
+    assert "A new root CA of the cell would be generated" in l1_run["out0"]
+    assert "tls-ca.crt.sops" not in l1_run["check_secrets"]  # ... and no CA was created
 
 
 def check_first_run_succeeds(l1_run):
@@ -71,12 +95,14 @@ def check_releases_in_order_with_pinned_charts_and_rendered_values(l1_run):
     upgrades = [c for c in l1_run["calls1"] if c["command"] == "upgrade"]
     got = [(c["argv"][-2], c["namespace"]) for c in upgrades]
     assert got == [("metallb", "metallb-system"), ("external-dns", "external-dns"),
+                   ("cert-manager", "cert-manager"),
                    ("proxmox-cloud-controller-manager", "kube-system"),
                    ("karpenter-provider-proxmox", "kube-system")]
     expected = {
         "metallb": ("0.16.1", "metallb", "https://metallb.github.io/metallb", "l1/metallb/values.yaml"),
         "external-dns": ("1.21.1", "external-dns", "https://kubernetes-sigs.github.io/external-dns/",
                          "l1/external-dns/values.yaml"),
+        "cert-manager": ("v1.21.1", "cert-manager", "https://charts.jetstack.io", "l1/cert-manager/values.yaml"),
         "proxmox-cloud-controller-manager": (
             "0.2.18", "oci://ghcr.io/sergelogvinov/charts/proxmox-cloud-controller-manager", None,
             "l1/proxmox-cloud-controller-manager/values.yaml"),
@@ -108,6 +134,8 @@ def check_namespaces_with_podsecurity_labels_before_releases(l1_run):
                       for m in ("enforce", "audit", "warn"))
     ext = api.get("v1", "Namespace", "external-dns")
     assert ext and "pod-security.kubernetes.io/enforce" not in ext["metadata"].get("labels", {})
+    for name in ("cert-manager", "gateway"):
+        assert api.get("v1", "Namespace", name)["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
     assert "cellplatform" not in str(api.get("v1", "Namespace", "kube-system")["metadata"].get("labels"))
     writes = api.writes()
     first_ns = min(e["seq"] for e in writes if e["kind"] == "Namespace" and e["name"] == "metallb-system")
@@ -120,21 +148,29 @@ def check_custom_resources_only_after_crds_established_and_webhook(l1_run):
     events = api.events
     established = {e["name"]: e["seq"] for e in events if e["verb"] == "established"}
     crs = [e for e in api.writes() if e["apiVersion"].split("/")[0] in
-           ("metallb.io", "externaldns.k8s.io", "karpenter.sh", "karpenter.proxmox.sinextra.dev")]
+           ("metallb.io", "externaldns.k8s.io", "karpenter.sh", "karpenter.proxmox.sinextra.dev", "cert-manager.io")]
     assert {(e["kind"], e["name"]) for e in crs} >= {
-        ("IPAddressPool", "cell-pool"), ("L2Advertisement", "cell-l2"), ("DNSEndpoint", "kubernetes-api"),
-        ("NodePool", "dynamic"), ("ProxmoxNodeClass", "talos"), ("ProxmoxUnmanagedTemplate", "talos")}
+        ("IPAddressPool", "cell-pool"), ("IPAddressPool", "cell-gateway"), ("L2Advertisement", "cell-l2"),
+        ("DNSEndpoint", "kubernetes-api"), ("NodePool", "dynamic"), ("ProxmoxNodeClass", "talos"),
+        ("ProxmoxUnmanagedTemplate", "talos"), ("ClusterIssuer", "cellplatform-ca"), ("Certificate", "platform-tls")}
     plural = {"IPAddressPool": "ipaddresspools.metallb.io", "L2Advertisement": "l2advertisements.metallb.io",
               "DNSEndpoint": "dnsendpoints.externaldns.k8s.io", "NodePool": "nodepools.karpenter.sh",
               "ProxmoxNodeClass": "proxmoxnodeclasses.karpenter.proxmox.sinextra.dev",
-              "ProxmoxUnmanagedTemplate": "proxmoxunmanagedtemplates.karpenter.proxmox.sinextra.dev"}
+              "ProxmoxUnmanagedTemplate": "proxmoxunmanagedtemplates.karpenter.proxmox.sinextra.dev",
+              "ClusterIssuer": "clusterissuers.cert-manager.io", "Certificate": "certificates.cert-manager.io"}
     for e in crs:
         assert established[plural[e["kind"]]] < e["seq"], e
-    # The MetalLB webhook rejected nothing: the role waited for its endpoints before applying.
-    rejected = [e for e in events if e["kind"] in ("IPAddressPool", "L2Advertisement") and (e["code"] or 0) >= 500]
+    # The MetalLB and cert-manager webhooks rejected nothing: the role waited for their endpoints.
+    rejected = [e for e in events if e["kind"] in ("IPAddressPool", "L2Advertisement", "ClusterIssuer", "Certificate")
+                and (e["code"] or 0) >= 500]
     assert rejected == []
+    # The LoadBalancer pool without the Gateway's address, and that address in a pool of its own.
     pool = api.get("metallb.io/v1beta1", "IPAddressPool", "cell-pool", "metallb-system")
-    assert pool["spec"]["addresses"] == ["192.168.100.200-192.168.100.250"] and pool["spec"]["autoAssign"] is True
+    assert pool["spec"]["addresses"] == ["192.168.100.201-192.168.100.250"] and pool["spec"]["autoAssign"] is True
+    reserved = api.get("metallb.io/v1beta1", "IPAddressPool", "cell-gateway", "metallb-system")
+    assert reserved["spec"]["addresses"] == ["192.168.100.200/32"] and reserved["spec"]["autoAssign"] is False
+    l2 = api.get("metallb.io/v1beta1", "L2Advertisement", "cell-l2", "metallb-system")
+    assert l2["spec"]["ipAddressPools"] == ["cell-pool", "cell-gateway"]
     nodepool = api.get("karpenter.sh/v1", "NodePool", "dynamic")
     assert nodepool["spec"]["limits"] == {"cpu": "40", "memory": "81920Mi"}
     dnse = api.get("externaldns.k8s.io/v1alpha1", "DNSEndpoint", "kubernetes-api", "external-dns")
@@ -168,9 +204,74 @@ def check_secrets_created_from_encrypted_inventory(l1_run):
     template = data("kube-system", "karpenter-template")["user-data"]
     assert template.strip() == (l1_run["build"] / "l1/karpenter/talos-worker.yaml.gotmpl").read_text().strip()
     assert "{{ .Values.machineToken }}" in template
-    # the Secret for external-dns is only referenced by name in the values file
+    # the Secret for external-dns is only referenced by name in the values file ...
     values_file = (l1_run["build"] / "l1/external-dns/values.yaml").read_text()
     assert "external-dns-credentials" in values_file
+    # ... and is in the GitOps tree SOPS-encrypted: the same object, for Argo CD's KSOPS
+    rendered = l1_run["build"] / "l1/external-dns/secrets/external-dns-credentials.sops.yaml"
+    assert secrets.platform["external_dns_tsig_secret"] not in rendered.read_text()
+    doc = yaml.safe_load(secrets_read(rendered, secrets))
+    assert doc["stringData"] == data("external-dns", "external-dns-credentials")
+    assert doc["metadata"] == {k: v for k, v in api.get("v1", "Secret", "external-dns-credentials", "external-dns")[
+        "metadata"].items() if k in ("name", "namespace", "labels")}
+    app = yaml.safe_load((l1_run["build"] / "apps/external-dns.yaml").read_text())
+    assert any(src.get("path") == "l1/external-dns/secrets" and "kustomize" in src for src in app["spec"]["sources"])
+
+
+def secrets_read(path, secrets):
+    """The plaintext of a SOPS file of the build tree, opened with the cell's identity."""
+    return sops_utils.decrypt_file(str(path), str(secrets.identity))
+
+
+def check_root_ca_created_once_as_the_ca_issuers_secret(l1_run):
+    api, secrets = l1_run["api"], l1_run["secrets"]
+    crt = secrets_read(secrets.dir / "tls-ca.crt.sops", secrets)
+    key = secrets_read(secrets.dir / "tls-ca.key.sops", secrets)
+    cert = x509.load_pem_x509_certificate(crt)
+    assert cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca is True
+    assert cert.subject.get_attributes_for_oid(x509.oid.NameOID.COMMON_NAME)[0].value == "cell platform root CA"
+    assert cert.subject == cert.issuer                    # self-signed: the root
+    assert 3640 <= (cert.not_valid_after_utc - cert.not_valid_before_utc).days <= 3651
+    secret = api.get("v1", "Secret", "cellplatform-ca", "cert-manager")
+    assert secret["type"] == "kubernetes.io/tls"
+    data = {k: base64.b64decode(v) for k, v in secret["data"].items()}
+    assert data["tls.crt"].strip() == crt.strip() == data["ca.crt"].strip() and data["tls.key"].strip() == key.strip()
+    issuer = api.get("cert-manager.io/v1", "ClusterIssuer", "cellplatform-ca")
+    assert issuer["spec"] == {"ca": {"secretName": "cellplatform-ca"}}
+    # the Secret existed before cert-manager was installed, the issuer only after its webhook answered
+    writes = api.writes()
+    secret_seq = min(e["seq"] for e in writes if e["kind"] == "Secret" and e["name"] == "cellplatform-ca")
+    release_seq = min(e["seq"] for e in writes if e["field_manager"] == "helm" and e["namespace"] == "cert-manager")
+    assert secret_seq < release_seq
+    # rerun: the CA is never regenerated, the plaintext key never stays in the work dir
+    assert {n: (secrets.dir / n).read_bytes() for n in l1_run["ca_files"]} == l1_run["ca_files"]
+    assert len(l1_run["ca_files"]) == 2
+    assert not (l1_run["tmp"] / "work" / "tls-ca" / "ca.key").exists()
+    l1_run["ca_key"] = key
+
+
+def check_shared_gateway_at_its_reserved_address_after_the_issuer(l1_run):
+    api = l1_run["api"]
+    gateway = api.get("gateway.networking.k8s.io/v1", "Gateway", "platform", "gateway")
+    assert gateway["spec"]["gatewayClassName"] == "cilium"
+    assert gateway["spec"]["addresses"] == [{"type": "IPAddress", "value": "192.168.100.200"}]
+    assert gateway["spec"]["infrastructure"]["annotations"] == {"metallb.io/loadBalancerIPs": "192.168.100.200"}
+    https = next(lis for lis in gateway["spec"]["listeners"] if lis["name"] == "https")
+    assert https["hostname"] == "*.cell.lan" and https["tls"]["certificateRefs"][0]["name"] == "platform-tls"
+    assert https["allowedRoutes"]["namespaces"]["from"] == "All"
+    cert = api.get("cert-manager.io/v1", "Certificate", "platform-tls", "gateway")
+    assert cert["spec"]["dnsNames"] == ["*.cell.lan"]
+    assert cert["spec"]["issuerRef"] == {"group": "cert-manager.io", "kind": "ClusterIssuer", "name": "cellplatform-ca"}
+    redirect = api.get("gateway.networking.k8s.io/v1", "HTTPRoute", "https-redirect", "gateway")
+    assert redirect["spec"]["rules"][0]["filters"][0]["requestRedirect"] == {"scheme": "https", "statusCode": 301}
+    # the Gateway's objects were sent only once the ClusterIssuer was Ready, and the gate waited
+    # for the certificate and for Cilium to program the Gateway
+    issuer_ready = l1_run["conditions"][CONDITIONS[0]]
+    gateway_writes = [e["seq"] for e in api.writes() if e["namespace"] == "gateway" and e["kind"] != "Namespace"]
+    assert gateway_writes and min(gateway_writes) > issuer_ready
+    waited = " ".join(re.findall(r"gateway: ready after \d+s \(([^)]*)", re.sub(r"\s+", " ", l1_run["out1"])))
+    assert "Certificate gateway/platform-tls: Ready=True" in waited, waited
+    assert "Gateway gateway/platform: Programmed=True" in waited, waited
 
 
 def check_gates_held_every_dependent_step(l1_run):
@@ -179,7 +280,8 @@ def check_gates_held_every_dependent_step(l1_run):
     retried = re.findall(r"FAILED - RETRYING: \[localhost\]: (?:\S+ : )?([^(]+)", l1_run["out1"])
     assert retried == [], retried
     waited = dict(re.findall(r"([a-z0-9-]+): ready after (\d+)s", l1_run["out1"]))
-    assert {"metallb", "external-dns", "proxmox-cloud-controller-manager", "karpenter"} <= set(waited), waited
+    assert {"metallb", "external-dns", "cert-manager", "gateway", "proxmox-cloud-controller-manager",
+            "karpenter"} <= set(waited), waited
     # the fake API makes objects ready 4 s after they are written: the gates did poll
     assert max(int(s) for s in waited.values()) >= 2, waited
     assert "metallb: waiting up to 30s for CustomResourceDefinition ipaddresspools.metallb.io" in l1_run["out1"]
@@ -203,10 +305,12 @@ def check_no_secret_in_build_tree_or_verbose_output(l1_run):
     helm_state = l1_run["state"]
     for path in helm_state.glob("*"):
         texts[str(path)] = path.read_text()
-    for value in l1_run["secrets"].secret_values:
+    # the root CA's private key (its base64 body) as well
+    ca_key = "".join(l1_run["ca_key"].decode().strip().splitlines()[1:-1])
+    for value in l1_run["secrets"].secret_values + [ca_key[:40]]:
         for where, text in texts.items():
-            if value in text:
-                leaks.append("%s in %s" % (value.split("-")[0], where))
+            if value in text.replace("\n", ""):
+                leaks.append("%s in %s" % (value.split("-")[0][:12], where))
     assert leaks == []
     # plaintext kubeconfig lives only in the private work dir
     work = l1_run["tmp"] / "work"
@@ -233,6 +337,8 @@ def test_l1_apply_end_to_end(l1_run):
     check_namespaces_with_podsecurity_labels_before_releases(l1_run)
     check_custom_resources_only_after_crds_established_and_webhook(l1_run)
     check_secrets_created_from_encrypted_inventory(l1_run)
+    check_root_ca_created_once_as_the_ca_issuers_secret(l1_run)
+    check_shared_gateway_at_its_reserved_address_after_the_issuer(l1_run)
     check_gates_held_every_dependent_step(l1_run)
     check_second_run_changes_nothing(l1_run)
     check_no_secret_in_build_tree_or_verbose_output(l1_run)

@@ -11,6 +11,9 @@ generation and checks what a real cluster would have been asked to do:
   control plane only after linkerd-crds' CRDs are Established and the identity ConfigMap and
   issuer Secret exist;
 * the repository Secret and the issuer Secret built from the encrypted secrets;
+* Argo CD's UI as an HTTPRoute on the shared Gateway (https://argocd.cell.lan), sent after the
+  release is ready; the chart's own route stays off (the cluster has what L0 left: the Gateway
+  API CRDs);
 * a second run that changes nothing; no secret in build/, the helm double's records or -vvv output.
 
 Run inside scripts/netns-run (loopback only):
@@ -26,10 +29,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from apply_fixtures import (apply_run_setup, crd, daemonset, deployment, helm_calls, recap, run_playbook, SecretsDir,
-                            statefulset, webhook, write_chart)
+from apply_fixtures import (apply_run_setup, crd, daemonset, deployment, gateway_api_crds, helm_calls, preinstall,
+                            recap, run_playbook, SecretsDir, statefulset, webhook, write_chart)
 from fake_kube_api import FakeKubeAPI
-from ansible_collections.cellplatform.platform.plugins.module_utils import age_crypto
+from ansible_collections.cellplatform.platform.plugins.module_utils import sops as sops_utils
 
 
 ARGO_CRDS = [("Application", "applications"), ("AppProject", "appprojects"), ("ApplicationSet", "applicationsets")]
@@ -88,12 +91,13 @@ def l2_run(tmp_path_factory):
         secrets = SecretsDir(tmp, api.kubeconfig())
         repo_password = "REPOPASSWORD-%s" % pysecrets.token_hex(12)
         secrets.platform.update({"gitops_repo_username": "argocd", "gitops_repo_password": repo_password})
-        secrets._encrypt("platform.yaml.age", yaml.safe_dump(secrets.platform))
+        secrets.write("platform.sops.yaml", yaml.safe_dump(secrets.platform))
         charts = tmp / "charts"
         l2_charts(charts)
         env, extra, state, build_root = apply_run_setup(
             tmp, secrets, charts, component_wait_timeout=60, component_poll_interval=1)
         env["ANSIBLE_PIPELINING"] = "1"
+        preinstall(api, gateway_api_crds())
         rc1, out1 = run_playbook("playbooks/l2.yml", env, extra, ["-vvv"])
         writes1 = len(api.writes())
         calls1 = helm_calls(state)
@@ -156,6 +160,22 @@ def test_argocd_project_and_root_app_after_crds_established(l2_run):
     assert "https://gitea.cell.lan/platform/cell.git" in project["spec"]["sourceRepos"]
 
 
+def test_argocd_ui_is_routed_through_the_shared_gateway(l2_run):
+    api = l2_run["api"]
+    route = api.get("gateway.networking.k8s.io/v1", "HTTPRoute", "argocd-ui", "argocd")
+    assert route["spec"]["hostnames"] == ["argocd.cell.lan"]
+    assert route["spec"]["parentRefs"] == [{"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "platform",
+                                            "namespace": "gateway", "sectionName": "https"}]
+    assert route["spec"]["rules"][0]["backendRefs"] == [{"name": "argocd-server", "port": 80}]
+    rendered = [d for d in yaml.safe_load_all((l2_run["build"] / "l2/argocd/routes.yaml").read_text()) if d]
+    assert rendered[0]["spec"] == route["spec"]
+    # last of the component: after its release, gate, manifests (the root app) and their gate;
+    # argocd-server serves plain HTTP behind the Gateway, the chart's own route stays off
+    assert min(_seq(api, "HTTPRoute", "argocd-ui")) > max(_seq(api, "Application", "root"))
+    values = yaml.safe_load((l2_run["build"] / "l2/argocd/values.yaml").read_text())
+    assert values["configs"]["params"]["server.insecure"] is True and values["server"]["httproute"] == {"enabled": False}
+
+
 def test_admin_password_never_read(l2_run):
     touched = [e for e in l2_run["api"].events if e.get("name") == "argocd-initial-admin-secret"]
     assert touched == []
@@ -167,6 +187,46 @@ def test_repository_secret_from_encrypted_platform_secrets(l2_run):
     data = {k: base64.b64decode(v).decode() for k, v in obj["data"].items()}
     assert data == {"type": "git", "url": "https://gitea.cell.lan/platform/cell.git", "project": "platform",
                     "username": "argocd", "password": l2_run["repo_password"]}
+
+
+def test_repository_secret_is_in_the_gitops_tree_sops_encrypted(l2_run):
+    build, secrets = l2_run["build"], l2_run["secrets"]
+    path = build / "l2" / "argocd" / "secrets" / "repo-gitops.sops.yaml"
+    assert sops_utils.recipients_of_file(str(path)) == [secrets.recipient]
+    assert l2_run["repo_password"] not in path.read_text() and "name: repo-gitops" in path.read_text()
+    rendered = yaml.safe_load(sops_utils.decrypt_file(str(path), str(secrets.identity)))
+    applied = l2_run["api"].get("v1", "Secret", "repo-gitops", "argocd")
+    assert rendered["metadata"]["labels"] == applied["metadata"]["labels"]
+    assert rendered["stringData"] == {k: base64.b64decode(v).decode() for k, v in applied["data"].items()}
+    app = yaml.safe_load((build / "apps" / "argocd.yaml").read_text())
+    assert {"repoURL": "https://gitea.cell.lan/platform/cell.git", "targetRevision": "main",
+            "path": "l2/argocd/secrets", "kustomize": {}} in app["spec"]["sources"]
+
+
+def test_argocd_decrypts_with_ksops_and_the_cells_age_key(l2_run):
+    api, secrets = l2_run["api"], l2_run["secrets"]
+    key = api.get("v1", "Secret", "sops-age", "argocd")
+    keys_txt = base64.b64decode(key["data"]["keys.txt"]).decode()
+    identity_keys = [line for line in secrets.identity.read_text().splitlines() if line.startswith("AGE-SECRET-KEY")]
+    assert [line for line in keys_txt.splitlines() if line.startswith("AGE-SECRET-KEY")] == identity_keys
+    # the key Argo CD gets opens the rendered Secrets (it is the cell's recipient key)
+    key_file = l2_run["tmp"] / "argocd-keys.txt"
+    key_file.write_text(keys_txt)
+    path = l2_run["build"] / "l2" / "argocd" / "secrets" / "repo-gitops.sops.yaml"
+    assert b"password" in sops_utils.decrypt_file(str(path), str(key_file))
+    # delivered before the release, so the repo-server can mount it when it starts
+    release = [e["seq"] for e in api.writes() if e["field_manager"] == "helm" and e["namespace"] == "argocd"]
+    assert min(_seq(api, "Secret", "sops-age")) < min(release)
+    values = yaml.safe_load((l2_run["build"] / "l2" / "argocd" / "values.yaml").read_text())
+    assert values["configs"]["cm"]["kustomize.buildOptions"] == "--enable-alpha-plugins --enable-exec"
+    repo = values["repoServer"]
+    assert repo["initContainers"][0]["image"] == "viaductoss/ksops:v4.5.1"
+    assert repo["initContainers"][0]["command"] == ["/usr/local/bin/ksops", "install", "--with-kustomize",
+                                                    "/custom-tools"]
+    assert {"name": "SOPS_AGE_KEY_FILE", "value": "/.config/sops/age/keys.txt"} in repo["env"]
+    assert {"name": "sops-age", "secret": {"secretName": "sops-age"}} in repo["volumes"]
+    assert {"name": "sops-age", "mountPath": "/.config/sops/age", "readOnly": True} in repo["volumeMounts"]
+    assert {"name": "custom-tools", "mountPath": "/usr/local/bin/ksops", "subPath": "ksops"} in repo["volumeMounts"]
 
 
 def test_policies_after_kyverno_crds_and_webhook(l2_run):
@@ -185,8 +245,7 @@ def test_policies_after_kyverno_crds_and_webhook(l2_run):
 
 def test_linkerd_identity_from_encrypted_certificates_before_control_plane(l2_run):
     api, secrets = l2_run["api"], l2_run["secrets"]
-    plain = {n: age_crypto.decrypt((secrets.dir / ("linkerd-%s.age" % n)).read_bytes(), str(secrets.identity)).decode()
-             for n in ("trust-anchor.crt", "issuer.crt", "issuer.key")}
+    plain = {n: secrets.read("linkerd-%s.sops" % n).decode() for n in ("trust-anchor.crt", "issuer.crt", "issuer.key")}
     cm = api.get("v1", "ConfigMap", "linkerd-identity-trust-roots", "linkerd")
     assert cm["data"]["ca-bundle.crt"].strip() == plain["trust-anchor.crt"].strip()
     sec = api.get("v1", "Secret", "linkerd-identity-issuer", "linkerd")
@@ -214,8 +273,9 @@ def test_no_secret_in_build_tree_helm_records_or_verbose_output(l2_run):
     secrets = l2_run["secrets"]
     values = [l2_run["repo_password"], "fake-kube-api-token"]
     for name in ("trust-anchor.key", "issuer.key"):
-        pem = age_crypto.decrypt((secrets.dir / ("linkerd-%s.age" % name)).read_bytes(), str(secrets.identity))
+        pem = secrets.read("linkerd-%s.sops" % name)
         values.append("".join(pem.decode().strip().splitlines()[1:-1])[:48])
+    values += [line for line in secrets.identity.read_text().splitlines() if line.startswith("AGE-SECRET-KEY-1")]
     texts = {"run 1 -vvv": l2_run["out1"].replace("\n", ""), "run 2 -vvv": l2_run["out2"].replace("\n", "")}
     for path in list(l2_run["build"].rglob("*")) + list(Path(l2_run["state"]).glob("*")):
         if path.is_file():
@@ -227,6 +287,20 @@ def test_no_secret_in_build_tree_helm_records_or_verbose_output(l2_run):
     work = l2_run["tmp"] / "work"
     assert (work / "linkerd").stat().st_mode & 0o777 == 0o700
     # The private keys were decrypted to sign and to create the issuer Secret, then removed:
-    # only the encrypted .age files outlive the run.
+    # only the SOPS files outlive the run.
     assert sorted(p.name for p in (work / "linkerd").iterdir() if p.name.endswith(".key")) == []
     assert sorted(p.name for p in (work / "linkerd").iterdir()) == ["issuer.crt", "trust-anchor.crt"]
+
+
+def test_the_rendered_tree_with_its_encrypted_secrets_verifies(l2_run):
+    """tests/support/verify_build.py over the L2 tree an apply run left: the SOPS-encrypted Secret has no
+    plaintext value and is schema-checked without its metadata, the KSOPS directory is complete."""
+    import verify_build  # tests/support (on sys.path through conftest.py)
+    import schemacheck
+    try:
+        store = schemacheck.SchemaStore()
+    except schemacheck.SchemaStoreUnavailable:
+        store = None
+    report = verify_build.verify(l2_run["build"], layer="l2", store=store)
+    assert report.failures == []
+    assert any("kustomize files" in k for k in list(report.checked) + list(report.unchecked))

@@ -30,7 +30,7 @@ GITOPS = {"repo_url": "https://git.example.test/ops/fleet.git", "revision": "rel
 def enforce_build(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("l2render")
     extra = {"cellplatform_mode": "render", "cellplatform_build_root": str(tmp / "build"),
-             "cellplatform_policy_mode": "enforce", "cellplatform_argocd_domain": "cd.example.test",
+             "cellplatform_policy_mode": "enforce", "cellplatform_argocd_domain": "cd.cell.lan",
              "cellplatform_gitops": GITOPS}
     rc, out = run_playbook("playbooks/l2.yml", {"ANSIBLE_PIPELINING": "1"}, extra)
     assert rc == 0, out[-5000:]
@@ -48,8 +48,11 @@ def _docs(path):
 def test_values_follow_the_inventory(enforce_build):
     b = enforce_build
     argocd = _yaml(b / "l2/argocd/values.yaml")
-    assert argocd["global"]["domain"] == "cd.example.test"
-    assert argocd["server"]["httproute"]["hostnames"] == ["cd.example.test"]
+    assert argocd["global"]["domain"] == "cd.cell.lan"
+    # the UI's route is the pipeline's (the record's ui), named after the domain's first label
+    assert argocd["server"]["httproute"] == {"enabled": False}
+    (route,) = _docs(b / "l2/argocd/routes.yaml")
+    assert route["metadata"]["name"] == "cd-ui" and route["spec"]["hostnames"] == ["cd.cell.lan"]
     kp = _yaml(b / "l2/kyverno-policies/values.yaml")
     assert kp["validationFailureAction"] == "Enforce" and kp["failurePolicy"] == "Fail"
     assert _yaml(b / "l2/kyverno/values.yaml")["features"]["forceFailurePolicyIgnore"]["enabled"] is False

@@ -1,13 +1,13 @@
 """Linkerd identity lifecycle of l2_core_platform with the real community.crypto modules.
 
 Runs the role's ``linkerd_certs.yml`` (the apply-mode certificate step) against a temporary
-age-encrypted secrets directory, as an apply run does, and checks:
+secrets directory of SOPS files (the real sops), as an apply run does, and checks:
 
 * first run: trust anchor (ECDSA P-256, CN root.linkerd.cluster.local, CA) and issuer
   (ECDSA P-256, CN identity.linkerd.cluster.local, CA pathlen 0, signed by the anchor) are
-  generated with the inventory lifetimes and stored only as age files; plaintext stays in the
+  generated with the inventory lifetimes and stored only as SOPS files; plaintext stays in the
   0700 work directory with 0600 files;
-* rerun: changed=0 and the four .age files are byte-identical (nothing regenerated);
+* rerun: changed=0 and the four SOPS files are byte-identical (nothing regenerated);
 * an issuer that expires within issuer_renew_before_days, or one not signed by the anchor, is
   re-issued; the anchor is never touched;
 * half a pair fails closed (nothing regenerated);
@@ -33,7 +33,7 @@ REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from ansible_collections.cellplatform.platform.plugins.module_utils import age_crypto  # noqa: E402
+from ansible_collections.cellplatform.platform.plugins.module_utils import sops as sops_utils  # noqa: E402
 
 pyrage = pytest.importorskip("pyrage")
 from cryptography import x509  # noqa: E402
@@ -93,16 +93,17 @@ class Cell(object):
         return proc.returncode, proc.stdout
 
     def stored(self, name):
-        return (self.secrets / ("linkerd-%s.age" % name)).read_bytes()
+        return (self.secrets / ("linkerd-%s.sops" % name)).read_bytes()
 
     def plain(self, name):
-        return age_crypto.decrypt(self.stored(name), str(self.identity))
+        return sops_utils.decrypt_file(str(self.secrets / ("linkerd-%s.sops" % name)), str(self.identity))
 
     def cert(self, name):
         return x509.load_pem_x509_certificate(self.plain(name + ".crt"))
 
     def store(self, name, data):
-        (self.secrets / ("linkerd-%s.age" % name)).write_bytes(age_crypto.encrypt(data, [self.recipient]))
+        path = self.secrets / ("linkerd-%s.sops" % name)
+        path.write_bytes(sops_utils.Sops(str(self.identity)).encrypt(data, [self.recipient], str(path)))
 
 
 def recap(out):
@@ -180,9 +181,10 @@ def test_first_run_generates_anchor_and_issuer(lifecycle):
 
 def test_only_encrypted_files_in_secrets_dir_and_private_work_dir(lifecycle):
     cell, rc, out = lifecycle
-    assert sorted(p.name for p in cell.secrets.iterdir()) == sorted("linkerd-%s.age" % f for f in FILES)
+    assert sorted(p.name for p in cell.secrets.iterdir()) == sorted("linkerd-%s.sops" % f for f in FILES)
     for f in FILES:
-        assert age_crypto.is_age_data(cell.stored(f))
+        assert sops_utils.recipients_of_file(str(cell.secrets / ("linkerd-%s.sops" % f))) == [cell.recipient]
+        assert b"PRIVATE KEY" not in cell.stored(f) and b"BEGIN CERTIFICATE" not in cell.stored(f)
     linkerd_dir = cell.work / "linkerd"
     assert linkerd_dir.stat().st_mode & 0o777 == 0o700
     for p in linkerd_dir.iterdir():
@@ -271,11 +273,11 @@ def test_half_a_pair_fails_closed(tmp_path):
     rc, out = cell.run()
     assert rc == 0, out[-5000:]
     anchor = cell.stored("trust-anchor.crt")
-    (cell.secrets / "linkerd-trust-anchor.key.age").unlink()
+    (cell.secrets / "linkerd-trust-anchor.key.sops").unlink()
     rc2, out2 = cell.run()
     assert rc2 != 0
     assert "must exist in pairs" in out2
-    assert not (cell.secrets / "linkerd-trust-anchor.key.age").exists()
+    assert not (cell.secrets / "linkerd-trust-anchor.key.sops").exists()
     assert cell.stored("trust-anchor.crt") == anchor
 
 

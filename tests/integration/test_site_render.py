@@ -8,7 +8,10 @@ Every layer renders its own records, so a few promises can only be checked on th
   Application points at exactly those files;
 * every namespace a component runs privileged is excluded from Kyverno's Pod Security policies
   and webhooks, or Kyverno would refuse the platform's own host-level agents;
-* every component named in a depends_on exists in the plan.
+* every component named in a depends_on exists in the plan;
+* every UI of every layer has one name of its own under the cell's DNS domain, and its HTTPRoute
+  hangs on the shared Gateway's HTTPS listener; the Gateway's address is the one MetalLB keeps
+  for it; exactly one provider makes the default StorageClass.
 
     scripts/netns-run .venv/bin/pytest -q tests/integration/test_site_render.py
 """
@@ -103,3 +106,49 @@ def test_the_collection_is_the_only_source_of_the_tree(site):
     # layer files that are not a component's: Talos patches and node documents, Terraform, Karpenter
     unexplained = [p for p in other if not p.startswith(("talos/", "terraform/", "l1/karpenter/"))]
     assert not unexplained, unexplained
+
+
+def _routes(build, comp):
+    return [d for m in comp["manifests"] if m.endswith("/routes.yaml") for d in _docs(build / m)]
+
+
+def test_every_ui_has_its_own_name_and_a_route_on_the_shared_gateway(site):
+    build, plan = site["build"], site["plan"]
+    gateway, domain = plan["cell"]["gateway"], plan["cell"]["dns_domain"]
+    urls = [ui["url"] for comp in plan["components"] for ui in comp.get("ui", [])]
+    assert sorted(urls) == ["https://argocd.%s" % domain, "https://hubble.%s" % domain]
+    assert len(set(urls)) == len(urls)
+    for comp in plan["components"]:
+        routes = _routes(build, comp)
+        assert len(routes) == len(comp.get("ui", [])), comp["name"]
+        for route, ui in zip(routes, comp.get("ui", [])):
+            assert route["spec"]["parentRefs"] == [{"group": "gateway.networking.k8s.io", "kind": "Gateway",
+                                                    "name": gateway["name"], "namespace": gateway["namespace"],
+                                                    "sectionName": gateway["https_listener"]}]
+            (hostname,) = route["spec"]["hostnames"]
+            # one label under the domain: covered by the Gateway's wildcard certificate
+            assert ui["url"] == "https://" + hostname and hostname.split(".", 1)[1] == domain
+            assert route["metadata"]["namespace"] == comp["namespace"]
+
+
+def test_the_gateway_address_is_kept_for_the_gateway(site):
+    build, plan = site["build"], site["plan"]
+    address = plan["cell"]["gateway"]["address"]
+    pools = {d["metadata"]["name"]: d["spec"] for d in _docs(build / "l1/metallb/manifests.yaml")
+             if d["kind"] == "IPAddressPool"}
+    reserved = [spec for spec in pools.values() if spec["addresses"] == ["%s/32" % address]]
+    assert len(reserved) == 1 and reserved[0]["autoAssign"] is False
+    auto = [spec for spec in pools.values() if spec["autoAssign"]]
+    assert auto and all(address not in rng.split("-") for spec in auto for rng in spec["addresses"])
+    gateway = next(d for d in _docs(build / "l1/gateway/manifests.yaml") if d["kind"] == "Gateway")
+    assert gateway["spec"]["addresses"] == [{"type": "IPAddress", "value": address}]
+    assert gateway["spec"]["infrastructure"]["annotations"]["metallb.io/loadBalancerIPs"] == address
+
+
+def test_one_default_storage_class_and_the_gateway_api_crds_before_cilium(site):
+    plan = site["plan"]
+    providers = [c for c in plan["components"] if c["name"] in ("longhorn", "local-path-provisioner")]
+    assert [c["name"] for c in providers] == [plan["cell"]["storage"]["provider"].replace("local-path", "local-path-provisioner")]
+    waves = {c["name"]: c["sync_wave"] for c in plan["components"]}
+    assert waves["gateway-api-crds"] < waves["cilium"] < waves[providers[0]["name"]]
+    assert waves["cert-manager"] < waves["gateway"]

@@ -1,8 +1,9 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""talos_secrets, talos_config, age_file and the age_secret lookup against the talosctl test double.
+"""talos_secrets, talos_config, sops_file and reading values through community.sops, against the
+talosctl test double.
 
-Real age encryption (pyrage) throughout; talosctl is tests/doubles/talosctl, which generates real
-PKI for the bundle and a fresh admin certificate on every `gen config` like the real tool.
+The real sops binary and real age keys throughout; talosctl is tests/doubles/talosctl, which
+generates real PKI for the bundle and a fresh admin certificate on every `gen config` like the real tool.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import yaml
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import secrets_fixtures as sf  # noqa: E402  (explicit fixtures module, not a conftest)
 
-from ansible_collections.cellplatform.platform.plugins.module_utils import age_crypto  # noqa: E402
+from ansible_collections.cellplatform.platform.plugins.module_utils import sops as sops_utils  # noqa: E402
 
 CP_IPS = ['192.168.100.51', '192.168.100.52', '192.168.100.53']
 
@@ -42,8 +43,8 @@ class Cell(object):
         self.patches, self.nodes = sf.write_patches(self.build / 'cell' / 'l0' / 'talos')
         self.secrets_dir = self.tmp / 'inventory' / 'secrets'
         self.work = self.tmp / 'work'
-        self.bundle = self.secrets_dir / 'talos-secrets.yaml.age'
-        self.talosconfig = self.secrets_dir / 'talosconfig.age'
+        self.bundle = self.secrets_dir / 'talos-secrets.sops.yaml'
+        self.talosconfig = self.secrets_dir / 'talosconfig.sops.yaml'
         self.configs = self.work / 'configs'
 
 
@@ -111,8 +112,17 @@ def snapshot(*dirs):
     return out
 
 
+def open_file(path, identity):
+    """The plaintext of a SOPS file, opened as an operator would (sops decrypt with the identity)."""
+    return sops_utils.decrypt_file(str(path), str(identity))
+
+
+def encrypt_to(path, text, recipients, identity):
+    path.write_bytes(sops_utils.Sops(str(identity)).encrypt(text, recipients, str(path)))
+
+
 def bundle_secrets(c):
-    return sf.secret_values(age_crypto.decrypt_file(str(c.bundle), str(c.keys.identity)))
+    return sf.secret_values(open_file(c.bundle, c.keys.identity))
 
 
 def assert_no_secret(text, secrets, where):
@@ -131,8 +141,9 @@ def test_bundle_is_generated_once_and_never_rewritten(cell):
     assert gen[0]['rc'] == 0
     # encrypted to the recipient, a complete bundle (Appendix B layout) inside
     raw = cell.bundle.read_bytes()
-    assert raw.startswith(b'age-encryption.org/v1\n')
-    bundle = yaml.safe_load(age_crypto.decrypt_file(str(cell.bundle), str(cell.keys.identity)))
+    assert sops_utils.recipients_of_file(str(cell.bundle)) == cell.keys.recipients
+    assert b'ENC[AES256_GCM' in raw and b'cluster:' in raw          # sops YAML: keys readable, values not
+    bundle = yaml.safe_load(open_file(cell.bundle, cell.keys.identity))
     assert set(bundle) == {'cluster', 'secrets', 'trustdinfo', 'certs'}
     assert set(bundle['certs']) == {'etcd', 'k8s', 'k8saggregator', 'k8sserviceaccount', 'os'}
     # the plaintext lived only in a private temp dir that is gone
@@ -191,12 +202,12 @@ def test_unreachable_node_fails_closed(cell):
 
 def test_undecryptable_bundle_fails_closed_and_is_kept(cell):
     cell.secrets_dir.mkdir(parents=True)
-    cell.bundle.write_bytes(age_crypto.encrypt(b'cluster: {}\n', cell.keys.other_recipients))
+    encrypt_to(cell.bundle, 'cluster: {}\n', cell.keys.other_recipients, cell.keys.identity)
     before = cell.bundle.read_bytes()
     failed, result = sf.run_module('talos_secrets', secrets_args(cell))
     assert failed
     assert str(cell.bundle) in result['msg'] and 'never regenerated' in result['msg']
-    assert 'can decrypt' in result['msg'] and str(cell.keys.identity) in result['msg']
+    assert 'no key in the age identity file' in result['msg'] and str(cell.keys.identity) in result['msg']
     assert cell.bundle.read_bytes() == before and sf.calls(cell.state, 'gen secrets') == []
 
 
@@ -204,8 +215,8 @@ def test_plaintext_or_incomplete_bundle_fails_closed(cell):
     cell.secrets_dir.mkdir(parents=True)
     cell.bundle.write_bytes(b'cluster:\n  id: abc\n')
     failed, result = sf.run_module('talos_secrets', secrets_args(cell))
-    assert failed and 'not an age-encrypted file' in result['msg'] and 'abc' not in result['msg']
-    cell.bundle.write_bytes(age_crypto.encrypt(b'cluster:\n  id: abc\n', cell.keys.recipients))
+    assert failed and 'not a SOPS-encrypted file' in result['msg'] and 'abc' not in result['msg']
+    encrypt_to(cell.bundle, 'cluster:\n  id: abc\n', cell.keys.recipients, cell.keys.identity)
     failed, result = sf.run_module('talos_secrets', secrets_args(cell))
     assert failed and 'incomplete' in result['msg'] and 'cluster.secret' in result['msg']
     assert sf.calls(cell.state, 'gen secrets') == []
@@ -226,7 +237,7 @@ def test_one_of_cluster_configured_or_nodes_is_required(cell):
 
 # --- talos_config ----------------------------------------------------------------------------
 def decrypted(cell, name):
-    return age_crypto.decrypt_file(str(cell.configs / ('%s.yaml.age' % name)), str(cell.keys.identity)).decode()
+    return open_file(cell.configs / ('%s.sops.yaml' % name), cell.keys.identity).decode()
 
 
 def test_configs_are_generated_encrypted_and_follow_the_cell(baseline):
@@ -249,8 +260,8 @@ def test_configs_are_generated_encrypted_and_follow_the_cell(baseline):
     assert len(validations) == 6 and all('--strict' in c['argv'] and c['rc'] == 0 for c in validations)
 
     for name, ip, role in sf.CELL_NODES:
-        path = cell.configs / ('%s.yaml.age' % name)
-        assert path.read_bytes().startswith(b'age-encryption.org/v1\n')
+        path = cell.configs / ('%s.sops.yaml' % name)
+        assert sops_utils.recipients_of_file(str(path)) == cell.keys.recipients
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
         text = decrypted(cell, name)
         docs = list(yaml.safe_load_all(text))
@@ -266,12 +277,12 @@ def test_configs_are_generated_encrypted_and_follow_the_cell(baseline):
         assert len(vips) == (1 if role == 'controlplane' else 0)
     assert stat.S_IMODE(cell.configs.stat().st_mode) == 0o700
 
-    talosconfig = yaml.safe_load(age_crypto.decrypt_file(str(cell.talosconfig), str(cell.keys.identity)))
+    talosconfig = yaml.safe_load(open_file(cell.talosconfig, cell.keys.identity))
     context = talosconfig['contexts'][talosconfig['context']]
     assert context['endpoints'] == CP_IPS and context['nodes'] == [CP_IPS[0]]
     assert '192.168.100.50' not in context['endpoints']
     # the talosconfig trusts the bundle's OS CA (one PKI for every output: pitfall 1)
-    bundle = yaml.safe_load(age_crypto.decrypt_file(str(cell.bundle), str(cell.keys.identity)))
+    bundle = yaml.safe_load(open_file(cell.bundle, cell.keys.identity))
     assert context['ca'] == bundle['certs']['os']['crt']
     assert yaml.safe_load_all(decrypted(cell, 'cp-1')).__next__()['machine']['ca']['crt'] == context['ca']
 
@@ -317,7 +328,7 @@ def test_check_mode_and_diff_report_a_change_without_writing_or_leaking(generate
     assert result['changed'] and result['changed_nodes'] == ['worker-2']
     assert snapshot(cell.configs, cell.secrets_dir) == before and not missing_work_dir.exists()
     diff = result['diff']
-    assert len(diff) == 1 and diff[0]['before_header'].startswith(str(cell.configs / 'worker-2.yaml.age'))
+    assert len(diff) == 1 and diff[0]['before_header'].startswith(str(cell.configs / 'worker-2.sops.yaml'))
     assert 'mtu: 1500' in diff[0]['before'] and 'mtu: 9000' in diff[0]['after']
     assert '<redacted>' in diff[0]['after']
     assert_no_secret(json.dumps(result), bundle_secrets(cell), 'the check-mode/diff result')
@@ -325,14 +336,14 @@ def test_check_mode_and_diff_report_a_change_without_writing_or_leaking(generate
     failed, result = sf.run_module('talos_config', config_args(cell, validate=False))
     after = snapshot(cell.configs, cell.secrets_dir)
     changed = sorted(p for p in after if after[p] != before.get(p))
-    assert changed == [str(cell.configs / 'worker-2.yaml.age')]
+    assert changed == [str(cell.configs / 'worker-2.sops.yaml')]
 
 
 def test_changed_endpoints_replace_the_talosconfig(generated):
     cell = generated
     failed, result = sf.run_module('talos_config', config_args(cell, talos_endpoints=CP_IPS[:2], validate=False))
     assert not failed and result['talosconfig']['changed'] and result['changed_nodes'] == []
-    talosconfig = yaml.safe_load(age_crypto.decrypt_file(str(cell.talosconfig), str(cell.keys.identity)))
+    talosconfig = yaml.safe_load(open_file(cell.talosconfig, cell.keys.identity))
     assert talosconfig['contexts']['cell']['endpoints'] == CP_IPS[:2]
 
 
@@ -380,8 +391,8 @@ def test_input_problems_are_reported_together(cell):
 
 def test_undecryptable_existing_config_is_not_overwritten(generated):
     cell = generated
-    target = cell.configs / 'worker-3.yaml.age'
-    target.write_bytes(age_crypto.encrypt(b'foreign', cell.keys.other_recipients))
+    target = cell.configs / 'worker-3.sops.yaml'
+    encrypt_to(target, 'foreign: true\n', cell.keys.other_recipients, cell.keys.identity)
     before = target.read_bytes()
     failed, result = sf.run_module('talos_config', config_args(cell, validate=False))
     assert failed and str(target) in result['msg']
@@ -391,66 +402,67 @@ def test_undecryptable_existing_config_is_not_overwritten(generated):
 def test_orphaned_configs_are_reported_not_deleted(generated):
     cell = generated
     failed, result = sf.run_module('talos_config', config_args(cell, nodes=cell.nodes[:5], validate=False))
-    assert not failed and result['orphaned'] == [str(cell.configs / 'worker-3.yaml.age')]
-    assert (cell.configs / 'worker-3.yaml.age').exists()
+    assert not failed and result['orphaned'] == [str(cell.configs / 'worker-3.sops.yaml')]
+    assert (cell.configs / 'worker-3.sops.yaml').exists()
 
 
-# --- age_file and age_secret -------------------------------------------------------------------
-def test_age_file_encrypt_decrypt_idempotent(cell, tmp_path):
+# --- sops_file -----------------------------------------------------------------------------------
+def test_sops_file_encrypt_decrypt_idempotent(cell, tmp_path):
     plain = tmp_path / 'platform.yaml'
     plain.write_text('tsig_secret: c2VjcmV0LXRzaWc=\ngit:\n  password: hunter2\n')
-    enc = tmp_path / 'inv' / 'platform.yaml.age'
+    enc = tmp_path / 'inv' / 'platform.sops.yaml'
     args = dict(state='encrypted', src=str(plain), dest=str(enc), age_recipients=cell.keys.recipients,
                 age_identity=str(cell.keys.identity))
-    failed, result = sf.run_module('age_file', args)
+    failed, result = sf.run_module('sops_file', args)
     assert not failed and result['changed'] and result['created']
     raw = enc.read_bytes()
-    failed, result = sf.run_module('age_file', args)
+    failed, result = sf.run_module('sops_file', args)
     assert not failed and not result['changed'] and enc.read_bytes() == raw
     assert 'hunter2' not in json.dumps(result)
 
     out = tmp_path / 'run' / 'private' / 'platform.yaml'
     dargs = dict(state='decrypted', src=str(enc), dest=str(out), age_identity=str(cell.keys.identity))
-    failed, result = sf.run_module('age_file', dargs, check_mode=True)
+    failed, result = sf.run_module('sops_file', dargs, check_mode=True)
     assert not failed and result['changed'] and not out.exists()
-    failed, result = sf.run_module('age_file', dargs)
-    assert not failed and result['changed'] and out.read_text() == plain.read_text()
+    failed, result = sf.run_module('sops_file', dargs)
+    assert not failed and result['changed'] and yaml.safe_load(out.read_text()) == yaml.safe_load(plain.read_text())
     assert stat.S_IMODE(out.stat().st_mode) == 0o600 and stat.S_IMODE(out.parent.stat().st_mode) == 0o700
     assert 'hunter2' not in json.dumps(result)
-    failed, result = sf.run_module('age_file', dargs)
+    failed, result = sf.run_module('sops_file', dargs)
     assert not failed and not result['changed']
 
-    content_args = dict(args, src=None, content='hunter2')
+    content_args = dict(args, src=None, content='password: hunter2-content\n')
     del content_args['src']
-    failed, result = sf.run_module('age_file', content_args, diff=True)
+    failed, result = sf.run_module('sops_file', content_args, diff=True)
     assert not failed and result['changed'] and 'hunter2' not in json.dumps(result)
-    assert age_crypto.decrypt_file(str(enc), str(cell.keys.identity)) == b'hunter2'
+    assert yaml.safe_load(open_file(enc, cell.keys.identity)) == {'password': 'hunter2-content'}
 
 
-def test_age_file_errors_name_the_problem(cell, tmp_path):
-    enc = tmp_path / 'x.age'
-    enc.write_bytes(age_crypto.encrypt(b'x', cell.keys.other_recipients))
-    failed, result = sf.run_module('age_file', dict(state='decrypted', src=str(enc), dest=str(tmp_path / 'x'),
+def test_sops_file_errors_name_the_problem(cell, tmp_path):
+    enc = tmp_path / 'x.sops'
+    encrypt_to(enc, 'x', cell.keys.other_recipients, cell.keys.identity)
+    failed, result = sf.run_module('sops_file', dict(state='decrypted', src=str(enc), dest=str(tmp_path / 'x'),
                                                     age_identity=str(cell.keys.identity)))
     assert failed and str(enc) in result['msg'] and not (tmp_path / 'x').exists()
-    failed, result = sf.run_module('age_file', dict(content='x', dest=str(tmp_path / 'y.age'),
+    failed, result = sf.run_module('sops_file', dict(content='x', dest=str(tmp_path / 'y.sops'),
                                                     age_recipients=['age1nope'], age_identity=str(cell.keys.identity)))
     assert failed and "age_recipients[0] = 'age1nope'" in result['msg']
 
 
 # --- through ansible-playbook at -vvv ------------------------------------------------------------
 @pytest.mark.slow
-def test_no_secret_in_ansible_output_at_vvv_and_age_secret_lookup(generated):
+def test_no_secret_in_ansible_output_at_vvv_and_community_sops_lookup(generated):
     """One real ansible-playbook -vvv --diff run: talos_secrets (kept), talos_config (one node's
-    patch changed, so a redacted diff is printed), and the age_secret lookup (value and error)."""
+    patch changed, so a redacted diff is printed), and values read the way the roles read them
+    (community.sops.sops + cellplatform.platform.secret_values: value and error)."""
     cell = generated
     worker2 = Path(cell.nodes[4]['patch'][0])
     worker2.write_text(worker2.read_text().replace('mtu: 1500', 'mtu: 9000'))
-    platform = cell.secrets_dir / 'platform.yaml.age'
-    platform.write_bytes(age_crypto.encrypt(b'tsig_secret: s3cr3t-tsig-value\ngit:\n  password: hunter2-git\n',
-                                            cell.keys.recipients))
-    lookup = "lookup('cellplatform.platform.age_secret', '%s', file='{0}', identity='{1}')".format(
-        platform, cell.keys.identity)
+    platform = cell.secrets_dir / 'platform.sops.yaml'
+    encrypt_to(platform, 'tsig_secret: s3cr3t-tsig-value\ngit:\n  password: hunter2-git\n', cell.keys.recipients,
+               cell.keys.identity)
+    lookup = ("(lookup('community.sops.sops', '{0}', age_keyfile='{1}') | from_yaml"
+              " | cellplatform.platform.secret_values(['%s'], '{0}') | first)").format(platform, cell.keys.identity)
     playbook = cell.tmp / 'site.yml'
     playbook.write_text(textwrap.dedent('''\
         - hosts: localhost
@@ -483,8 +495,8 @@ def test_no_secret_in_ansible_output_at_vvv_and_age_secret_lookup(generated):
                 - name: The error names the key and the file
                   ansible.builtin.assert:
                     that:
-                      - ansible_failed_result.msg is search("'proxmox_token' is not in")
-                      - ansible_failed_result.msg is search("platform.yaml.age")
+                      - ansible_failed_result.msg is search("proxmox_token is not in")
+                      - ansible_failed_result.msg is search("platform.sops.yaml")
         ''').format(
             args_secrets=json.dumps(secrets_args(cell)), args_config=json.dumps(config_args(cell)),
             lookup_tsig=lookup % 'tsig_secret', lookup_git=lookup % 'git.password',

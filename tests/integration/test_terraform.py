@@ -62,7 +62,9 @@ def test_contract_example_is_the_reference_cell():
                                            "insecure", "node_name"]
     assert sorted(CONTRACT["network"]) == ["gateway", "nameservers", "prefix_length", "search_domain"]
     assert CONTRACT["nodes"]["cp-1"] == {"vm_id": 151, "ip": "192.168.100.51", "role": "controlplane",
-                                         "cores": 2, "memory_mib": 4096, "disk_gib": 40}
+                                         "cores": 2, "memory_mib": 4096, "disk_gib": 40, "data_disk_gib": 0}
+    # the workers' second disk holds the storage user volume (cellplatform_node_sizes.worker.data_disk_gib)
+    assert CONTRACT["nodes"]["worker-1"]["data_disk_gib"] == 100
     assert sorted(CONTRACT["nodes"]) == ["cp-1", "cp-2", "cp-3", "worker-1", "worker-2", "worker-3"]
 
 
@@ -624,6 +626,7 @@ BAD_VALUES = [
     (("nodes", "cp-1", "role"), "master", "role must be controlplane or worker"),
     (("nodes", "cp-1", "memory_mib"), 1024, "below the Talos minimum"),
     (("nodes", "cp-1", "disk_gib"), 5, "disk_gib must be a whole number of at least 10"),
+    (("nodes", "worker-1", "data_disk_gib"), -1, "data_disk_gib must be a whole number of GiB, 0 for no data disk"),
 ]
 
 

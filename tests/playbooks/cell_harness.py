@@ -23,6 +23,7 @@ if str(DOUBLES) not in sys.path:
     sys.path.insert(0, str(DOUBLES))
 
 from talosctl_double import state as double  # noqa: E402  pylint: disable=wrong-import-position
+from ansible_collections.cellplatform.platform.plugins.module_utils import sops as sops_utils  # noqa: E402
 
 pyrage = pytest.importorskip('pyrage')  # a declared test dependency; missing means a broken venv
 
@@ -55,6 +56,8 @@ def make_cell(tmp_path_factory, name='site_talos', **double_settings):
         'cellplatform_age_recipients': [str(identity.to_public())],
         'cellplatform_age_identity': str(keys),
         'cellplatform_work_dir': str(root / 'work'),
+        # bare metal (provisioner none) has no Proxmox API for Karpenter: the preflight refuses it
+        'cellplatform_karpenter': {'enabled': False},
     }
     env = dict(os.environ)
     env.update({
@@ -71,8 +74,6 @@ def make_cell(tmp_path_factory, name='site_talos', **double_settings):
         env['ANSIBLE_CALLBACKS_ENABLED'] = 'ansible.posix.profile_tasks'
     return {'root': root, 'inv': inv, 'state': state, 'identity': identity, 'keys': keys,
             'extra': extra, 'env': env, 'build': root / 'build' / 'cell', 'runs': []}
-
-
 
 def run_playbook(cell, playbook, *args, extra=None, check=False, timeout=900):
     """ansible-playbook <playbook> against the cell (inventory, age key, work dir, doubles on PATH)."""
@@ -97,6 +98,21 @@ def recap(proc):
 def changed_hosts(proc):
     """{host: changed count} of the hosts that changed something."""
     return {h: r['changed'] for h, r in recap(proc).items() if r['changed']}
+
+
+def sops_open(path, identity_file):
+    """The plaintext of a SOPS file, opened the way an operator does (the venv's sops, SOPS_AGE_KEY_FILE)."""
+    env = dict(os.environ, SOPS_AGE_KEY_FILE=str(identity_file), SOPS_DISABLE_VERSION_CHECK='1')
+    proc = subprocess.run([shutil.which('sops') or os.path.join(os.path.dirname(sys.executable), 'sops'),
+                           'decrypt', str(path)], env=env, capture_output=True, timeout=60, check=False)
+    return proc.stdout if proc.returncode == 0 else None
+
+
+def sops_files(cell):
+    """Every SOPS file of the cell: the inventory's secrets and the build tree's machine configs."""
+    files = [p for p in sorted((cell['inv'] / 'secrets').iterdir()) if p.is_file() and not p.name.startswith('.')
+             and sops_utils.is_sops_file(str(p))]
+    return files + sorted((cell['build'] / 'talos' / 'machineconfigs').glob('*.sops.yaml'))
 
 
 def fail_text(proc):

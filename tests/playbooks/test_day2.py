@@ -2,7 +2,8 @@
 worker, a dead control plane replaced by a fresh machine), etcd-snapshot.yml / etcd-restore.yml and
 renew-credentials.yml, on a cell built by site.yml on the talosctl double.
 
-Real parts: ansible-playbook, the whole collection, real age keys (pyrage). Stand-ins: the talosctl
+Real parts: ansible-playbook, the whole collection, the real sops binary and real age keys; every secret
+the playbooks write (snapshots, renewed credentials) is a SOPS file opened here the way an operator does. Stand-ins: the talosctl
 test double (tests/doubles/talosctl, strict mode) - machines that reboot for a while after an upgrade
 or reset, etcd membership, quorum, snapshots - and the in-process fake Kubernetes API
 (tests/doubles/fake_kube_api.py on 127.0.0.1) with one Node per machine, pods to drain and a thread
@@ -27,12 +28,13 @@ import pytest
 import yaml
 
 from cell_harness import (  # pylint: disable=import-error
-    DOUBLES, NODES, REPO, changed_hosts, double, fail_text, make_cell, pyrage, recap, run_playbook)
+    DOUBLES, NODES, REPO, changed_hosts, double, fail_text, make_cell, recap, run_playbook, sops_utils)
 
 import sys  # noqa: E402  pylint: disable=wrong-import-order
 if str(DOUBLES) not in sys.path:
     sys.path.insert(0, str(DOUBLES))
 from fake_kube_api import FakeKubeAPI  # noqa: E402  pylint: disable=import-error,wrong-import-position
+from talosctl_double import day2 as double_snapshots  # noqa: E402  pylint: disable=import-error,wrong-import-position
 
 pytestmark = pytest.mark.slow  # one cell, ~25 ansible-playbook runs: about 30 minutes on two busy cores
 
@@ -173,11 +175,23 @@ def upgrades(cell, since=0.0):
 
 
 def snapshots(cell):
-    return sorted((cell['inv'] / 'secrets' / 'etcd-snapshots').glob('*.snapshot.age'))
+    return sorted((cell['inv'] / 'secrets' / 'etcd-snapshots').glob('*.snapshot.sops'))
 
 
 def decrypt(cell, path):
-    return pyrage.decrypt(path.read_bytes(), [cell['identity']])
+    return sops_utils.decrypt_file(str(path), str(cell['keys']))
+
+
+def snapshot_info(cell, path):
+    """What the double recorded in the snapshot a SOPS file holds (decrypted with the cell's identity)."""
+    plain = cell['root'] / 'snapshot.check'
+    plain.write_bytes(decrypt(cell, path))
+    try:
+        info, error = double_snapshots.read_snapshot(str(plain))
+    finally:
+        plain.unlink()
+    assert error is None, error
+    return info
 
 
 def install_image(text):
@@ -223,8 +237,11 @@ def upgraded(cell):
 def test_upgrade_takes_a_snapshot_first_and_upgrades_every_node_once(cell, upgraded):
     state = str(cell['state'])
     found = snapshots(cell)
-    assert len(found) == 1 and found[0].name.endswith('-before-upgrade.snapshot.age'), found
-    assert found[0].read_bytes().startswith(b'age-encryption.org/v1')
+    assert len(found) == 1 and found[0].name.endswith('-before-upgrade.snapshot.sops'), found
+    # a SOPS binary file encrypted to the cell's recipients, holding the snapshot the double took
+    assert sops_utils.recipients_of_file(str(found[0])) == cell['extra']['cellplatform_age_recipients']
+    info = snapshot_info(cell, found[0])
+    assert info['revision'] == double.events(str(cell['state']), 'etcd-snapshot')[-1]['revision'], info
     snap = double.events(state, 'etcd-snapshot')
     ups = upgrades(cell, upgraded['started'])
     assert snap and snap[-1]['time'] < ups[0]['time'], 'the snapshot must come before the first upgrade'
@@ -269,7 +286,7 @@ def test_a_node_that_comes_back_slowly_holds_the_next_one(cell, upgraded):
 def test_machine_configs_carry_the_new_install_image(cell, upgraded):
     image = 'factory.talos.dev/nocloud-installer/%s:%s' % (SCHEMATIC, TARGET)
     for name in NAMES:
-        stored = decrypt(cell, cell['build'] / 'talos' / 'machineconfigs' / ('%s.yaml.age' % name)).decode()
+        stored = decrypt(cell, cell['build'] / 'talos' / 'machineconfigs' / ('%s.sops.yaml' % name)).decode()
         assert install_image(stored) == image, name
         assert install_image(node(cell, name)['config']) == image, name
     common = list(yaml.safe_load_all((cell['build'] / 'talos' / 'patches' / 'common.yaml').read_text()))
@@ -285,6 +302,8 @@ def test_a_second_run_upgrades_nothing(cell, upgraded):
     assert calls_since(cell, before_calls, 'upgrade') == [] and calls_since(cell, before_calls, 'etcd snapshot') == []
     assert len(snapshots(cell)) == 1
     assert changed_hosts(proc) == {}, proc.stdout[-5000:]
+    # certificates a year away are outside the default 30-day window: no expiry warning
+    assert 'admin client certificate' not in proc.stdout + proc.stderr
 
 
 def test_site_yml_afterwards_keeps_the_new_install_image(cell, upgraded):
@@ -573,7 +592,7 @@ def test_snapshot_on_demand_and_restore(cell):
     proc = day2(cell, 'etcd-snapshot.yml')
     assert proc.returncode == 0, fail_text(proc)
     found = snapshots(cell)
-    assert len(found) == count + 1 and found[-1].name.endswith('-on-demand.snapshot.age')
+    assert len(found) == count + 1 and found[-1].name.endswith('-on-demand.snapshot.sops')
     revision = double.etcd_revision(state)
     assert not list((cell['root'] / 'work').glob('etcd.snapshot*')), 'the plaintext snapshot is removed'
     double.etcd_write(state, 7)      # the cluster goes on; then disaster
@@ -603,8 +622,8 @@ def test_snapshot_on_demand_and_restore(cell):
 # --- renew-credentials.yml --------------------------------------------------------------------------------
 def client_serials(cell):
     secrets = cell['inv'] / 'secrets'
-    tc = yaml.safe_load(decrypt(cell, secrets / 'talosconfig.age'))
-    kc = yaml.safe_load(decrypt(cell, secrets / 'kubeconfig.age'))
+    tc = yaml.safe_load(decrypt(cell, secrets / 'talosconfig.sops.yaml'))
+    kc = yaml.safe_load(decrypt(cell, secrets / 'kubeconfig.sops.yaml'))
     from cryptography import x509
     return {'talosconfig': x509.load_pem_x509_certificate(base64.b64decode(tc['contexts']['cell']['crt'])).serial_number,
             'kubeconfig': x509.load_pem_x509_certificate(
@@ -613,21 +632,28 @@ def client_serials(cell):
 
 def test_renew_credentials_issues_new_certificates_and_touches_nothing_else(cell):
     secrets = cell['inv'] / 'secrets'
-    bundle = (secrets / 'talos-secrets.yaml.age').read_bytes()
-    configs = dict((p.name, p.read_bytes()) for p in (cell['build'] / 'talos' / 'machineconfigs').glob('*.age'))
+    bundle = (secrets / 'talos-secrets.sops.yaml').read_bytes()
+    configs = dict((p.name, p.read_bytes()) for p in (cell['build'] / 'talos' / 'machineconfigs').glob('*.sops.yaml'))
     serials = client_serials(cell)
     before = ncalls(cell)
-    proc = run_playbook(cell, 'renew-credentials.yml', timeout=600)
+    # Talos issues the admin certificates for 365 days: a warning window of 400 days puts them inside it, so the
+    # 30-day preflight warning (default window) is proven to fire, naming the file and the fix
+    proc = run_playbook(cell, 'renew-credentials.yml', extra=dict(cell['extra'], l0_infrastructure_credentials_warn_days=400),
+                        timeout=600)
     assert proc.returncode == 0, fail_text(proc)
+    warned = re.sub(r'\s+', ' ', proc.stdout + proc.stderr)
+    for name in ('talosconfig', 'kubeconfig'):
+        assert "admin client certificate in the cell's %s expires on" % name in warned, warned[-3000:]
+    assert 'renew it with `ansible-playbook playbooks/renew-credentials.yml`' in warned
     renewed = client_serials(cell)
     assert renewed['talosconfig'] != serials['talosconfig'] and renewed['kubeconfig'] != serials['kubeconfig']
-    assert (secrets / 'talos-secrets.yaml.age').read_bytes() == bundle, 'the cluster PKI is untouched'
-    assert dict((p.name, p.read_bytes()) for p in (cell['build'] / 'talos' / 'machineconfigs').glob('*.age')) == configs
+    assert (secrets / 'talos-secrets.sops.yaml').read_bytes() == bundle, 'the cluster PKI is untouched'
+    assert dict((p.name, p.read_bytes()) for p in (cell['build'] / 'talos' / 'machineconfigs').glob('*.sops.yaml')) == configs
     touched = [c['command'] for c in calls_since(cell, before)
                if c['command'] in ('apply-config', 'reset', 'upgrade', 'bootstrap', 'upgrade-k8s')]
     assert touched == []
     # the new credentials are the ones a later site.yml keeps (equivalent: nothing changes)
-    stored = dict((n, (secrets / n).read_bytes()) for n in ('talosconfig.age', 'kubeconfig.age'))
+    stored = dict((n, (secrets / n).read_bytes()) for n in ('talosconfig.sops.yaml', 'kubeconfig.sops.yaml'))
     proc = site(cell)
     assert proc.returncode == 0, fail_text(proc)
     assert changed_hosts(proc) == {} and stored == dict((n, (secrets / n).read_bytes()) for n in stored)

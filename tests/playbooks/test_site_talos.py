@@ -7,7 +7,10 @@ to a bootstrap ("real apply path" issue).
 
 Real parts: ansible-playbook, the whole collection (preflight, render, talos_secrets,
 talos_config, talos_apply on every node in parallel, talos_bootstrap, talos_kubeconfig,
-talos_health, age_file), real age keys (pyrage). Stand-in: the talosctl test double
+talos_health, sops_recipients, sops_file), the real sops binary and real age keys; the
+secrets end as SOPS files the venv's sops opens with the cell's identity, a legacy cell's .age
+files are migrated once, and a swapped recipient re-encrypts every file with nothing regenerated
+(the "secrets the way the ecosystem does them" issue). Stand-in: the talosctl test double
 (tests/doubles/talosctl, TALOSCTL_DOUBLE_STRICT=1) with a fresh state of six nodes in
 maintenance mode; for the Cilium/gate test also the helm double and the in-process fake
 Kubernetes API (127.0.0.1). Everything runs inside scripts/netns-run (loopback only):
@@ -32,7 +35,7 @@ import pytest
 import yaml
 
 from cell_harness import (  # noqa: E402  pylint: disable=wrong-import-position
-    DOUBLES, NODES, REPO, double, fail_text, make_cell, pyrage, recap, run_playbook)
+    DOUBLES, NODES, REPO, double, fail_text, make_cell, pyrage, recap, run_playbook, sops_files, sops_open, sops_utils)
 
 
 @pytest.fixture(scope='module')
@@ -48,8 +51,8 @@ def run_site(cell, mode='apply', check=False):
 
 def secret_leaves(cell):
     """Every secret value of the decrypted bundle (and its base64-decoded form)."""
-    bundle = cell['inv'] / 'secrets' / 'talos-secrets.yaml.age'
-    data = yaml.safe_load(pyrage.decrypt(bundle.read_bytes(), [cell['identity']]).decode())
+    bundle = cell['inv'] / 'secrets' / 'talos-secrets.sops.yaml'
+    data = yaml.safe_load(sops_open(bundle, cell['keys']))
     leaves = []
 
     def walk(value):
@@ -90,7 +93,7 @@ def test_check_mode_on_a_new_cell_changes_nothing(cell):
         touched = [c['argv'] for c in double.calls(state)
                    if c.get('command') in ('apply-config', 'bootstrap', 'kubeconfig')]
         assert touched == []
-        assert list((cell['inv'] / 'secrets').glob('*.age')) == []
+        assert sorted(p.name for p in (cell['inv'] / 'secrets').iterdir()) == ['README.md']
         assert all(double.node(state, ip)['stage'] == 'maintenance' for _n, ip in NODES)
     finally:
         cell['runs'].remove(proc)
@@ -128,14 +131,25 @@ def assert_bootstrapped_cell(cell, proc):
     assert all(r['failed'] == 0 and r['unreachable'] == 0 for r in rows.values()), rows
     # every node took part in the per-node apply (node-scoped play, not run_once)
     assert all(rows[name]['ok'] >= 1 for name, _ in NODES), rows
+    # every secret is a SOPS file that the venv's real sops opens with the cell's identity, encrypted to the
+    # inventory's recipients, which .sops.yaml lists
     secrets = cell['inv'] / 'secrets'
-    for name in ('talos-secrets.yaml.age', 'talosconfig.age', 'kubeconfig.age'):
-        assert (secrets / name).read_bytes().startswith(b'age-encryption.org/v1'), name
+    recipients = cell['extra']['cellplatform_age_recipients']
+    for name in ('talos-secrets.sops.yaml', 'talosconfig.sops.yaml', 'kubeconfig.sops.yaml'):
+        assert sops_utils.recipients_of_file(str(secrets / name)) == recipients, name
+        assert yaml.safe_load(sops_open(secrets / name, cell['keys'])), name
+    for name, _ip in NODES:
+        config = cell['build'] / 'talos' / 'machineconfigs' / ('%s.sops.yaml' % name)
+        assert sops_utils.recipients_of_file(str(config)) == recipients, name
+        assert list(yaml.safe_load_all(sops_open(config, cell['keys'])))[0]['machine']['type'], name
+    rules = yaml.safe_load((secrets / '.sops.yaml').read_text())['creation_rules']
+    assert [rule['age'] for rule in rules] == [','.join(recipients)]
+    assert list(secrets.glob('*.age')) == []
 
 
 def stored_credentials(cell):
     secrets = cell['inv'] / 'secrets'
-    return dict((name, (secrets / name).read_bytes()) for name in ('talosconfig.age', 'kubeconfig.age'))
+    return dict((name, (secrets / name).read_bytes()) for name in ('talosconfig.sops.yaml', 'kubeconfig.sops.yaml'))
 
 
 def assert_rerun_changed_nothing(cell, proc, calls_before, credentials_before):
@@ -161,7 +175,7 @@ def test_first_run_configures_all_six_nodes_and_bootstraps_once(cell, first_run)
     assert_bootstrapped_cell(cell, first_run)
     assert double.cluster(str(cell['state']))['pre_bootstrap_etcd'] == 'refuse'
     for name, _ in NODES:
-        assert (cell['build'] / 'talos' / 'machineconfigs' / ('%s.yaml.age' % name)).is_file()
+        assert (cell['build'] / 'talos' / 'machineconfigs' / ('%s.sops.yaml' % name)).is_file()
     # plaintext machine configs are removed after the apply; the work dir stays private
     work = Path(cell['extra']['cellplatform_work_dir'])
     assert not list(work.glob('configs/*.yaml')), list(work.glob('configs/*'))
@@ -173,7 +187,7 @@ def test_first_run_configures_all_six_nodes_and_bootstraps_once(cell, first_run)
 @pytest.fixture(scope='module')
 def second_run(cell, first_run):
     state = str(cell['state'])
-    cell['bundle_before'] = (cell['inv'] / 'secrets' / 'talos-secrets.yaml.age').read_bytes()
+    cell['bundle_before'] = (cell['inv'] / 'secrets' / 'talos-secrets.sops.yaml').read_bytes()
     cell['calls_before'] = len(double.calls(state))
     cell['credentials_before'] = stored_credentials(cell)
     proc = run_site(cell)
@@ -186,7 +200,7 @@ def test_second_run_applies_and_bootstraps_nothing(cell, second_run):
 
 
 def test_secrets_bundle_unchanged_between_runs(cell, second_run):
-    after = (cell['inv'] / 'secrets' / 'talos-secrets.yaml.age').read_bytes()
+    after = (cell['inv'] / 'secrets' / 'talos-secrets.sops.yaml').read_bytes()
     assert after == cell['bundle_before']
 
 
@@ -197,11 +211,8 @@ def test_no_secret_in_output_or_build_tree(cell, second_run):
         leaked = [leaf[:12] + '...' for leaf in leaves if leaf in text]
         assert leaked == [], 'run %d printed secret values (prefixes): %r' % (i + 1, leaked)
     for path in sorted(p for p in cell['build'].rglob('*') if p.is_file()):
-        data = path.read_bytes()
-        if path.suffix == '.age':
-            assert data.startswith(b'age-encryption.org/v1'), path
-            continue
-        text = data.decode('utf-8', 'replace')
+        # SOPS files included: their values are encrypted, so no leaf may appear in them either
+        text = path.read_bytes().decode('utf-8', 'replace')
         leaked = [leaf[:12] + '...' for leaf in leaves if leaf in text]
         assert leaked == [], '%s holds secret values: %r' % (path, leaked)
 
@@ -210,7 +221,7 @@ def test_render_mode_with_talosctl_and_bundle_keeps_full_configs(cell, second_ru
     """Render mode with talosctl on PATH and an existing bundle runs talos_config too; nothing
     touches a node and the encrypted configs stay byte-identical (changed=0)."""
     state = str(cell['state'])
-    configs = {p.name: p.read_bytes() for p in (cell['build'] / 'talos' / 'machineconfigs').glob('*.age')}
+    configs = {p.name: p.read_bytes() for p in (cell['build'] / 'talos' / 'machineconfigs').glob('*.sops.yaml')}
     before = len(double.calls(state))
     proc = run_site(cell, mode='render')
     assert proc.returncode == 0, _fail(proc)
@@ -220,7 +231,7 @@ def test_render_mode_with_talosctl_and_bundle_keeps_full_configs(cell, second_ru
                   if c.get('command') in ('apply-config', 'bootstrap', 'kubeconfig', 'health')]
     assert node_calls == []
     assert {h: r['changed'] for h, r in recap(proc).items() if r['changed']} == {}
-    after = {p.name: p.read_bytes() for p in (cell['build'] / 'talos' / 'machineconfigs').glob('*.age')}
+    after = {p.name: p.read_bytes() for p in (cell['build'] / 'talos' / 'machineconfigs').glob('*.sops.yaml')}
     assert after == configs and len(after) == 6
 
 
@@ -279,7 +290,8 @@ def test_unreachable_nodes_fail_the_apply_fast_with_one_message(hang_cell, hang_
     probes = [c for c in new if c.get('command') == 'get' and 'machinestatus' in c['argv']]
     window = max(c['time'] + c['duration'] for c in probes) - min(c['time'] for c in probes)
     assert window < PROBE_TIMEOUT + 3, window
-    assert str(hang_cell['root']) not in out
+    # no private path in the failure (the end-of-run render summary names the build dir on purpose)
+    assert str(hang_cell['root']) not in out.split(' RENDER ')[0]
 
 
 def test_a_control_plane_lost_after_bootstrap_never_leads_to_bootstrap(hang_cell, hang_runs):
@@ -331,15 +343,34 @@ def _post(url, body):
         return json.loads(resp.read())
 
 
+def gateway_api_bundle(directory):
+    """Stand-ins for the pinned Gateway API files (our own minimal CRDs of the same names, two files,
+    file:// URLs with their sha256): the role knob l0_infrastructure_gateway_api of a test run."""
+    import hashlib
+    sys.path.insert(0, str(REPO / 'tests' / 'integration'))
+    from apply_fixtures import gateway_api_crds  # noqa: E402  pylint: disable=import-outside-toplevel
+    crds = gateway_api_crds()
+    manifests = []
+    for idx, part in enumerate((crds[:5], crds[5:])):
+        path = directory / ('standard-%d.yaml' % idx)
+        path.write_text(''.join('---\n' + yaml.safe_dump(doc) for doc in part))
+        manifests.append({'url': path.as_uri(), 'checksum': 'sha256:' + hashlib.sha256(path.read_bytes()).hexdigest()})
+    return {'version': 'v1.6.1', 'repo': 'https://github.com/kubernetes-sigs/gateway-api.git',
+            'path': 'config/crd/standard', 'manifests': manifests}, [c['metadata']['name'] for c in crds]
+
+
 def test_cilium_and_gate_against_helm_and_kube_doubles(cell, second_run, tmp_path):
-    """-t cilium after the Talos run: the pinned Cilium chart is installed with the rendered values
-    into kube-system, then the gate waits for Talos health, every node Ready and the Cilium
-    DaemonSet on all six nodes; a rerun changes nothing."""
+    """-t cilium after the Talos run: the Gateway API CRDs (pinned files, checksums checked) are
+    applied and Established first, then the pinned Cilium chart is installed with the rendered
+    values into kube-system, the gate waits for Talos health, every node Ready and the Cilium
+    DaemonSet on all six nodes, and the Hubble UI's HTTPRoute goes on the shared Gateway; a
+    rerun changes nothing."""
     import threading
     from fake_kube_api import FakeKubeAPI  # tests/doubles
 
     charts = tmp_path / 'charts'
     charts.mkdir()
+    bundle, crd_names = gateway_api_bundle(tmp_path)
     daemonset = {'apiVersion': 'apps/v1', 'kind': 'DaemonSet',
                  'metadata': {'name': 'cilium', 'namespace': '{{NAMESPACE}}'},
                  'spec': {'selector': {'matchLabels': {'k8s-app': 'cilium'}},
@@ -351,16 +382,22 @@ def test_cilium_and_gate_against_helm_and_kube_doubles(cell, second_run, tmp_pat
                              'template': {'metadata': {'labels': {'k8s-app': name}},
                                           'spec': {'containers': [{'name': name, 'image': 'quay.io/cilium/%s' % name}]}}}}
                    for name in ('cilium-operator', 'hubble-relay')]
+    gateway_class = {'apiVersion': 'gateway.networking.k8s.io/v1', 'kind': 'GatewayClass', 'metadata': {'name': 'cilium'},
+                     'spec': {'controllerName': 'io.cilium/gateway-controller'}}
     (charts / 'cilium-1.20.0.yaml').write_text(yaml.safe_dump({
         'chart': {'apiVersion': 'v2', 'name': 'cilium', 'version': '1.20.0', 'appVersion': '1.20.0'},
-        'manifest': [daemonset] + deployments}))
+        'manifest': [daemonset] + deployments + [gateway_class]}))
     api = FakeKubeAPI(auto_ready=False).start()
     stop = threading.Event()
 
     def daemonset_controller():
         # plays the DaemonSet and Deployment controllers: one agent per node of the cell, every
-        # replica of the operator and Hubble relay, all ready
+        # replica of the operator and Hubble relay, all ready; and the API server establishing CRDs
+        established = set()
         while not stop.is_set():
+            for name in set(crd_names) - established:
+                if api.establish(name):
+                    established.add(name)
             with api.lock:
                 obj = api.objects.get(('apps/v1', 'DaemonSet', 'kube-system', 'cilium'))
                 if obj is not None and not obj.get('status'):
@@ -389,6 +426,7 @@ def test_cilium_and_gate_against_helm_and_kube_doubles(cell, second_run, tmp_pat
         saved = dict(cell['env']), dict(cell['extra'])
         cell['env'].update({'HELM_DOUBLE_STATE': str(helm_state), 'HELM_DOUBLE_CHARTS': str(charts)})
         cell['extra']['cellplatform_kubeconfig'] = str(kubeconfig)
+        cell['extra']['l0_infrastructure_gateway_api'] = bundle
         try:
             runs = []
             for _ in range(2):
@@ -408,11 +446,27 @@ def test_cilium_and_gate_against_helm_and_kube_doubles(cell, second_run, tmp_pat
         assert len(given) == 1
         assert yaml.safe_load(given[0]) == yaml.safe_load((cell['build'] / 'l0' / 'cilium' / 'values.yaml').read_text())
         assert api.get('apps/v1', 'DaemonSet', 'cilium', 'kube-system')['status']['numberReady'] == 6
-        gate = re.search(r'cilium: waiting up to \d+s for (.*)', runs[0].stdout)
-        assert gate and 'DaemonSet kube-system/cilium' in gate.group(1)
-        assert all('Node %s' % name in gate.group(1) for name, _ip in NODES), gate.group(1)
+        # two gates: the Gateway API CRDs the release needs, then the release itself
+        gates = re.findall(r'cilium: waiting up to \d+s for (.*)', runs[0].stdout)
+        assert len(gates) == 2 and 'gateways.gateway.networking.k8s.io' in gates[0], gates
+        assert 'DaemonSet kube-system/cilium' in gates[1]
+        assert all('Node %s' % name in gates[1] for name, _ip in NODES), gates[1]
         assert {h: r['changed'] for h, r in recap(runs[1]).items() if r['changed']} == {}
         assert double.count_calls(str(cell['state']), 'health') >= 2
+        # the Gateway API CRDs were Established before the Cilium release was installed
+        established = {e['name']: e['seq'] for e in api.events if e['verb'] == 'established'}
+        first_helm = min(e['seq'] for e in api.writes() if e['field_manager'] == 'helm')
+        assert set(crd_names) <= set(established) and max(established[n] for n in crd_names) < first_helm
+        assert api.get('gateway.networking.k8s.io/v1', 'GatewayClass', 'cilium')
+        values = yaml.safe_load((cell['build'] / 'l0' / 'cilium' / 'values.yaml').read_text())
+        assert values['gatewayAPI'] == {'enabled': True, 'enableAlpn': True, 'enableAppProtocol': True,
+                                        'gatewayClass': {'create': 'true'}}
+        # the Hubble UI through the shared Gateway, after the Cilium gate
+        route = api.get('gateway.networking.k8s.io/v1', 'HTTPRoute', 'hubble-ui', 'kube-system')
+        assert route['spec']['hostnames'] == ['hubble.cell.lan']
+        assert route['spec']['rules'][0]['backendRefs'] == [{'name': 'hubble-ui', 'port': 80}]
+        route_seq = min(e['seq'] for e in api.writes() if e['kind'] == 'HTTPRoute')
+        assert route_seq > max(e['seq'] for e in api.writes() if e['field_manager'] == 'helm')
     finally:
         stop.set()
         api.stop()
@@ -428,8 +482,9 @@ def _run_tags(cell, tags, extra):
 
 def test_terraform_step_never_prints_the_proxmox_token(tmp_path):
     """-t terraform at -vvv with real terraform (no provider reachable: loopback only): the
-    Proxmox token from platform.yaml.age appears nowhere in the output or on disk outside the
-    encrypted file, and terraform's own error is what the run reports."""
+    Proxmox token from the platform secrets appears nowhere in the output or on disk outside the
+    encrypted file, and terraform's own error is what the run reports. The platform secrets are a
+    legacy age file here (written as the collection did before SOPS): the run migrates it first."""
     assert shutil.which('terraform'), 'terraform must be on PATH for the project tests'
     inv = tmp_path / 'inventories' / 'production'
     shutil.copytree(REPO / 'inventories' / 'production', inv)
@@ -456,10 +511,166 @@ def test_terraform_step_never_prints_the_proxmox_token(tmp_path):
     assert 'Terraform | Report the plan' in output and 'bpg/proxmox' in output, output[-4000:]
     secret = token.split('=', 1)[1]
     assert secret not in output
+    assert not (inv / 'secrets' / 'platform.yaml.age').exists()
+    migrated = sops_open(inv / 'secrets' / 'platform.sops.yaml', keys)
+    assert yaml.safe_load(migrated) == {'proxmox_api_token': token}
     for path in tmp_path.rglob('*'):
-        if path.is_file() and path.suffix != '.age':
+        if path.is_file():
             assert secret.encode() not in path.read_bytes(), path
     # the per-cell module copy, never the collection directory
     assert (tmp_path / 'work' / 'terraform' / 'proxmox' / 'main.tf').is_file()
     assert not (REPO / 'ansible_collections' / 'cellplatform' / 'platform' / 'roles' / 'l0_infrastructure'
                 / 'files' / 'terraform' / 'proxmox' / '.terraform.lock.hcl').exists()
+
+
+# --- secrets: a legacy cell migrates once, a swapped recipient re-encrypts everything -------------
+LEGACY_NAMES = {'talos-secrets.sops.yaml': 'talos-secrets.yaml.age', 'talosconfig.sops.yaml': 'talosconfig.age',
+                'kubeconfig.sops.yaml': 'kubeconfig.age'}
+
+
+def plaintexts(cell, identity_file):
+    return dict((str(path), sops_open(path, identity_file)) for path in sops_files(cell))
+
+
+def node_state(cell):
+    state = str(cell['state'])
+    return (double.count_calls(state, 'gen secrets'), double.count_calls(state, 'bootstrap'),
+            [double.node(state, ip)['apply_count'] for _n, ip in NODES])
+
+
+@pytest.fixture(scope='module')
+def migrated_run(cell, second_run):
+    """The bootstrapped cell's secrets turned back into the age files the collection wrote before SOPS
+    (talos-secrets.yaml.age, talosconfig.age, kubeconfig.age, <node>.yaml.age), then one rerun."""
+    before = plaintexts(cell, cell['keys'])
+    recipient = pyrage.x25519.Recipient.from_str(cell['extra']['cellplatform_age_recipients'][0])
+    for path in sops_files(cell):
+        name = LEGACY_NAMES.get(path.name) or path.name.replace('.sops.yaml', '.yaml.age')
+        (path.parent / name).write_bytes(pyrage.encrypt(before[str(path)], [recipient]))
+        path.unlink()
+    (cell['inv'] / 'secrets' / '.sops.yaml').unlink()
+    cell['nodes_before'] = node_state(cell)
+    proc = run_site(cell)
+    assert proc.returncode == 0, _fail(proc)
+    return proc, before
+
+
+def test_a_legacy_cell_is_migrated_once_and_nothing_is_regenerated(cell, migrated_run):
+    proc, before = migrated_run
+    assert sorted(cell['inv'].rglob('*.age')) == [] and sorted(cell['build'].rglob('*.age')) == []
+    after = plaintexts(cell, cell['keys'])
+    assert sorted(after) == sorted(before)
+    for path, text in before.items():
+        assert list(yaml.safe_load_all(after[path])) == list(yaml.safe_load_all(text)), path
+    assert node_state(cell) == cell['nodes_before']        # no gen secrets, no bootstrap, no real apply
+    changed = {h: r['changed'] for h, r in recap(proc).items() if r['changed']}
+    assert list(changed) == ['localhost'], changed          # the migration itself; no node changed
+
+
+@pytest.fixture(scope='module')
+def rotated_runs(cell, migrated_run):
+    """The cell's single recipient replaced by a new key (the identity file holds both for this run), then a
+    rerun with the new key alone in the identity file."""
+    old_line = [line for line in Path(cell['keys']).read_text().splitlines() if line.startswith('AGE-SECRET-KEY')][0]
+    old_only = cell['root'] / 'age' / 'old.txt'
+    old_only.write_text(old_line + '\n')
+    new = pyrage.x25519.Identity.generate()
+    new_only = cell['root'] / 'age' / 'new.txt'
+    new_only.write_text('%s\n' % new)
+    before = plaintexts(cell, cell['keys'])
+    cell['nodes_before'] = node_state(cell)
+    Path(cell['keys']).write_text('# old key (removed after the re-encryption)\n%s\n# new key\n%s\n' % (old_line, new))
+    cell['extra']['cellplatform_age_recipients'] = [str(new.to_public())]
+    first = run_site(cell)
+    assert first.returncode == 0, _fail(first)
+    Path(cell['keys']).write_text('%s\n' % new)                        # the operator drops the old key
+    second = run_site(cell)
+    assert second.returncode == 0, _fail(second)
+    return first, second, before, old_only, new_only, str(new.to_public())
+
+
+def test_a_swapped_recipient_reencrypts_every_secret_and_regenerates_none(cell, rotated_runs):
+    first, second, before, old_only, new_only, new_recipient = rotated_runs
+    files = sops_files(cell)
+    assert len(files) == 3 + len(NODES), files
+    for path in files:
+        assert sops_utils.recipients_of_file(str(path)) == [new_recipient], path
+        assert sops_open(path, new_only) == before[str(path)], path        # the new key opens it, same content
+        assert sops_open(path, old_only) is None, path                     # the removed key opens nothing
+    rules = yaml.safe_load((cell['inv'] / 'secrets' / '.sops.yaml').read_text())['creation_rules']
+    assert [rule['age'] for rule in rules] == [new_recipient]
+    assert node_state(cell) == cell['nodes_before']                        # the Talos bundle was never regenerated
+    assert {h: r['changed'] for h, r in recap(second).items() if r['changed']} == {}
+
+
+def test_storage_against_helm_and_kube_doubles(cell, second_run, tmp_path):
+    """-t storage after the Talos run: the workers' machine configs carry the storage user volume
+    and Longhorn's kubelet mount (the control planes' do not); the pinned Longhorn chart goes into
+    its privileged namespace with the rendered values, and the gate waits for the manager, the
+    webhook, the CSI plugin and the default StorageClass; a rerun changes nothing."""
+    import sys as _sys
+    from fake_kube_api import FakeKubeAPI  # tests/doubles
+    _sys.path.insert(0, str(REPO / 'tests' / 'integration'))
+    from apply_fixtures import crd, daemonset, deployment, webhook, write_chart  # noqa: E402
+
+    def config_docs(node):
+        data = (cell['build'] / 'talos' / 'machineconfigs' / ('%s.yaml.age' % node)).read_bytes()
+        return [d for d in yaml.safe_load_all(pyrage.decrypt(data, [cell['identity']]).decode()) if d]
+
+    worker, control_plane = config_docs('worker-1'), config_docs('cp-1')
+    volumes = [d for d in worker if d.get('kind') == 'UserVolumeConfig']
+    assert volumes == [{'apiVersion': 'v1alpha1', 'kind': 'UserVolumeConfig', 'name': 'longhorn',
+                        'volumeType': 'partition',
+                        'provisioning': {'diskSelector': {'match': '!system_disk'}, 'minSize': '50GiB'}}], volumes
+    v1alpha1 = next(d for d in worker if 'machine' in d)
+    assert {'destination': '/var/mnt/longhorn', 'type': 'bind', 'source': '/var/mnt/longhorn',
+            'options': ['bind', 'rshared', 'rw']} in v1alpha1['machine']['kubelet']['extraMounts']
+    assert v1alpha1['machine']['nodeLabels']['node.longhorn.io/create-default-disk'] == 'true'
+    assert not [d for d in control_plane if d.get('kind') == 'UserVolumeConfig']
+
+    charts = tmp_path / 'charts'
+    crds = [crd('longhorn.io', k, p, ('v1beta2',)) for k, p in (
+        ('Volume', 'volumes'), ('Node', 'nodes'), ('Setting', 'settings'), ('EngineImage', 'engineimages'))]
+    storage_class = {'apiVersion': 'storage.k8s.io/v1', 'kind': 'StorageClass', 'metadata': {'name': 'longhorn'},
+                     'provisioner': 'driver.longhorn.io'}
+    write_chart(charts, 'longhorn', '1.12.1', 'v1.12.1', crds + [
+        daemonset('longhorn-manager'), deployment('longhorn-driver-deployer'), deployment('longhorn-ui', 2),
+        # what longhorn-manager and the driver deployer create once they run
+        storage_class, daemonset('longhorn-csi-plugin'),
+    ] + webhook('longhorn-webhook-validator', 'longhorn-admission-webhook', 'longhorn.io', 'v1beta2', ['volumes']))
+    with FakeKubeAPI(ready_delay=1, crd_delay=1) as api:
+        kubeconfig = tmp_path / 'kubeconfig'
+        api.write_kubeconfig(str(kubeconfig))
+        helm_state = tmp_path / 'helm-state'
+        saved = dict(cell['env']), dict(cell['extra'])
+        cell['env'].update({'HELM_DOUBLE_STATE': str(helm_state), 'HELM_DOUBLE_CHARTS': str(charts)})
+        cell['extra'].update(cellplatform_kubeconfig=str(kubeconfig), component_poll_interval=1)
+        try:
+            runs = [_run_tags(cell, 'storage', cell['extra']) for _ in range(2)]
+        finally:
+            cell['env'], cell['extra'] = saved
+        for proc in runs:
+            assert proc.returncode == 0, _fail(proc)
+        calls = [json.loads(line) for line in (helm_state / 'calls.jsonl').read_text().splitlines()]
+        upgrades = [c for c in calls if c['command'] == 'upgrade']
+        assert len(upgrades) == 1 and [c['argv'][-2:] for c in upgrades] == [['longhorn', 'longhorn']]
+        assert '--version=1.12.1' in upgrades[0]['argv'] and '--repo=https://charts.longhorn.io' in upgrades[0]['argv']
+        assert upgrades[0]['namespace'] == 'longhorn-system'
+        given = yaml.safe_load(list(upgrades[0]['values_files'].values())[0])
+        assert given == yaml.safe_load((cell['build'] / 'l0' / 'longhorn' / 'values.yaml').read_text())
+        assert given['defaultSettings']['defaultDataPath'] == '/var/mnt/longhorn'
+        assert given['persistence']['defaultClassReplicaCount'] == 3
+        ns = api.get('v1', 'Namespace', 'longhorn-system')
+        assert ns['metadata']['labels']['pod-security.kubernetes.io/enforce'] == 'privileged'
+        first_ns = min(e['seq'] for e in api.writes() if e['kind'] == 'Namespace')
+        assert first_ns < min(e['seq'] for e in api.writes() if e['field_manager'] == 'helm')
+        gate = re.search(r'longhorn: waiting up to \d+s for (.*)', runs[0].stdout)
+        assert gate, runs[0].stdout[-3000:]
+        for what in ('DaemonSet longhorn-system/longhorn-manager', 'StorageClass longhorn',
+                     'DaemonSet longhorn-system/longhorn-csi-plugin',
+                     'webhook Service longhorn-system/longhorn-admission-webhook'):
+            assert what in gate.group(1), gate.group(1)
+        # only the storage components ran: no Cilium, no Gateway API CRDs
+        assert not [e for e in api.writes() if e['kind'] == 'CustomResourceDefinition'
+                    and e['name'].endswith('gateway.networking.k8s.io')]
+        assert {h: r['changed'] for h, r in recap(runs[1]).items() if r['changed']} == {}

@@ -280,3 +280,45 @@ def test_coalesce():
 def test_unstored_version_of_a_chart_without_any_schema_is_a_note(store):
     errors, notes = store.values({'x': 1}, 'linkerd-crds', '2026.8.3')
     assert errors == [] and 'no stored version ships a values.schema.json' in notes[0]
+
+
+def _sops_secret(values, regex='^(data|stringData)$'):
+    meta = {'age': [{'recipient': 'age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p', 'enc': 'x'}],
+            'mac': 'ENC[AES256_GCM,data:m]', 'version': '3.11.0'}
+    if regex:
+        meta['encrypted_regex'] = regex
+    return {'apiVersion': 'v1', 'kind': 'Secret', 'type': 'Opaque',
+            'metadata': {'name': 'tsig', 'namespace': 'external-dns'}, 'stringData': values, 'sops': meta}
+
+
+def test_verify_build_checks_sops_files_and_the_ksops_directory(tmp_path, capsys, schema_root):
+    build = _tree(tmp_path)
+    secrets = build / 'l0' / 'cilium' / 'secrets'
+    secrets.mkdir()
+    (secrets / 'tsig.sops.yaml').write_text(yaml.safe_dump(_sops_secret({'tsig-secret': 'ENC[AES256_GCM,data:x]'})))
+    (secrets / 'ksops.yaml').write_text(yaml.safe_dump({
+        'apiVersion': 'viaduct.ai/v1', 'kind': 'ksops',
+        'metadata': {'name': 'cilium-secrets', 'annotations': {'config.kubernetes.io/function': 'exec:\n  path: ksops\n'}},
+        'files': ['./tsig.sops.yaml']}))
+    (secrets / 'kustomization.yaml').write_text(yaml.safe_dump({
+        'apiVersion': 'kustomize.config.k8s.io/v1beta1', 'kind': 'Kustomization', 'generators': ['./ksops.yaml']}))
+    machineconfigs = build / 'talos' / 'machineconfigs'
+    machineconfigs.mkdir()
+    doc = {'machine': {'token': 'ENC[AES256_GCM,data:t]', 'ca': {'key': ''}}}
+    doc['sops'] = dict(_sops_secret({}, regex=None)['sops'])
+    (machineconfigs / 'cp-1.sops.yaml').write_text(yaml.safe_dump(doc))
+    assert verify_build.main([str(build), '--layer', 'l0']) == 0
+    # a plaintext value, a generator file that is missing or not a SOPS file, a fully encrypted file with a leak
+    (secrets / 'tsig.sops.yaml').write_text(yaml.safe_dump(_sops_secret({'tsig-secret': 'PLAINTEXT'})))
+    (secrets / 'ksops.yaml').write_text((secrets / 'ksops.yaml').read_text().replace('./tsig.sops.yaml',
+                                                                                     './missing.sops.yaml'))
+    doc['machine']['token'] = 'abc.def'
+    (machineconfigs / 'cp-1.sops.yaml').write_text(yaml.safe_dump(doc))
+    (build / 'talos' / 'machineconfigs' / 'cp-2.yaml.age').write_bytes(b'age-encryption.org/v1\n')
+    capsys.readouterr()
+    assert verify_build.main([str(build), '--layer', 'l0']) == 1
+    out = capsys.readouterr().out
+    assert 'l0/cilium/secrets/tsig.sops.yaml [doc 0 Secret/tsig]: plaintext values in a SOPS file: stringData.tsig-secret' in out
+    assert 'l0/cilium/secrets/ksops.yaml: SOPS file ./missing.sops.yaml does not exist' in out
+    assert 'talos/machineconfigs/cp-1.sops.yaml [doc 0 v1alpha1]: plaintext values in a SOPS file: machine.token' in out
+    assert 'talos/machineconfigs/cp-2.yaml.age: a legacy age file' in out

@@ -14,6 +14,12 @@ For the chosen layer (default: every layer in plan.json plus the Talos and Terra
   ``manifests`` and its Argo CD ``application`` against CRD schemas (INDEX.json) or, for
   built-in kinds, kubernetes-validate for the pinned Kubernetes minor;
 * any other YAML file under ``<layer>/`` that plan.json does not name: as manifests;
+* SOPS files (``*.sops.yaml``: a component's Secrets, the machine configs): every value that sops
+  encrypts is encrypted (``ENC[...]``; with ``encrypted_regex`` the matching keys' values), the
+  file has age recipients, and a SOPS Kubernetes manifest (without its ``sops`` metadata) is
+  schema-checked like any manifest;
+* a component's KSOPS directory: ``kustomization.yaml`` generators and the ``ksops`` generator's
+  files exist, and each generator file is a SOPS file;
 * every file of the layer: no private key material.
 
 Without a schema store (``$CELLPLATFORM_SCHEMAS`` unset and no ``.cache/schemas``; see
@@ -48,6 +54,7 @@ class Report(object):
         self.notes = []
         self.checked = {}
         self.unchecked = {}
+        self.gaps = set()   # kinds without a stored schema (schemacheck.UNSTORED_CRD_GROUPS)
 
     def fail(self, path, message):
         self.failures.append('%s: %s' % (path, message))
@@ -74,10 +81,12 @@ def _read_docs(path, rel, report):
         return None
 
 
-def _check_documents(path, rel, report, what, validate):
+def _check_documents(path, rel, report, what, validate, unstored=None):
     """Validate every document of a multi-document YAML file; an empty file is a failure.
 
     *validate* None (no schema store): the documents are parsed and counted as not schema-checked.
+    *unstored*: tells why a document has no schema in the store (schemacheck.UNSTORED_CRD_GROUPS);
+    such a document is counted as not schema-checked, its gap named in the summary.
     """
     docs = _read_docs(path, rel, report)
     if docs is None:
@@ -85,6 +94,15 @@ def _check_documents(path, rel, report, what, validate):
     if not docs:
         report.fail(rel, 'no documents')
     for i, doc in enumerate(docs):
+        gap = unstored(doc) if unstored else None
+        if gap:
+            # Counted and named, never passed silently: the object itself is still checked for shape.
+            report.count(what, schema_checked=False)
+            report.gaps.add(gap.split(' in the store')[0].replace('no upstream schema of ', ''))
+            meta = doc.get('metadata') if isinstance(doc.get('metadata'), dict) else {}
+            if not doc.get('kind') or not meta.get('name'):
+                report.fail('%s [%s]' % (rel, _label(i, doc)), 'kind and metadata.name are required')
+            continue
         report.count(what, schema_checked=validate is not None)
         for err in validate(doc) if validate else ():
             report.fail('%s [%s]' % (rel, _label(i, doc)), err)
@@ -95,7 +113,8 @@ def check_talos_file(store, path, rel, report):
 
 
 def check_manifest_file(store, path, rel, report):
-    _check_documents(path, rel, report, 'manifests', store.manifest if store else None)
+    _check_documents(path, rel, report, 'manifests', store.manifest if store else None,
+                     store.unstored if store else None)
 
 
 def check_values_file(store, path, rel, comp, report):
@@ -120,6 +139,76 @@ def check_values_file(store, path, rel, comp, report):
     for err in errors:
         report.fail('%s [%s %s]' % (rel, chart, version), err)
     report.notes.extend('%s: %s' % (rel, n) for n in notes)
+
+
+def _plaintext_values(node, regex, inside, where):
+    """Key paths of values sops should have encrypted but did not (empty strings stay as they are)."""
+    found = []
+    if isinstance(node, dict):
+        for key, value in node.items():
+            here = '%s.%s' % (where, key) if where else str(key)
+            enc = inside or regex is None or bool(regex.search(str(key)))
+            if str(key).endswith('_unencrypted'):
+                continue
+            found.extend(_plaintext_values(value, regex, enc, here))
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            found.extend(_plaintext_values(value, regex, inside, '%s[%d]' % (where, i)))
+    elif inside and node not in (None, '') and not (isinstance(node, str) and node.startswith('ENC[')):
+        found.append(where)
+    return found
+
+
+def is_sops_documents(docs):
+    return bool(docs) and all(isinstance(d, dict) and isinstance(d.get('sops'), dict) for d in docs)
+
+
+def check_sops_file(store, docs, rel, report):
+    """Every value sops encrypts is ENC[...]; a SOPS Kubernetes manifest is also schema-checked."""
+    for i, doc in enumerate(docs):
+        meta = doc['sops']
+        if not meta.get('age'):
+            report.fail('%s [doc %d]' % (rel, i), 'SOPS file without age recipients')
+        regex = re.compile(meta['encrypted_regex']) if meta.get('encrypted_regex') else None
+        body = dict((k, v) for k, v in doc.items() if k != 'sops')
+        plain = _plaintext_values(body, regex, False, '')
+        if plain:
+            report.fail('%s [%s]' % (rel, _label(i, body)), 'plaintext values in a SOPS file: %s' % ', '.join(plain))
+        if regex is not None and 'apiVersion' in body and 'kind' in body:
+            report.count('manifests', schema_checked=store is not None)
+            for err in store.manifest(body) if store else ():
+                report.fail('%s [%s]' % (rel, _label(i, body)), err)
+        else:
+            report.notes.append('%s [doc %d]: SOPS-encrypted, not schema-checked' % (rel, i))
+
+
+def check_kustomize_file(path, docs, rel, report):
+    """A component's KSOPS directory: the kustomization's generators and the generator's files exist."""
+    report.count('kustomize files', schema_checked=False)
+    for doc in docs:
+        if doc.get('kind') == 'Kustomization':
+            listed = doc.get('generators') or []
+            what = 'generator'
+        else:
+            listed = doc.get('files') or []
+            what = 'SOPS file'
+            annotations = (doc.get('metadata') or {}).get('annotations') or {}
+            if 'path: ksops' not in str(annotations.get('config.kubernetes.io/function', '')):
+                report.fail(rel, 'the ksops generator does not run the ksops exec function')
+        if not listed:
+            report.fail(rel, 'lists no %s' % what)
+        for name in listed:
+            target = path.parent / name
+            if not target.is_file():
+                report.fail(rel, '%s %s does not exist' % (what, name))
+            elif what == 'SOPS file' and not is_sops_documents(load_documents(target.read_text())):
+                report.fail(rel, '%s is not a SOPS file' % name)
+
+
+def _kustomize_kind(docs):
+    return bool(docs) and all(isinstance(d, dict) and (
+        str(d.get('apiVersion', '')).startswith('kustomize.config.k8s.io/')
+        or (d.get('apiVersion') == 'viaduct.ai/v1' and d.get('kind') == 'ksops')) for d in docs)
 
 
 def check_json_file(path, rel, report):
@@ -191,7 +280,7 @@ def verify(build, layer=None, store=None, report=None):
     for path in files:
         rel = str(path.relative_to(build))
         if path.suffix == '.age':
-            report.notes.append('%s: age-encrypted, not schema-checked' % rel)
+            report.fail(rel, 'a legacy age file: secrets are SOPS files now (an apply run migrates it)')
             continue
         try:
             text = path.read_text()
@@ -201,6 +290,17 @@ def verify(build, layer=None, store=None, report=None):
         if _PRIVATE_KEY_RE.search(text):
             report.fail(rel, 'private key material in the build tree')
         if rel not in claimed and path.suffix in ('.yaml', '.yml'):
+            docs = _read_docs(path, rel, report)
+            if docs is None:
+                continue
+            if is_sops_documents(docs):
+                claimed.add(rel)
+                check_sops_file(store, docs, rel, report)
+                continue
+            if _kustomize_kind(docs):
+                claimed.add(rel)
+                check_kustomize_file(path, docs, rel, report)
+                continue
             claimed.add(rel)
             check_manifest_file(store, path, rel, report)
     return report
@@ -250,8 +350,13 @@ def main(argv=None):
               'other checks: %d failure(s)' % (what, skipped, detail, unavailable, len(report.failures)))
     else:
         summary = ', '.join('%d %s' % (n, kind) for kind, n in sorted(report.checked.items())) or 'nothing'
-        print('verify_build: %s: %s checked (schemas %s, Kubernetes %s): %d failure(s)' % (
-            what, summary, store.root, kube, len(report.failures)))
+        gaps = ''
+        if report.unchecked:
+            gaps = '; not schema-checked, no upstream schema stored: %s (%s)' % (
+                ', '.join('%d %s' % (n, kind) for kind, n in sorted(report.unchecked.items())),
+                ', '.join(sorted(report.gaps)))
+        print('verify_build: %s: %s checked (schemas %s, Kubernetes %s)%s: %d failure(s)' % (
+            what, summary, store.root, kube, gaps, len(report.failures)))
     return 1 if report.failures else 0
 
 

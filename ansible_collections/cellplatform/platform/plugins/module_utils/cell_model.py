@@ -26,6 +26,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import hashlib
 import ipaddress
 import json
 import os
@@ -53,8 +54,17 @@ MODES = ("render", "apply")
 # the model plan.json carries. Everything else (directories, identities, per-layer inputs) is
 # either machine-specific or already rendered into the layer's own files.
 PLAN_CELL_KEYS = ("name", "network", "api", "lb_pool", "pod_cidr", "service_cidr", "talos", "nodes",
-                  "controlplane", "workers", "bootstrap_node", "talos_endpoints")
+                  "controlplane", "workers", "bootstrap_node", "talos_endpoints", "dns_domain", "storage", "gateway", "tls")
 DEFAULT_WORK_DIR = "~/.cache/cellplatform/%s"
+# The cell's secrets: SOPS files with age recipients in cellplatform_secrets_dir (docs/secrets.md);
+# the cell model carries their paths as cellplatform_cell.secrets.<key>.
+SECRET_FILES = {
+    "config": ".sops.yaml",
+    "platform": "platform.sops.yaml",
+    "talos": "talos-secrets.sops.yaml",
+    "talosconfig": "talosconfig.sops.yaml",
+    "kubeconfig": "kubeconfig.sops.yaml",
+}
 DEFAULT_AGE_IDENTITY = "~/.config/sops/age/keys.txt"
 # Where the Argo CD Applications of every layer live, and the AppProject they belong to.
 ARGOCD_NAMESPACE = "argocd"
@@ -788,6 +798,13 @@ def _check_karpenter(c, network, gateway, vip, pool, node_ips, required):
     enabled = c.want_bool(field + ".enabled", c.sub(karp, "enabled"))
     if enabled is False:
         return
+    if required and c.top("cellplatform_provisioner") == "none":
+        # Karpenter's provider creates and deletes worker VMs through the Proxmox API.
+        c.add(field + ".enabled", c.sub(karp, "enabled"),
+              "needs Proxmox: Karpenter (karpenter-provider-proxmox) creates worker VMs through the Proxmox API, "
+              "and cellplatform_provisioner is none (machines you boot yourself, bare metal)",
+              "set cellplatform_karpenter: {enabled: false} and add workers as inventory hosts, or run the cell on "
+              "Proxmox (cellplatform_provisioner: proxmox).")
     low = c.want_int(field + ".min_nodes", c.sub(karp, "min_nodes"), 0, KARPENTER_MAX_NODES_CAP)
     high = c.want_int(field + ".max_nodes", c.sub(karp, "max_nodes"), 0, KARPENTER_MAX_NODES_CAP,
                       fix="set an integer between 0 and %d (a YAML number, without quotes)." % KARPENTER_MAX_NODES_CAP)
@@ -847,13 +864,9 @@ def karpenter_ipam_block(start, end):
 
 def _check_l1(c):
     c.want_bool("cellplatform_metallb_bgp", c.top("cellplatform_metallb_bgp"), required=False)
+    # cellplatform_dns_domain itself is an L0 input (_check_dns_domain); here it only scopes the filters.
     domain = c.top("cellplatform_dns_domain")
-    dom_fix = "set the cell's DNS domain, e.g. cell.lan."
-    if c.want_str("cellplatform_dns_domain", domain, dom_fix) is not None and not is_dns_name(domain):
-        c.add("cellplatform_dns_domain", domain, "is not a valid DNS name", "use a lowercase domain such as cell.lan.")
-        domain = None
-    elif not isinstance(domain, str):
-        domain = None
+    domain = domain if is_dns_name(domain) else None
     field = "cellplatform_external_dns"
     edns = c.want_dict(field, c.top(field), "set cellplatform_external_dns: {provider, policy, txt_owner_id, domain_filters, rfc2136|pdns}.")
     if edns is None:
@@ -997,14 +1010,17 @@ def validate(variables, hosts, layers=None, mode=None):
     selected = _layers(layers)
     checker = _Checker(variables or {})
     network, gateway, vip, pool, node_ips = _check_l0(checker, hosts, mode)
+    _check_storage_and_gateway(checker, hosts, network, gateway, vip, pool, node_ips)
     karpenter_needed = "l1" in selected
     if karpenter_needed or checker.top("cellplatform_karpenter") is not MISSING:
         _check_karpenter(checker, network, gateway, vip, pool, node_ips, required=karpenter_needed)
     if "l1" in selected:
         _check_l1(checker)
+        _check_tls(checker)
     _check_gitops(checker)
     if "l2" in selected:
         _check_l2(checker)
+        _check_ui_names(checker)
     _check_day2(checker)
     return checker.problems
 
@@ -1062,6 +1078,8 @@ def build_cell_model(variables, hosts, mode=None):
         "mode": mode if mode else v["cellplatform_mode"],
         "build_dir": os.path.join(os.path.realpath(v["cellplatform_build_root"]), name),
         "secrets_dir": os.path.realpath(v["cellplatform_secrets_dir"]),
+        "secrets": dict((key, os.path.join(os.path.realpath(v["cellplatform_secrets_dir"]), fname))
+                        for key, fname in sorted(SECRET_FILES.items())),
         "network": {
             "cidr": str(network),
             "prefixlen": network.prefixlen,
@@ -1095,6 +1113,7 @@ def build_cell_model(variables, hosts, mode=None):
             "platform": platform,
             "schematic_id": schematic,
             "installer_image": "factory.talos.dev/%s-installer/%s:%s" % (platform, schematic, talos_version),
+            "schematic_extensions": [str(x) for x in (v.get("cellplatform_talos_schematic") or {}).get("extensions") or []],
             "install_disk": default_disk,
         },
         "nodes": nodes,
@@ -1171,4 +1190,369 @@ def _layer_inputs(v):
         "argocd_domain": v.get("cellplatform_argocd_domain"),
         "policy_mode": str(v.get("cellplatform_policy_mode") or "audit").lower(),
         "linkerd": _plain_copy(v.get("cellplatform_linkerd")) if v.get("cellplatform_linkerd") else None,
+        # storage, shared Gateway and TLS (storage/TLS/Gateway work)
+        "storage": storage_model(v),
+        "gateway": gateway_model(v),
+        "tls": tls_model(v),
     }
+
+
+# =============================================================================================
+# Storage, the shared Gateway and TLS: their checks (called from validate()) and model sections.
+
+STORAGE_PROVIDERS = ("longhorn", "local-path")
+STORAGE_VOLUME_TYPES = ("partition", "directory")
+# provider -> (its StorageClass, the Talos user volume it keeps data in: /var/mnt/<volume>).
+# Longhorn's chart hard-codes the class name "longhorn"; local-path's chart is given "local-path".
+STORAGE_PROVIDER_NAMES = {"longhorn": ("longhorn", "longhorn"), "local-path": ("local-path", "local-path-provisioner")}
+LONGHORN_EXTENSIONS = ("siderolabs/iscsi-tools", "siderolabs/util-linux-tools")
+LONGHORN_MAX_REPLICAS = 20
+SIZE_GIB_MAX = 65536
+TLS_ISSUERS = ("internal-ca", "acme")
+# The one ClusterIssuer every certificate of the cell uses, by issuer kind.
+CLUSTER_ISSUERS = {"internal-ca": "cellplatform-ca", "acme": "cellplatform-acme"}
+# external-dns' TSIG algorithm names -> cert-manager's RFC2136 tsigAlgorithm (it accepts no others).
+CERT_MANAGER_TSIG = {"hmac-md5": "HMACMD5", "hmac-sha1": "HMACSHA1", "hmac-sha256": "HMACSHA256",
+                     "hmac-sha512": "HMACSHA512"}
+CA_LIFETIME_DAYS = (365, 36500)
+# The shared Gateway: Cilium's GatewayClass (created by the Cilium chart) and its two listeners.
+GATEWAY_DEFAULTS = {"name": "platform", "namespace": "gateway"}
+GATEWAY_CLASS = "cilium"
+GATEWAY_HTTPS_LISTENER = "https"
+GATEWAY_HTTP_LISTENER = "http"
+
+_EXTENSION_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*/[a-z0-9][a-z0-9._-]*$")
+_EMAIL_RE = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@([a-z0-9-]+\.)+[a-z0-9-]+$")
+# Strings go-yaml writes without quotes in block context (the Image Factory hashes that text) ...
+_GO_PLAIN_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_./=,+-]*$")
+# ... unless YAML would read them as another type (go-yaml then quotes them).
+_GO_NON_STRING_RE = re.compile(
+    r"^(?:[-+]?(?:[0-9][0-9_]*)?\.?[0-9_]+(?:[eE][-+]?[0-9]+)?|0[xXoObB][0-9a-fA-F_]+|[yYnN]|yes|Yes|YES|no|No|NO"
+    r"|true|True|TRUE|false|False|FALSE|on|On|ON|off|Off|OFF|null|Null|NULL|~|\.inf|\.nan)$")
+
+
+def schematic_id(extensions, extra_kernel_args=()):
+    """The Image Factory ID of a schematic with exactly these extensions and kernel arguments.
+
+    The factory's ID is the sha256 of the schematic as go-yaml marshals it (4-space indent, fields
+    in struct order: extraKernelArgs before systemExtensions; siderolabs/image-factory
+    pkg/schematic). Returns None when a value is not a plain go-yaml scalar (it would be quoted,
+    and the ID is then not reproduced here).
+    """
+    args, exts = list(extra_kernel_args or ()), list(extensions or ())
+    for value in args + exts:
+        if not isinstance(value, str) or not _GO_PLAIN_RE.match(value) or _GO_NON_STRING_RE.match(value):
+            return None
+    lines = ["customization:"]
+    if args:
+        lines += ["    extraKernelArgs:"] + ["        - %s" % arg for arg in args]
+    if exts:
+        lines += ["    systemExtensions:", "        officialExtensions:"] + ["            - %s" % ext for ext in exts]
+    text = "\n".join(lines) + "\n" if len(lines) > 1 else "customization: {}\n"
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _check_storage_and_gateway(c, hosts, network, gateway, vip, pool, node_ips):
+    """L0: the cell's DNS domain, the schematic's extensions, storage and the shared Gateway's address.
+
+    (TLS is checked with L1 by _check_tls, the UI names with L2 by _check_ui_names.)
+    """
+    _check_dns_domain(c)
+    extensions = _check_schematic(c)
+    _check_storage(c, hosts, extensions)
+    _check_gateway(c, network, gateway, vip, pool, node_ips)
+
+
+def _check_dns_domain(c):
+    domain = c.top("cellplatform_dns_domain")
+    dom_fix = "set the cell's DNS domain, e.g. cell.lan (every platform UI is https://<name>.<domain>)."
+    if c.want_str("cellplatform_dns_domain", domain, dom_fix) is not None and not is_dns_name(domain):
+        c.add("cellplatform_dns_domain", domain, "is not a valid DNS name", "use a lowercase domain such as cell.lan.")
+
+
+def _check_schematic(c):
+    """The declared schematic: extension names, and its ID against cellplatform_talos_schematic_id.
+
+    Returns the list of extensions when it is usable, else None.
+    """
+    field = "cellplatform_talos_schematic"
+    fix = ("set %s: {extensions: [siderolabs/qemu-guest-agent, ...]}: the customization the schematic of "
+           "cellplatform_talos_schematic_id was made from." % field)
+    sch = c.want_dict(field, c.top(field), fix)
+    if sch is None:
+        return None
+    ok = True
+    exts = c.want_list(field + ".extensions", c.sub(sch, "extensions"),
+                       "list the schematic's official extensions, e.g. [siderolabs/qemu-guest-agent] (or []).")
+    for idx, ext in enumerate(exts or []):
+        if not isinstance(ext, str) or not _EXTENSION_RE.match(ext):
+            c.add("%s.extensions[%d]" % (field, idx), ext, "is not an official extension name",
+                  "write it as the Image Factory does, e.g. siderolabs/iscsi-tools.")
+            ok = False
+        elif ext in exts[:idx]:
+            c.add("%s.extensions[%d]" % (field, idx), ext, "is listed twice", "list each extension once.")
+            ok = False
+    args = c.want_list(field + ".extra_kernel_args", c.sub(sch, "extra_kernel_args"),
+                       "list kernel arguments as strings, e.g. [net.ifnames=0], or remove the key.", required=False)
+    for idx, arg in enumerate(args or []):
+        if not isinstance(arg, str) or not arg.strip() or any(ch.isspace() for ch in arg):
+            c.add("%s.extra_kernel_args[%d]" % (field, idx), arg, "is not one kernel argument",
+                  "write one argument per list item, without spaces, e.g. net.ifnames=0.")
+            ok = False
+    if exts is None or not ok:
+        return None
+    declared = c.top("cellplatform_talos_schematic_id")
+    computed = schematic_id(exts, args or ())
+    if isinstance(declared, str) and _SCHEMATIC_RE.match(declared) and computed is not None and computed != declared:
+        c.add("cellplatform_talos_schematic_id", declared,
+              "is not the Image Factory ID of cellplatform_talos_schematic (extensions %s%s)"
+              % (", ".join(exts) or "none", "; kernel arguments %s" % " ".join(args) if args else ""),
+              "set cellplatform_talos_schematic_id: %s (the ID the Image Factory gives exactly that schematic), or "
+              "list the extensions and kernel arguments your schematic really has, in its order." % computed)
+    return exts
+
+
+def _workers(hosts):
+    hosts = hosts or {}
+    cps = hosts.get("controlplane") or {}
+    return [name for name in (hosts.get("workers") or {}) if name not in cps]
+
+
+def _check_storage(c, hosts, extensions):
+    field = "cellplatform_storage"
+    st = c.want_dict(field, c.top(field), "set %s: {provider: longhorn|local-path, volume: {type: partition, "
+                                          "disk_selector: '!system_disk', min_size_gib: 50}, longhorn: {replicas, "
+                                          "reserved_percent}}." % field)
+    sizes = c.top("cellplatform_node_sizes")
+    data_disk_value = c.sub(c.sub(sizes, "worker"), "data_disk_gib")
+    data_disk = c.want_int("cellplatform_node_sizes.worker.data_disk_gib", data_disk_value, 0, SIZE_GIB_MAX,
+                           required=False)
+    if st is None:
+        return
+    provider = c.want_choice(field + ".provider", c.sub(st, "provider"), STORAGE_PROVIDERS)
+    workers = _workers(hosts)
+    if provider is not None and not workers:
+        c.add(field + ".provider", provider, "needs at least one static worker to keep data on (control planes run "
+              "no workloads and Karpenter's workers come and go)", "add a host to the workers group.")
+    vfield = field + ".volume"
+    vol = c.want_dict(vfield, c.sub(st, "volume"), "set %s: {type: partition, disk_selector: '!system_disk', "
+                                                   "min_size_gib: 50} or {type: directory}." % vfield)
+    vtype = min_gib = None
+    if vol is not None:
+        vtype = c.want_choice(vfield + ".type", c.sub(vol, "type"), STORAGE_VOLUME_TYPES)
+        if vtype == "partition":
+            c.want_str(vfield + ".disk_selector", c.sub(vol, "disk_selector"),
+                       "set a CEL expression that picks the data disk, e.g. !system_disk (every disk but the one "
+                       "Talos is installed on) or disk.transport == \"nvme\".")
+            min_gib = c.want_int(vfield + ".min_size_gib", c.sub(vol, "min_size_gib"), 1, SIZE_GIB_MAX)
+            max_gib = c.want_int(vfield + ".max_size_gib", c.sub(vol, "max_size_gib"), 1, SIZE_GIB_MAX, required=False)
+            if min_gib is not None and max_gib is not None and max_gib < min_gib:
+                c.add(vfield + ".max_size_gib", max_gib, "is smaller than min_size_gib %d" % min_gib,
+                      "set max_size_gib to at least %d, or remove it to use the rest of the disk." % min_gib)
+        elif vtype == "directory":
+            for key in ("disk_selector", "min_size_gib", "max_size_gib"):
+                if c.sub(vol, key) not in (MISSING, None):
+                    c.add("%s.%s" % (vfield, key), c.sub(vol, key),
+                          "only applies to volume type partition (a directory lives on the EPHEMERAL volume and has "
+                          "no size of its own)", "remove it, or use type: partition.")
+    if vtype == "partition" and min_gib is not None and c.top("cellplatform_provisioner") == "proxmox":
+        if not data_disk and data_disk_value in (MISSING, None, 0):
+            c.add("cellplatform_node_sizes.worker.data_disk_gib", data_disk_value,
+                  "is not set, but the storage volume is a partition and Terraform must give every static worker VM "
+                  "the disk it lives on", "set data_disk_gib to at least %d (the volume's min_size_gib), or use "
+                  "%s.type: directory." % (min_gib, vfield))
+        elif data_disk is not None and data_disk < min_gib:
+            c.add("cellplatform_node_sizes.worker.data_disk_gib", data_disk,
+                  "is smaller than %s.min_size_gib %d" % (vfield, min_gib),
+                  "set data_disk_gib to at least %d, or lower min_size_gib." % min_gib)
+    if provider != "longhorn":
+        return
+    lfield = field + ".longhorn"
+    lh = c.want_dict(lfield, c.sub(st, "longhorn"), "set %s: {replicas: 3, reserved_percent: 10}." % lfield)
+    if lh is not None:
+        replicas = c.want_int(lfield + ".replicas", c.sub(lh, "replicas"), 1, LONGHORN_MAX_REPLICAS)
+        if replicas is not None and workers and replicas > len(workers):
+            c.add(lfield + ".replicas", replicas,
+                  "is more than the %d static worker(s) (Longhorn keeps every replica of a volume on another node)"
+                  % len(workers), "set replicas to at most %d, or add workers." % len(workers))
+        c.want_int(lfield + ".reserved_percent", c.sub(lh, "reserved_percent"), 0, 90)
+    if extensions is not None:
+        missing = [ext for ext in LONGHORN_EXTENSIONS if ext not in extensions]
+        if missing:
+            c.add("cellplatform_talos_schematic.extensions", extensions,
+                  "lacks %s, which Longhorn needs on every node (iscsid and the util-linux tools)" % ", ".join(missing),
+                  "build an Image Factory schematic that also has %s, set cellplatform_talos_schematic_id to its ID "
+                  "and list the extensions here (docs/l0-infrastructure.md, Storage), or use provider local-path."
+                  % ", ".join(missing))
+
+
+def _check_gateway(c, network, gateway, vip, pool, node_ips):
+    field = "cellplatform_gateway"
+    example = (" e.g. %s" % pool[0]) if pool else ""
+    fix = "pick a free address inside the LoadBalancer pool%s%s." % (
+        (" %s-%s" % pool) if pool else "", ("," + example) if example else "")
+    gw = c.want_dict(field, c.top(field), "set %s: {address: <a free address of the LoadBalancer pool>}." % field)
+    if gw is None:
+        return
+    for key, default in sorted(GATEWAY_DEFAULTS.items()):
+        value = c.sub(gw, key)
+        key_fix = "use a lowercase DNS label such as %s, or remove it for that default." % default
+        if c.want_str("%s.%s" % (field, key), value, key_fix, required=False) is not None and not is_dns_label(value):
+            c.add("%s.%s" % (field, key), value, "is not a valid DNS label", key_fix)
+    value = c.sub(gw, "address")
+    addr = c.want_ipv4(field + ".address", value, fix)
+    if addr is None:
+        return
+    problem = "is the API VIP" if vip is not None and addr == vip else _placement_problem(
+        addr, network, gateway, dict((ip, name) for name, ip in node_ips))
+    if problem is None and pool and not pool[0] <= addr <= pool[1]:
+        problem = "is outside the LoadBalancer pool %s-%s (MetalLB assigns only pool addresses)" % pool
+    if problem:
+        c.add(field + ".address", value, problem, fix)
+
+
+def _check_tls(c):
+    field = "cellplatform_tls"
+    tls = c.want_dict(field, c.top(field), "set %s: {issuer: internal-ca, ca: {lifetime_days: 3650}} or {issuer: "
+                                           "acme, acme: {server, email}}." % field)
+    if tls is None:
+        return
+    issuer = c.want_choice(field + ".issuer", c.sub(tls, "issuer"), TLS_ISSUERS)
+    if issuer == "internal-ca":
+        ca = c.want_dict(field + ".ca", c.sub(tls, "ca"), "set %s.ca: {lifetime_days: 3650}." % field)
+        if ca is not None:
+            c.want_int(field + ".ca.lifetime_days", c.sub(ca, "lifetime_days"), CA_LIFETIME_DAYS[0], CA_LIFETIME_DAYS[1])
+        return
+    if issuer != "acme":
+        return
+    acme = c.want_dict(field + ".acme", c.sub(tls, "acme"), "set %s.acme: {server: <ACME directory URL>, email}." % field)
+    if acme is not None:
+        server = c.sub(acme, "server")
+        srv_fix = "use the ACME directory URL, e.g. https://acme-v02.api.letsencrypt.org/directory."
+        if c.want_str(field + ".acme.server", server, srv_fix) is not None and not _url_ok(server, ("https",)):
+            c.add(field + ".acme.server", server, "is not an https:// URL with a host", srv_fix)
+        email = c.sub(acme, "email")
+        mail_fix = "set the e-mail address of the ACME account, e.g. platform@example.org."
+        if c.want_str(field + ".acme.email", email, mail_fix) is not None and not _EMAIL_RE.match(email):
+            c.add(field + ".acme.email", email, "is not an e-mail address", mail_fix)
+    edns = c.top("cellplatform_external_dns")
+    provider = c.sub(edns, "provider")
+    if provider in EXTERNAL_DNS_PROVIDERS and provider != "rfc2136":
+        c.add(field + ".issuer", issuer, "needs DNS-01 over RFC2136 with external-dns' DNS server and TSIG key, but "
+              "cellplatform_external_dns.provider is %s" % provider,
+              "use external-dns provider rfc2136, or issuer internal-ca.")
+        return
+    algorithm = c.sub(c.sub(edns, "rfc2136"), "tsig_algorithm")
+    if algorithm in TSIG_ALGORITHMS and algorithm not in CERT_MANAGER_TSIG:
+        c.add("cellplatform_external_dns.rfc2136.tsig_algorithm", algorithm,
+              "cannot be used by cert-manager's RFC2136 solver (cellplatform_tls.issuer is acme; it knows %s)"
+              % ", ".join(sorted(CERT_MANAGER_TSIG)),
+              "use hmac-sha256 (a new key: tsig-keygen -a hmac-sha256 externaldns), or issuer internal-ca.")
+
+
+def _check_ui_names(c):
+    """Names served by the shared Gateway must be one label under the DNS domain (its wildcard)."""
+    domain, argocd = c.top("cellplatform_dns_domain"), c.top("cellplatform_argocd_domain")
+    if not is_dns_name(domain) or not is_dns_name(argocd):
+        return
+    host = argocd[:-len(domain) - 1] if argocd.endswith("." + domain) else None
+    if host is None or not is_dns_label(host):
+        c.add("cellplatform_argocd_domain", argocd,
+              "is not one name directly under cellplatform_dns_domain %s (the shared Gateway serves *.%s with one "
+              "wildcard certificate)" % (domain, domain), "use argocd.%s (or another <name>.%s)." % (domain, domain))
+
+
+def _int_or_none(value):
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and re.match(r"^[0-9]+$", value.strip()):
+        return int(value.strip())
+    return None
+
+
+def storage_model(v):
+    """cellplatform_cell.storage: {provider, class_name, volume: {name, type, path, ...}, longhorn}."""
+    st = v.get("cellplatform_storage")
+    if not isinstance(st, Mapping) or st.get("provider") not in STORAGE_PROVIDER_NAMES:
+        return None
+    provider = str(st["provider"])
+    class_name, volume_name = STORAGE_PROVIDER_NAMES[provider]
+    vol = st.get("volume") if isinstance(st.get("volume"), Mapping) else {}
+    volume = {"name": volume_name, "type": str(vol.get("type") or "partition"), "path": "/var/mnt/%s" % volume_name}
+    if volume["type"] == "partition":
+        volume.update(disk_selector=str(vol.get("disk_selector") or ""),
+                      min_size_gib=_int_or_none(vol.get("min_size_gib")),
+                      max_size_gib=_int_or_none(vol.get("max_size_gib")))
+    longhorn = None
+    if provider == "longhorn":
+        lh = st.get("longhorn") if isinstance(st.get("longhorn"), Mapping) else {}
+        longhorn = {"replicas": _int_or_none(lh.get("replicas")),
+                    "reserved_percent": _int_or_none(lh.get("reserved_percent"))}
+    return {"provider": provider, "class_name": class_name, "volume": volume, "longhorn": longhorn}
+
+
+def _pool_without(pool, address):
+    """The LoadBalancer pool as 'a-b' ranges without ``address`` (MetalLB's auto-assigned part)."""
+    start, end = parse_ip(pool.get("start")), parse_ip(pool.get("end"))
+    if start is None or end is None or address is None or not start <= address <= end:
+        return ["%s-%s" % (start, end)] if start is not None and end is not None else []
+    ranges = []
+    if start < address:
+        ranges.append("%s-%s" % (start, address - 1))
+    if address < end:
+        ranges.append("%s-%s" % (address + 1, end))
+    return ranges
+
+
+def gateway_model(v):
+    """cellplatform_cell.gateway: {name, namespace, address, https_listener, ...} of the shared Gateway."""
+    gw = v.get("cellplatform_gateway")
+    if not isinstance(gw, Mapping):
+        return None
+    address = parse_ip(gw.get("address"))
+    pool = v.get("cellplatform_lb_pool") if isinstance(v.get("cellplatform_lb_pool"), Mapping) else {}
+    domain = v.get("cellplatform_dns_domain")
+    return {
+        "name": str(gw.get("name") or GATEWAY_DEFAULTS["name"]),
+        "namespace": str(gw.get("namespace") or GATEWAY_DEFAULTS["namespace"]),
+        "address": str(address) if address is not None else None,
+        "class_name": GATEWAY_CLASS,
+        "https_listener": GATEWAY_HTTPS_LISTENER,
+        "http_listener": GATEWAY_HTTP_LISTENER,
+        "hostname": "*.%s" % domain if is_dns_name(domain) else None,
+        # MetalLB hands these out automatically; the Gateway's address is reserved for it.
+        "auto_assign_ranges": _pool_without(pool, address),
+    }
+
+
+def tls_model(v):
+    """cellplatform_cell.tls: {issuer, cluster_issuer, acme | ca}."""
+    tls = v.get("cellplatform_tls")
+    if not isinstance(tls, Mapping) or tls.get("issuer") not in TLS_ISSUERS:
+        return None
+    issuer = str(tls["issuer"])
+    out = {"issuer": issuer, "cluster_issuer": CLUSTER_ISSUERS[issuer], "acme": None, "ca": None}
+    if issuer == "internal-ca":
+        ca = tls.get("ca") if isinstance(tls.get("ca"), Mapping) else {}
+        out["ca"] = {"lifetime_days": _int_or_none(ca.get("lifetime_days"))}
+        return out
+    acme = tls.get("acme") if isinstance(tls.get("acme"), Mapping) else {}
+    edns = v.get("cellplatform_external_dns") if isinstance(v.get("cellplatform_external_dns"), Mapping) else {}
+    rfc = edns.get("rfc2136") if isinstance(edns.get("rfc2136"), Mapping) else {}
+    host = str(rfc.get("host") or "")
+    ip = parse_ip(host)
+    port = _int_or_none(rfc.get("port")) or 53
+    out["acme"] = {
+        "server": str(acme.get("server") or ""),
+        "email": str(acme.get("email") or ""),
+        # the same DNS server, zone and TSIG key as external-dns (cert-manager's host:port form)
+        "nameserver": ("[%s]:%d" if ip is not None and ip.version == 6 else "%s:%d") % (host, port),
+        # the server as an address block for network rules (None when it is a host name)
+        "nameserver_cidr": "%s/%d" % (ip, ip.max_prefixlen) if ip is not None else None,
+        "zone": str(rfc.get("zone") or ""),
+        "tsig_keyname": str(rfc.get("tsig_keyname") or ""),
+        "tsig_algorithm": CERT_MANAGER_TSIG.get(rfc.get("tsig_algorithm")),
+    }
+    return out

@@ -15,7 +15,7 @@ version_added: 0.2.0
 author:
   - cellplatform contributors (@cellplatform)
 description:
-  - Decrypts each age file of O(files) in memory (never on disk), reads the client certificates it holds - every
+  - Decrypts each SOPS file of O(files) in memory (never on disk, through the collection's sops runner), reads the client certificates it holds - every
     context's C(crt) of a talosconfig, every user's C(client-certificate-data) of a kubeconfig - and reports when each
     expires (C(notAfter)), read with the C(cryptography) library.
   - Talos issues both for one year. A certificate that expires within O(warn_days) days (or has expired) produces a
@@ -25,7 +25,7 @@ description:
   - Never returns certificate or key material.
 options:
   files:
-    description: The age-encrypted talosconfig and kubeconfig files to look at (absolute paths), by name.
+    description: The SOPS-encrypted talosconfig and kubeconfig files to look at (absolute paths), by name.
     type: dict
     required: true
   warn_days:
@@ -33,7 +33,7 @@ options:
     type: int
     default: 30
 extends_documentation_fragment:
-  - cellplatform.platform.age
+  - cellplatform.platform.sops
 attributes:
   check_mode:
     support: full
@@ -42,7 +42,6 @@ attributes:
     support: none
     description: No diff is returned.
 requirements:
-  - pyrage >= 1.2
   - cryptography (without it every certificate is reported as V(unknown))
 seealso:
   - module: cellplatform.platform.talos_config
@@ -53,8 +52,8 @@ EXAMPLES = r'''
 - name: Warn 30 days before the admin credentials expire
   cellplatform.platform.cell_credentials_info:
     files:
-      talosconfig: "{{ cellplatform_cell.secrets_dir }}/talosconfig.age"
-      kubeconfig: "{{ cellplatform_cell.secrets_dir }}/kubeconfig.age"
+      talosconfig: "{{ cellplatform_cell.secrets.talosconfig }}"
+      kubeconfig: "{{ cellplatform_cell.secrets.kubeconfig }}"
     age_identity: "{{ cellplatform_cell.age.identity }}"
     warn_days: 30
 '''
@@ -98,7 +97,7 @@ import datetime
 import os
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.cellplatform.platform.plugins.module_utils import age_crypto
+from ansible_collections.cellplatform.platform.plugins.module_utils.sops import SOPS_COMMON_ARGS, Sops, SopsError
 
 try:
     import yaml
@@ -158,13 +157,13 @@ def judge(when, now, warn_days):
     return 'ok', days
 
 
-def inspect(path, identity, warn_days, now):
+def inspect(path, sops, warn_days, now):
     if not os.path.exists(path):
         return dict(status='missing', expires=None, days_left=None, certificates=[], reason='no such file')
     try:
-        doc = yaml.safe_load(age_crypto.decrypt_file(path, identity))
-    except (age_crypto.AgeError, yaml.YAMLError) as exc:
-        reason = str(exc) if isinstance(exc, age_crypto.AgeError) else 'not YAML'
+        doc = yaml.safe_load(sops.decrypt_file(path))
+    except (SopsError, yaml.YAMLError) as exc:
+        reason = str(exc) if isinstance(exc, SopsError) else 'not YAML'
         return dict(status='unknown', expires=None, days_left=None, certificates=[], reason=reason)
     certs = []
     for name, data in certificates_of(doc):
@@ -188,10 +187,9 @@ def inspect(path, identity, warn_days, now):
 def main():
     module = AnsibleModule(
         argument_spec=dict(
+            SOPS_COMMON_ARGS,
             files=dict(type='dict', required=True),
             warn_days=dict(type='int', default=30),
-            age_recipients=dict(type='list', elements='str', default=[]),
-            age_identity=dict(type='path', default=age_crypto.DEFAULT_IDENTITY),
         ),
         supports_check_mode=True,
     )
@@ -199,9 +197,10 @@ def main():
         module.fail_json(msg='PyYAML is required on the controller')
     now = datetime.datetime.now(datetime.timezone.utc)
     found = {}
+    sops = Sops(module.params['age_identity'], binary=module.params['sops_binary'])
     for name in sorted(module.params['files']):
         path = str(module.params['files'][name])
-        found[name] = inspect(path, module.params['age_identity'], module.params['warn_days'], now)
+        found[name] = inspect(path, sops, module.params['warn_days'], now)
     expiring = [n for n in sorted(found) if found[n]['status'] in ('expiring', 'expired')]
     for name in expiring:
         info = found[name]

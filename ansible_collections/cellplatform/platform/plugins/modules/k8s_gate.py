@@ -196,32 +196,23 @@ pending:
 from ansible.module_utils.basic import AnsibleModule
 
 
+def _object_ref(**extra):
+    """Options naming one Kubernetes object (conditions and exists)."""
+    return dict(api_version=dict(type="str", required=True), kind=dict(type="str", required=True),
+                name=dict(type="str", required=True), namespace=dict(type="str"), **extra)
+
+
 def main():
+    names = dict(type="list", elements="str", default=[])
     module = AnsibleModule(argument_spec=dict(
         kubeconfig=dict(type="path"),
         context=dict(type="str"),
         component=dict(type="str", default="gate"),
         namespace=dict(type="str"),
-        crds=dict(type="list", elements="str", default=[]),
-        deployments=dict(type="list", elements="str", default=[]),
-        daemonsets=dict(type="list", elements="str", default=[]),
-        statefulsets=dict(type="list", elements="str", default=[]),
-        jobs=dict(type="list", elements="str", default=[]),
-        webhooks=dict(type="list", elements="str", default=[]),
-        conditions=dict(type="list", elements="dict", default=[], options=dict(
-            api_version=dict(type="str", required=True),
-            kind=dict(type="str", required=True),
-            name=dict(type="str", required=True),
-            namespace=dict(type="str"),
-            type=dict(type="str", required=True),
-            status=dict(type="str", default="True"),
-        )),
-        exists=dict(type="list", elements="dict", default=[], options=dict(
-            api_version=dict(type="str", required=True),
-            kind=dict(type="str", required=True),
-            name=dict(type="str", required=True),
-            namespace=dict(type="str"),
-        )),
+        crds=names, deployments=names, daemonsets=names, statefulsets=names, jobs=names, webhooks=names,
+        conditions=dict(type="list", elements="dict", default=[], options=_object_ref(
+            type=dict(type="str", required=True), status=dict(type="str", default="True"))),
+        exists=dict(type="list", elements="dict", default=[], options=_object_ref()),
         nodes_ready=dict(type="raw", default=False),
         timeout=dict(type="int", default=600),
         poll=dict(type="float", default=5),

@@ -19,7 +19,17 @@ description:
   - YAML is written with a safe dumper in block style; strings that YAML 1.1 would read as
     another type (C("off"), C("yes"), C("1.20")) stay quoted, so Talos and Kubernetes read
     back exactly the value that was meant.
-  - Refuses to write private key material (PEM private keys, age identities) into the tree.
+  - Refuses to write private key material (PEM private keys, age identities) or a Kubernetes Secret
+    with plaintext values into the tree.
+  - The components' C(secrets) (see O(components)) are the one kind of secret it writes, and only
+    SOPS-encrypted to the cell's age recipients (C(cell.age.recipients)); it decrypts the platform
+    secrets (C(cell.secrets.platform)) itself with the cell's identity (C(cell.age.identity)), so no
+    value passes through the task's arguments. An encrypted file is rewritten only when its
+    decrypted content, its recipient set or its C(encrypted_regex) changed. Without the platform
+    secrets, the identity or recipients it writes none, keeps what an earlier render wrote and says
+    why (result C(secrets.skipped)); in apply mode (C(cell.mode)) that is an error when a component
+    needs a Secret that is not C(optional).
+  - With O(cell) and recipients, writes the tree's C(.sops.yaml) creation rules (public keys only).
   - This is an action plugin; it runs on the controller and never on a managed node.
 author:
   - cellplatform contributors (@cellplatform)
@@ -76,8 +86,8 @@ options:
       - The layer's component records (the shape is documented in C(docs/development.md) and in the
         C(cellplatform.platform.component) role). For each enabled record the task writes its Helm
         values (C(<layer>/<name>/values.yaml)), its extra manifests (C(manifests.yaml)), its Namespace
-        (C(namespace.yaml)) and its Argo CD Application (C(<gitops path>/<name>.yaml)), and adds its
-        C(plan.json) entry.
+        (C(namespace.yaml)), its Argo CD Application (C(<gitops path>/<name>.yaml)) and its Secrets,
+        SOPS-encrypted with a KSOPS generator (C(<layer>/<name>/secrets/)), and adds its C(plan.json) entry.
       - Requires O(layer) and O(cell).
     type: list
     elements: dict
@@ -107,7 +117,8 @@ attributes:
     platforms: posix
     description: Runs on the controller; writes to the controller's filesystem.
 notes:
-  - Secrets never go through this module. Pass them to apply tasks with C(no_log).
+  - No secret value goes through this module's arguments; the components' Secrets are built from the
+    platform secrets it decrypts itself, and written only encrypted.
 """
 
 EXAMPLES = r"""
@@ -148,6 +159,15 @@ changed_files:
   type: list
   elements: str
   sample: ["plan.json", "PLAN.md"]
+secrets:
+  description:
+    - The components' Secrets of this render - C(rendered) (the encrypted files written or kept),
+      C(skipped) (why none could be rendered here, or null) and C(components) (those whose Secrets are
+      in the tree and whose Application has the KSOPS source).
+  returned: when a component of O(components) lists secrets
+  type: dict
+  sample: {"rendered": ["l1/external-dns/secrets/external-dns-credentials.sops.yaml"], "skipped": null,
+           "components": ["external-dns"]}
 """
 
 from ansible.module_utils.basic import AnsibleModule

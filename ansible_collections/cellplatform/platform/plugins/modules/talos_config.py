@@ -10,7 +10,7 @@ __metaclass__ = type
 DOCUMENTATION = r'''
 ---
 module: talos_config
-short_description: Generate every node's Talos machine config and the talosconfig, age-encrypted, in one call
+short_description: Generate every node's Talos machine config and the talosconfig, as SOPS files, in one call
 version_added: 0.1.0
 author:
   - cellplatform contributors (@cellplatform)
@@ -22,10 +22,11 @@ description:
     C(talosctl gen config --with-secrets ... --talos-version <contract>) with the common,
     control-plane and worker patches; set the talosconfig endpoints (the control-plane IPs, never
     the VIP) and default node; C(talosctl machineconfig patch) per node with that node's patch
-    (in parallel); optionally C(talosctl validate --strict) (in parallel); age-encrypt each result
-    to O(dest)/C(<name>.yaml.age) and the talosconfig to O(talosconfig_dest)."
-  - A file is only rewritten when its decrypted content differs, so a rerun reports
-    C(changed=false) and leaves every file byte-identical.
+    (in parallel); optionally C(talosctl validate --strict) (in parallel); encrypt each result with sops
+    to O(dest)/C(<name>.sops.yaml) and the talosconfig to O(talosconfig_dest)."
+  - A file is only rewritten when its decrypted content (compared as YAML data) or its recipient set
+    differs, so a rerun reports C(changed=false) and leaves every file byte-identical, and a change of
+    O(age_recipients) re-encrypts every file.
   - C(gen config) issues a new admin client certificate and key for the talosconfig each time, so
     two runs never produce the same talosconfig. The stored talosconfig is kept while it is
     equivalent - the same current context, the same set of contexts and, in each, the same
@@ -47,7 +48,7 @@ options:
     type: str
     required: true
   secrets_bundle:
-    description: The age-encrypted Talos secrets bundle written by M(cellplatform.platform.talos_secrets).
+    description: The Talos secrets bundle (a SOPS file) written by M(cellplatform.platform.talos_secrets).
     type: path
     required: true
   kubernetes_version:
@@ -85,7 +86,7 @@ options:
   nodes:
     description:
       - Every node of the cell, as dicts with C(name) (required; the config is stored as
-        O(dest)/C(<name>.yaml.age)), C(role) (required; C(controlplane) or C(worker)), C(ip)
+        O(dest)/C(<name>.sops.yaml)), C(role) (required; C(controlplane) or C(worker)), C(ip)
         (optional; returned with the node's result) and C(patch) (optional; the node's own
         strategic-merge patch files, applied in order).
       - The entries of C(cellplatform_cell.nodes) can be passed unchanged; their other keys
@@ -104,7 +105,7 @@ options:
     type: path
     required: true
   talosconfig_dest:
-    description: Path of the encrypted talosconfig, normally C(<secrets_dir>/talosconfig.age).
+    description: Path of the encrypted talosconfig, normally C(<secrets_dir>/talosconfig.sops.yaml).
     type: path
     required: true
   talos_endpoints:
@@ -142,7 +143,7 @@ options:
     type: path
 extends_documentation_fragment:
   - cellplatform.platform.talosctl
-  - cellplatform.platform.age
+  - cellplatform.platform.sops
 attributes:
   check_mode:
     support: full
@@ -152,7 +153,7 @@ attributes:
     description: Unified diff of each changed file with every secret value replaced by C(<redacted>).
 seealso:
   - module: cellplatform.platform.talos_secrets
-  - module: cellplatform.platform.age_file
+  - module: cellplatform.platform.sops_recipients
 '''
 
 EXAMPLES = r'''
@@ -160,7 +161,7 @@ EXAMPLES = r'''
   cellplatform.platform.talos_config:
     cluster_name: "{{ cellplatform_cell.name }}"
     cluster_endpoint: "{{ cellplatform_cell.api.endpoint }}"
-    secrets_bundle: "{{ cellplatform_cell.secrets_dir }}/talos-secrets.yaml.age"
+    secrets_bundle: "{{ cellplatform_cell.secrets_dir }}/talos-secrets.sops.yaml"
     talos_version: "{{ cellplatform_cell.talos.version }}"
     kubernetes_version: "{{ cellplatform_cell.talos.kubernetes_version }}"
     install_image: "{{ cellplatform_cell.talos.installer_image }}"
@@ -171,24 +172,24 @@ EXAMPLES = r'''
       worker: ["{{ cellplatform_cell.build_dir }}/l0/talos/patches/worker.yaml"]
     nodes: "{{ cellplatform_cell.nodes }}"
     node_patch_dir: "{{ cellplatform_cell.build_dir }}/l0/talos/nodes"
-    dest: "{{ cellplatform_work_dir }}/configs"
-    talosconfig_dest: "{{ cellplatform_cell.secrets_dir }}/talosconfig.age"
+    dest: "{{ cellplatform_cell.build_dir }}/talos/machineconfigs"
+    talosconfig_dest: "{{ cellplatform_cell.secrets_dir }}/talosconfig.sops.yaml"
     talos_endpoints: "{{ cellplatform_cell.talos_endpoints }}"
-    age_recipients: "{{ cellplatform_age_recipients }}"
-    age_identity: "{{ cellplatform_age_identity }}"
-    work_dir: "{{ cellplatform_work_dir }}"
+    age_recipients: "{{ cellplatform_cell.age.recipients }}"
+    age_identity: "{{ cellplatform_cell.age.identity }}"
+    work_dir: "{{ cellplatform_cell.work_dir }}"
 
 - name: Minimal, explicit node list
   cellplatform.platform.talos_config:
     cluster_name: cell
     cluster_endpoint: https://192.168.100.50:6443
-    secrets_bundle: inventories/production/secrets/talos-secrets.yaml.age
+    secrets_bundle: inventories/production/secrets/talos-secrets.sops.yaml
     install_image: factory.talos.dev/nocloud-installer/ce4c980550dd2ab1b17bbf2b08801c7eb59418eafe8f279833297925d67c7515:v1.13.9
     nodes:
       - {name: cp-1, role: controlplane, ip: 192.168.100.51, patch: [build/cell/l0/talos/nodes/cp-1.yaml]}
       - {name: worker-1, role: worker, ip: 192.168.100.61, patch: [build/cell/l0/talos/nodes/worker-1.yaml]}
     dest: ~/.cache/cellplatform/cell/configs
-    talosconfig_dest: inventories/production/secrets/talosconfig.age
+    talosconfig_dest: inventories/production/secrets/talosconfig.sops.yaml
     talos_endpoints: [192.168.100.51]
     age_recipients: [age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p]
 '''
@@ -221,7 +222,7 @@ nodes:
       description: Whether the file was (or, in check mode, would be) written.
       type: bool
   sample: [{"name": "cp-1", "role": "controlplane", "ip": "192.168.100.51",
-            "path": "/home/ops/.cache/cellplatform/cell/configs/cp-1.yaml.age", "changed": false}]
+            "path": "/home/ops/.cache/cellplatform/cell/configs/cp-1.sops.yaml", "changed": false}]
 changed_nodes:
   description: Names of the nodes whose config changed (or would change).
   returned: always
@@ -232,7 +233,7 @@ talosconfig:
   description: The encrypted talosconfig and whether it changed.
   returned: always
   type: dict
-  sample: {"path": "/srv/cell/inventories/production/secrets/talosconfig.age", "changed": false}
+  sample: {"path": "/srv/cell/inventories/production/secrets/talosconfig.sops.yaml", "changed": false}
 validated:
   description: Whether every config passed C(talosctl validate --strict) in this run.
   returned: always
@@ -252,7 +253,10 @@ import shutil
 from concurrent.futures import ThreadPoolExecutor
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.cellplatform.platform.plugins.module_utils import age_crypto
+from ansible_collections.cellplatform.platform.plugins.module_utils.private_files import (
+    atomic_write, ensure_private_dir, private_tempdir)
+from ansible_collections.cellplatform.platform.plugins.module_utils.sops import (
+    SOPS_COMMON_ARGS, Sops, SopsError, check_recipients, recipients_of_file)
 from ansible_collections.cellplatform.platform.plugins.module_utils.talosctl import (
     Talosctl, TalosctlError, TALOSCTL_COMMON_ARGS, talos_contract)
 
@@ -375,7 +379,7 @@ def check_inputs(module):
         name = node['name']
         if not NODE_NAME_RE.match(name or ''):
             problems.append("nodes[%d].name = %r is not a valid node name; use letters, digits, '-', '.' and '_' "
-                            "(it becomes the file name <name>.yaml.age)" % (index, name))
+                            "(it becomes the file name <name>.sops.yaml)" % (index, name))
         elif name in names:
             problems.append('nodes[%d].name = %r appears twice; every node needs a unique name' % (index, name))
         names.add(name)
@@ -492,16 +496,14 @@ class Generator(object):
                 code=exc.code, rc=exc.rc, stderr=exc.stderr, argv=exc.argv, kind=exc.kind)
 
 
-def run(module, talos, contract):
+def run(module, talos, sops, contract):
     params = module.params
-    identity = params['age_identity']
     recipients = params['age_recipients']
     # (check mode creates nothing: without the work dir, the private temp dir goes to the system temp dir)
-    with age_crypto.private_tempdir('talos-config-', params['work_dir'],
-                                    create_work_dir=not module.check_mode) as tmpdir:
+    with private_tempdir('talos-config-', params['work_dir'], create_work_dir=not module.check_mode) as tmpdir:
         os.mkdir(os.path.join(tmpdir, 'nodes'), 0o700)
         bundle = os.path.join(tmpdir, 'secrets.yaml')
-        age_crypto.atomic_write(bundle, age_crypto.decrypt_file(params['secrets_bundle'], identity))
+        atomic_write(bundle, sops.decrypt_file(params['secrets_bundle']))
         gen = Generator(module, talos, tmpdir, contract)
         out = gen.gen_config(bundle)
         nodes = params['nodes']
@@ -514,8 +516,9 @@ def run(module, talos, contract):
                 node, path = pair
                 with open(path, 'rb') as handle:
                     plaintext = handle.read()
-                dest = os.path.join(params['dest'], '%s.yaml.age' % node['name'])
-                needed, before = age_crypto.plan_write(dest, plaintext, recipients, identity)
+                dest = os.path.join(params['dest'], '%s.sops.yaml' % node['name'])
+                reason, before = sops.plan_write(dest, plaintext, recipients)
+                needed = reason is not None
                 return node, dest, plaintext, needed, before
 
             plans = list(pool.map(plan, zip(nodes, paths)))
@@ -523,34 +526,36 @@ def run(module, talos, contract):
         with open(os.path.join(out, 'talosconfig'), 'rb') as handle:
             talosconfig = handle.read()
         tc_dest = params['talosconfig_dest']
-        tc_needed, tc_before = age_crypto.plan_write(tc_dest, talosconfig, recipients, identity)
+        tc_reason, tc_before = sops.plan_write(tc_dest, talosconfig, recipients)
         if params['renew_talosconfig']:
-            tc_needed = True
-        elif tc_needed and tc_before is not None and talosconfig_equivalent(tc_before, talosconfig):
+            # An explicit renewal: the freshly issued admin certificate replaces the stored one.
+            tc_reason = 'renew'
+        elif tc_reason == 'content' and talosconfig_equivalent(tc_before, talosconfig):
             # Same cluster, endpoints and nodes; only the freshly issued admin cert differs. Keep the
-            # stored one unless the recipients changed.
-            tc_needed = age_crypto.recipients_changed(tc_dest, recipients)
+            # stored one, re-encrypted only when the recipient set changed.
             talosconfig = tc_before
+            tc_reason = None if recipients_of_file(tc_dest) == sorted(set(recipients)) else 'recipients'
+        tc_needed = tc_reason is not None
 
     # The plaintext is in memory now; the temp dir is gone before anything is encrypted and written.
     diffs = []
     results = []
     for node, dest, plaintext, needed, before in plans:
         if needed and not module.check_mode:
-            age_crypto.atomic_write(dest, age_crypto.encrypt(plaintext, recipients))
+            atomic_write(dest, sops.encrypt(plaintext, recipients, dest))
         if needed and module._diff:
             diffs.append(make_diff(dest, before, plaintext))
         results.append(dict(name=node['name'], role=node['role'], ip=node.get('ip'), path=dest, changed=needed))
     if tc_needed and not module.check_mode:
-        age_crypto.atomic_write(tc_dest, age_crypto.encrypt(talosconfig, recipients))
+        atomic_write(tc_dest, sops.encrypt(talosconfig, recipients, tc_dest))
     if tc_needed and module._diff:
         diffs.append(make_diff(tc_dest, tc_before, talosconfig))
 
-    wanted = set('%s.yaml.age' % node['name'] for node in params['nodes'])
+    wanted = set('%s.sops.yaml' % node['name'] for node in params['nodes'])
     orphaned = []
     if os.path.isdir(params['dest']):
         orphaned = sorted(os.path.join(params['dest'], f) for f in os.listdir(params['dest'])
-                          if f.endswith('.yaml.age') and f not in wanted)
+                          if f.endswith('.sops.yaml') and f not in wanted)
     changed_nodes = [r['name'] for r in results if r['changed']]
     result = dict(changed=bool(changed_nodes) or tc_needed, contract=contract, nodes=results,
                   changed_nodes=changed_nodes, talosconfig=dict(path=tc_dest, changed=tc_needed),
@@ -584,13 +589,11 @@ def main():
         validate_mode=dict(type='str', default='metal', choices=['metal', 'cloud', 'container']),
         parallelism=dict(type='int', default=16),
         work_dir=dict(type='path'),
-        age_recipients=dict(type='list', elements='str', default=[]),
-        age_identity=dict(type='path', default=age_crypto.DEFAULT_IDENTITY),
+        **SOPS_COMMON_ARGS
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
-    if not age_crypto.HAS_PYRAGE or not HAS_YAML:
-        module.fail_json(msg="talos_config needs the Python libraries pyrage and PyYAML on the controller: "
-                             "pip install 'pyrage>=1.2' PyYAML")
+    if not HAS_YAML:
+        module.fail_json(msg="talos_config needs the Python library PyYAML on the controller: pip install PyYAML")
     params = module.params
     for key in ('dest', 'talosconfig_dest', 'secrets_bundle'):
         params[key] = os.path.abspath(params[key])
@@ -603,11 +606,12 @@ def main():
         module.fail_json(msg='talos_config cannot run: ' + '; '.join(problems), problems=problems)
     talos = Talosctl(module)
     try:
-        age_crypto.parse_recipients(params['age_recipients'])
+        check_recipients(params['age_recipients'])
+        sops = Sops(params['age_identity'], binary=params['sops_binary'])
         if not module.check_mode:
-            age_crypto.ensure_private_dir(params['dest'])
-        result = run(module, talos, contract)
-    except age_crypto.AgeError as exc:
+            ensure_private_dir(params['dest'])
+        result = run(module, talos, sops, contract)
+    except SopsError as exc:
         module.fail_json(msg=str(exc))
     except TalosctlError as exc:
         failure = exc.to_result()

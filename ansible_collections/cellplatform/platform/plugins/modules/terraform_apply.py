@@ -189,8 +189,12 @@ EXAMPLES = r"""
   cellplatform.platform.terraform_apply:
     project_path: "{{ cellplatform_cell.build_dir }}/terraform"
     allow_destroy: "{{ cellplatform_terraform_allow_destroy | default(false) | bool }}"
-  environment:
-    PROXMOX_VE_API_TOKEN: "{{ lookup('cellplatform.platform.age_secret', 'proxmox_api_token') }}"
+    variables:
+      proxmox_api_token: >-
+        {{ lookup('community.sops.sops', cellplatform_cell.secrets.platform, age_keyfile=cellplatform_cell.age.identity)
+           | from_yaml | cellplatform.platform.secret_values(['proxmox_api_token'], cellplatform_cell.secrets.platform)
+           | first }}
+  no_log: true
   register: cell_vms
 
 - name: Show the VM ids

@@ -47,8 +47,9 @@ cellplatform_secrets_dir:
   layer: l0
   type: str
   description:
-    - Directory of the cell's age-encrypted secrets (Talos bundle, talosconfig, kubeconfig, C(platform.yaml.age),
-      C(linkerd-*.age)).
+    - Directory of the cell's secrets, every one a SOPS file with age recipients (C(talos-secrets.sops.yaml),
+      C(talosconfig.sops.yaml), C(kubeconfig.sops.yaml), C(platform.sops.yaml), C(linkerd-*.sops)) and the
+      C(.sops.yaml) creation rules written from C(cellplatform_age_recipients); see docs/secrets.md.
 cellplatform_network:
   layer: l0
   type: dict
@@ -139,7 +140,29 @@ cellplatform_talos_schematic_id:
   layer: l0
   type: str
   description:
-    - 64-character hex ID of the Image Factory schematic (the reference one contains siderolabs/qemu-guest-agent).
+    - 64-character hex ID of the Image Factory schematic (the reference one contains siderolabs/qemu-guest-agent,
+      siderolabs/iscsi-tools and siderolabs/util-linux-tools).
+    - Must be the ID of C(cellplatform_talos_schematic) (the preflight computes it).
+cellplatform_talos_schematic:
+  layer: l0
+  type: dict
+  description:
+    - 'The customization of the Image Factory schematic C(cellplatform_talos_schematic_id) was made from (what you
+      POST to https://factory.talos.dev/schematics): its official system extensions and kernel arguments, in the
+      schematic''s order.'
+    - The preflight computes the Image Factory's content-addressed ID of exactly this schematic and requires it to
+      equal C(cellplatform_talos_schematic_id), so the declared extensions are the ones the nodes boot with.
+      Longhorn needs C(siderolabs/iscsi-tools) and C(siderolabs/util-linux-tools).
+  options:
+    extensions:
+      type: list
+      elements: str
+      description: Official system extensions (C(customization.systemExtensions.officialExtensions)), e.g.
+        C(siderolabs/qemu-guest-agent); may be empty.
+    extra_kernel_args:
+      type: list
+      elements: str
+      description: Kernel arguments baked into the schematic (C(customization.extraKernelArgs)); optional.
 cellplatform_talos_platform:
   layer: l0
   type: str
@@ -147,7 +170,8 @@ cellplatform_talos_platform:
     - nocloud
     - metal
   description:
-    - Talos platform of the installer image; C(proxmox) provisioning needs C(nocloud).
+    - Talos platform of the installer image; C(proxmox) provisioning needs C(nocloud), bare metal uses C(metal)
+      (docs/bare-metal.md).
 cellplatform_talos_install_disk:
   layer: l0
   type: str
@@ -159,13 +183,14 @@ cellplatform_age_recipients:
   elements: str
   description:
     - age public keys (C(age1...)) the cell's secrets are encrypted to; required and non-empty in apply mode.
-    - The Talos secrets bundle, talosconfig and kubeconfig are encrypted to them.
+    - Every SOPS file of the cell (inventory secrets, machine configs, the GitOps tree's Secrets) is encrypted to
+      exactly this set, and the C(.sops.yaml) files list it; any change of the set re-encrypts every file.
 cellplatform_age_identity:
   layer: l0
   type: str
   description:
-    - age identity file that decrypts the cell's secrets (the SOPS key file works); required in apply mode.
-    - Decrypts the Talos bundle, the Proxmox token and the configs in apply mode.
+    - age identity file sops decrypts the cell's secrets with (C(SOPS_AGE_KEY_FILE)); required in apply mode.
+    - Its keys that are recipients also go to Argo CD's repo-server (Secret C(argocd/sops-age)) for KSOPS.
 cellplatform_provisioner:
   layer: l0
   type: str
@@ -238,6 +263,10 @@ cellplatform_node_sizes:
         disk_gib:
           type: int
           description: Boot disk in GiB (10-65536).
+        data_disk_gib:
+          type: int
+          description: Second disk (C(scsi1)) of each static worker VM in GiB for the storage user volume (0 or
+            unset = none); with C(cellplatform_storage.volume.type) C(partition) at least its C(min_size_gib).
 cellplatform_karpenter:
   layer: l1
   type: dict
@@ -315,7 +344,7 @@ cellplatform_kubeconfig:
   type: str
   description:
     - An admin kubeconfig of this cell to use as it is. Unset (the default), L0 fetches one, stores it encrypted as
-      C(<secrets_dir>/kubeconfig.age) and every layer decrypts it into the work directory; a kubeconfig named here
+      C(<secrets_dir>/kubeconfig.sops.yaml) and every layer decrypts it into the work directory; a kubeconfig named here
       is never written.
 cellplatform_terraform_allow_destroy:
   layer: l0
@@ -352,17 +381,18 @@ cellplatform_node_vm_id:
     - 'Optional host variable: Proxmox VM ID of this node instead of C(vm_id_base) plus the last octet.'
     - Read through the cell model (Terraform VM IDs).
 cellplatform_dns_domain:
-  layer: l1
+  layer: l0
   type: str
   description:
     - DNS domain of the cell; every external-dns domain filter must lie within it.
-    - Validated by the L1 preflight against the external-dns domain filters.
+    - Every platform UI is published as C(https://<name>.<dns domain>) through the shared Gateway (its wildcard
+      certificate is C(*.<dns domain>)), so L0 already needs it for the routes of its components.
 cellplatform_external_dns:
   layer: l1
   type: dict
   description:
     - 'external-dns settings: provider, policy, TXT owner, domain filters and the provider''s server settings (secrets
-      come from C(platform.yaml.age)).'
+      come from C(platform.sops.yaml)).'
   options:
     provider:
       type: str
@@ -387,7 +417,7 @@ cellplatform_external_dns:
     rfc2136:
       type: dict
       description: RFC2136 server, zone and TSIG key name/algorithm (provider C(rfc2136)); the TSIG secret comes
-        from C(platform.yaml.age).
+        from C(platform.sops.yaml).
       options:
         host:
           type: str
@@ -416,7 +446,7 @@ cellplatform_external_dns:
           description: List records by zone transfer (C(--rfc2136-axfr)); required for policy C(sync).
     pdns:
       type: dict
-      description: PowerDNS API endpoint (provider C(pdns)); the API key comes from C(platform.yaml.age).
+      description: PowerDNS API endpoint (provider C(pdns)); the API key comes from C(platform.sops.yaml).
       options:
         server:
           type: str
@@ -457,6 +487,103 @@ cellplatform_linkerd:
     issuer_renew_before_days:
       type: int
       description: Renew the issuer when it expires within this many days (shorter than the issuer lifetime).
+# --- storage, shared Gateway and TLS (storage/TLS/Gateway work) ---------------------------------
+cellplatform_storage:
+  layer: l0
+  type: dict
+  description:
+    - 'The default StorageClass of the cell: C(longhorn) (replicated block storage; needs the Talos extensions
+      siderolabs/iscsi-tools and siderolabs/util-linux-tools) or C(local-path) (node-local directories, no
+      replication; for small cells).'
+    - Each static worker gets a Talos user volume (C(UserVolumeConfig), mounted at C(/var/mnt/<name>)) the provider
+      keeps its data on; Karpenter's dynamic workers never hold data.
+  options:
+    provider:
+      type: str
+      choices:
+        - longhorn
+        - local-path
+      description: The storage provider; its StorageClass (C(longhorn) or C(local-path)) becomes the cluster default.
+    volume:
+      type: dict
+      description: The Talos user volume on every static worker.
+      options:
+        type:
+          type: str
+          choices:
+            - partition
+            - directory
+          description: C(partition) (a partition on the disk C(disk_selector) picks, sized by C(min_size_gib) and
+            C(max_size_gib)) or C(directory) (a directory on the EPHEMERAL volume; no quota, no spare disk needed).
+        disk_selector:
+          type: str
+          description: CEL expression selecting the disk of the partition (Talos C(provisioning.diskSelector.match)),
+            e.g. C(!system_disk); C(partition) only.
+        min_size_gib:
+          type: int
+          description: Smallest size of the partition in GiB (1-65536); C(partition) only.
+        max_size_gib:
+          type: int
+          description: Largest size of the partition in GiB (at least C(min_size_gib)); unset = the rest of the disk.
+    longhorn:
+      type: dict
+      description: Longhorn settings (provider C(longhorn)).
+      options:
+        replicas:
+          type: int
+          description: Replicas of every volume of the default StorageClass (1 to the number of static workers).
+        reserved_percent:
+          type: int
+          description: Share of each node's disk Longhorn never schedules replicas on (0-90; low for a dedicated
+            partition, 25 or more for a directory on EPHEMERAL).
+cellplatform_gateway:
+  layer: l0
+  type: dict
+  description:
+    - 'The shared Gateway every platform UI is published through (Cilium Gateway API, HTTPS with a wildcard
+      certificate for C(*.<dns domain>), HTTP redirected to HTTPS): its fixed LoadBalancer address.'
+  options:
+    address:
+      type: str
+      description: The Gateway's IPv4 address, inside C(cellplatform_lb_pool) (reserved there, never handed out
+        automatically).
+    name:
+      type: str
+      description: Name of the Gateway object (a DNS label); default C(platform).
+    namespace:
+      type: str
+      description: Its namespace (a DNS label); default C(gateway).
+cellplatform_tls:
+  layer: l1
+  type: dict
+  description:
+    - 'Where every certificate of the cell comes from: one cert-manager ClusterIssuer, C(acme) (ACME DNS-01 over
+      RFC2136 with the DNS server and TSIG key of external-dns) or C(internal-ca) (a root CA the collection creates
+      once and keeps encrypted; for offline cells).'
+  options:
+    issuer:
+      type: str
+      choices:
+        - internal-ca
+        - acme
+      description: The ClusterIssuer every certificate uses.
+    acme:
+      type: dict
+      description: ACME account (issuer C(acme)); needs C(cellplatform_external_dns.provider) C(rfc2136).
+      options:
+        server:
+          type: str
+          description: ACME directory URL (https), e.g. C(https://acme-v02.api.letsencrypt.org/directory).
+        email:
+          type: str
+          description: Contact e-mail address of the ACME account.
+    ca:
+      type: dict
+      description: The internal root CA (issuer C(internal-ca)).
+      options:
+        lifetime_days:
+          type: int
+          description: Validity of the root certificate in days (365-36500); it is never regenerated while valid.
 """)
 
 HOST_VARIABLES = tuple(name for name, spec in INVENTORY_SCHEMA.items() if spec.get("scope") == "host")

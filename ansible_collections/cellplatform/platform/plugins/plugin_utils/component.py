@@ -7,7 +7,8 @@ A layer role lists its components as records (data, see ``RECORD_FIELDS``); ever
 collection does with a component follows from its record:
 
 * render: ``render_files_for`` -> values, extra manifests, namespace and the Argo CD Application,
-  ``plan_entries`` -> the layer's plan.json entries;
+  ``plan_entries`` -> the layer's plan.json entries, ``secret_documents`` + ``secrets_files`` ->
+  the component's Secrets (SOPS-encrypted by the render action) with their KSOPS generator;
 * apply: the internal ``cellplatform.platform.component`` role runs the records returned by
   ``select_for_run`` (namespace -> prerequisite CRDs -> Secrets -> Helm release -> gate ->
   manifests -> gate).
@@ -21,10 +22,18 @@ import posixpath
 import re
 from collections.abc import Mapping
 
+from ansible_collections.cellplatform.platform.plugins.plugin_utils.secret_values import (
+    MISSING, SecretValueError, as_string, pick)
+
 SYSTEM_NAMESPACES = ("kube-system", "kube-public", "kube-node-lease", "default")
 POD_SECURITY_LEVELS = ("privileged", "baseline", "restricted")
 GATE_KINDS = ("crds", "deployments", "daemonsets", "statefulsets", "webhooks", "jobs", "conditions", "exists")
 PART_OF = "cellplatform"
+SECRET_FIELDS = ("name", "namespace", "type", "labels", "string_data", "optional", "keys")
+# The KSOPS exec KRM function (viaduct-ai/kustomize-sops v4) that decrypts a component's Secrets
+# in Argo CD's repo-server; its generator file sits next to the encrypted Secrets.
+KSOPS_GENERATOR = "ksops.yaml"
+KUSTOMIZATION = "kustomization.yaml"
 _NONE = type(None)
 _NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 
@@ -47,8 +56,9 @@ RECORD_FIELDS = {
     "remote_manifests": (list, [], "[{url, checksum}]: pinned upstream manifests (e.g. CRD bundles) applied "
                                    "server-side before the release"),
     "requires_crds": (list, [], "CRDs that must be Established before the release is installed"),
-    "secrets": (list, [], "[{name, namespace, type, keys: {key: <platform secret key>}}]: Secrets created at "
-                          "apply time from the encrypted platform secrets"),
+    "secrets": (list, [], "[{name, namespace, type, labels, string_data, optional, keys: {key: <platform secret "
+                          "key>}}]: Secrets built from the platform secrets, created at apply time and rendered "
+                          "SOPS-encrypted for Argo CD (KSOPS)"),
     "prepare": ((dict, _NONE), None, "{role, tasks_from}: a layer task file run after the namespace and "
                                      "before the release (certificates, composite Secrets)"),
     "gate": (dict, {}, "what says the release is ready: crds, deployments, daemonsets, statefulsets, "
@@ -59,10 +69,12 @@ RECORD_FIELDS = {
     "depends_on": (list, [], "components that must be ready first (an earlier component of this layer, "
                              "or a component of a lower layer)"),
     "sync_wave": (int, 0, "Argo CD sync wave of its Application"),
-    "argocd": (dict, {}, "Application extras: ignore_differences, sync_options"),
+    "argocd": (dict, {}, "Application extras: ignore_differences, sync_options, sources (where Argo CD finds "
+                         "what remote_manifests applies: [{repoURL, targetRevision, path}])"),
     "plan": (dict, {}, "extra plan.json keys of the component (notes, address_range)"),
     "ui": (list, [], "[{host, service, port, path, title}]: web UIs published through the shared Gateway at "
-                     "https://<host>.<dns domain> (host defaults to the component name)"),
+                     "https://<host>.<dns domain> (host defaults to the component name); rendered as HTTPRoutes "
+                     "to <layer>/<name>/routes.yaml and applied after the manifests"),
     "network": (dict, {}, "{ingress: [rule], egress: [rule]}, rule {peer, ports, protocol}: the traffic the "
                           "component needs, from which its network policy is generated"),
 }
@@ -72,6 +84,8 @@ RECORD_FIELDS = {
 # namespace (namespace:<name>) or an address block (cidr:<cidr>).
 NETWORK_PEERS = ("apiserver", "gateway", "monitoring", "cluster", "nodes", "world")
 NETWORK_PEER_PREFIXES = ("namespace:", "cidr:")
+ARGOCD_EXTRAS = ("ignore_differences", "sync_options", "sources")
+GATEWAY_API = "gateway.networking.k8s.io"
 
 
 class ComponentError(ValueError):
@@ -165,15 +179,55 @@ def normalise(record, layer=None):
     for idx, item in enumerate(out["remote_manifests"]):
         if not isinstance(item, Mapping) or not item.get("url") or not str(item.get("checksum", "")).startswith("sha256:"):
             raise ComponentError("component %s: remote_manifests[%d] needs url and checksum 'sha256:<hex>'" % (name, idx))
-    for idx, secret in enumerate(out["secrets"]):
-        if not isinstance(secret, Mapping) or not secret.get("name") or not isinstance(secret.get("keys"), Mapping):
-            raise ComponentError("component %s: secrets[%d] needs name and keys {key: <platform secret key>}"
-                                 % (name, idx))
+    out["secrets"] = [_secret_entry(name, idx, secret) for idx, secret in enumerate(out["secrets"])]
+    names = [secret["name"] for secret in out["secrets"]]
+    if len(set(names)) != len(names):
+        raise ComponentError("component %s: secrets lists a Secret name twice (%s)" % (name, ", ".join(names)))
     if out["prepare"] is not None and not out["prepare"].get("tasks_from"):
         raise ComponentError("component %s: prepare needs tasks_from (and role)" % name)
     out["ui"] = [_ui_entry(name, idx, item) for idx, item in enumerate(out["ui"])]
+    hosts = [ui["host"] for ui in out["ui"]]
+    if len(set(hosts)) != len(hosts):
+        raise ComponentError("component %s: ui lists host %s twice; give each UI its own host"
+                             % (name, next(h for h in hosts if hosts.count(h) > 1)))
     _check_network(name, out["network"])
+    _check_argocd(name, out["argocd"])
     return out
+
+
+def _secret_entry(name, idx, secret):
+    where = "component %s: secrets[%d]" % (name, idx)
+    if not isinstance(secret, Mapping) or not secret.get("name") or not isinstance(secret.get("keys"), Mapping):
+        raise ComponentError("%s needs name and keys {key: <platform secret key>}" % where)
+    unknown = sorted(set(secret) - set(SECRET_FIELDS))
+    if unknown:
+        raise ComponentError("%s has unknown key(s) %s; a Secret is {%s}"
+                             % (where, ", ".join(unknown), ", ".join(SECRET_FIELDS)))
+    if not _NAME_RE.match(str(secret["name"])):
+        raise ComponentError("%s: name %r must be a DNS label" % (where, secret["name"]))
+    for field in ("labels", "string_data"):
+        value = secret.get(field) or {}
+        if not isinstance(value, Mapping) or not all(isinstance(v, str) for v in value.values()):
+            raise ComponentError("%s: %s must map names to strings" % (where, field))
+    if not secret["keys"] and not secret.get("string_data"):
+        raise ComponentError("%s: keys is empty; list the platform secrets the Secret holds" % where)
+    optional = _coerce(secret.get("optional", False), bool)
+    if not isinstance(optional, bool):
+        raise ComponentError("%s: optional must be true or false" % where)
+    return {"name": str(secret["name"]), "namespace": secret.get("namespace"), "type": secret.get("type") or "Opaque",
+            "labels": dict(secret.get("labels") or {}), "string_data": dict(secret.get("string_data") or {}),
+            "optional": optional, "keys": dict((str(k), str(v)) for k, v in secret["keys"].items())}
+
+
+def _check_argocd(name, extras):
+    unknown = sorted(set(extras) - set(ARGOCD_EXTRAS))
+    if unknown:
+        raise ComponentError("component %s: argocd has unknown key(s) %s; known: %s"
+                             % (name, ", ".join(unknown), ", ".join(ARGOCD_EXTRAS)))
+    sources = extras.get("sources") or []
+    if not isinstance(sources, list) or not all(isinstance(src, Mapping) and src.get("repoURL") for src in sources):
+        raise ComponentError("component %s: argocd.sources must be a list of Application sources, each with a "
+                             "repoURL (and targetRevision, path)" % name)
 
 
 def _ui_entry(name, idx, item):
@@ -226,12 +280,18 @@ def records_for(records, layer):
     """The enabled records of ``layer``, normalised, names unique, dependencies in order."""
     out = []
     seen = {}
+    hosts = {}
     for record in records or []:
         rec = normalise(record, layer)
         if not rec["enabled"]:
             continue
         if rec["name"] in seen:
             raise ComponentError("component %s is listed twice in layer %s" % (rec["name"], layer))
+        for ui in rec["ui"]:
+            if ui["host"] in hosts:
+                raise ComponentError("components %s and %s both publish a UI as host %s; give one another host"
+                                     % (hosts[ui["host"]], rec["name"], ui["host"]))
+            hosts[ui["host"]] = rec["name"]
         for dep in rec["depends_on"]:
             if dep == rec["name"]:
                 raise ComponentError("component %s depends on itself" % dep)
@@ -267,7 +327,58 @@ def paths(rec):
         "namespace": base + "/namespace.yaml" if rec["namespace_create"] else None,
         "values": base + "/values.yaml" if rec["chart"] else None,
         "manifests": base + "/manifests.yaml" if rec["manifests"] else None,
+        "secrets": base + "/secrets" if rec["secrets"] else None,
+        "routes": base + "/routes.yaml" if rec["ui"] else None,
     }
+
+
+def _shared_gateway(rec, cell):
+    """(gateway model, DNS domain) of the cell, or a ComponentError when a UI cannot be routed."""
+    gateway = (cell or {}).get("gateway") or {}
+    domain = (cell or {}).get("dns_domain")
+    if not gateway.get("name") or not gateway.get("namespace") or not gateway.get("https_listener") or not domain:
+        raise ComponentError("component %s publishes a UI (ui), but the cell model has no shared Gateway or DNS "
+                             "domain (cellplatform_gateway, cellplatform_dns_domain)" % rec["name"])
+    return gateway, domain
+
+
+def ui_urls(rec, cell):
+    """The component's UIs as plan entries: [{url, title, service, port}]."""
+    if not rec["ui"]:
+        return []
+    _gateway, domain = _shared_gateway(rec, cell)
+    return [{"url": "https://%s.%s%s" % (ui["host"], domain, "" if ui["path"] == "/" else ui["path"]),
+             "title": ui["title"], "service": ui["service"], "port": ui["port"]} for ui in rec["ui"]]
+
+
+def route_documents(rec, cell):
+    """One HTTPRoute per UI: https://<host>.<dns domain><path> -> the UI's Service, through the shared
+    Gateway's HTTPS listener (its wildcard certificate covers every <host>.<dns domain>)."""
+    if not rec["ui"]:
+        return []
+    gateway, domain = _shared_gateway(rec, cell)
+    docs = []
+    for ui in rec["ui"]:
+        docs.append({
+            "apiVersion": "%s/v1" % GATEWAY_API,
+            "kind": "HTTPRoute",
+            "metadata": {
+                "name": "%s-ui" % ui["host"],
+                "namespace": rec["namespace"],
+                "labels": {"app.kubernetes.io/part-of": PART_OF, "app.kubernetes.io/managed-by": PART_OF,
+                           "cellplatform.io/component": rec["name"]},
+            },
+            "spec": {
+                "parentRefs": [{"group": GATEWAY_API, "kind": "Gateway", "name": gateway["name"],
+                                "namespace": gateway["namespace"], "sectionName": gateway["https_listener"]}],
+                "hostnames": ["%s.%s" % (ui["host"], domain)],
+                "rules": [{
+                    "matches": [{"path": {"type": "PathPrefix", "value": ui["path"]}}],
+                    "backendRefs": [{"name": ui["service"], "port": ui["port"]}],
+                }],
+            },
+        })
+    return docs
 
 
 def namespace_document(rec):
@@ -281,14 +392,14 @@ def namespace_document(rec):
 
 def _manifest_files(rec):
     p = paths(rec)
-    return [x for x in (p["namespace"], p["manifests"]) if x]
+    return [x for x in (p["namespace"], p["manifests"], p["routes"]) if x]
 
 
 def application_path(rec, gitops):
     return "%s/%s.yaml" % (gitops.get("path") or "apps", rec["name"])
 
 
-def plan_entry(rec, gitops):
+def plan_entry(rec, gitops, cell=None):
     """The component's plan.json entry: what is deployed, from where, and where its files are."""
     p = paths(rec)
     entry = {
@@ -305,6 +416,10 @@ def plan_entry(rec, gitops):
                      release=rec["chart"]["release"], values_file=p["values"])
     if rec["depends_on"]:
         entry["depends_on"] = list(rec["depends_on"])
+    if rec["remote_manifests"]:
+        entry["remote_manifests"] = [item["url"] for item in rec["remote_manifests"]]
+    if rec["ui"]:
+        entry["ui"] = ui_urls(rec, cell)
     entry.update(dict(rec["plan"]))
     return entry
 
@@ -316,12 +431,73 @@ PSA_PRIVILEGED = {
 }
 
 
-def application(rec, gitops, destination_server="https://kubernetes.default.svc"):
+def secret_documents(rec, platform, source):
+    """The Secret objects of a component, values from the decrypted platform secrets ``platform``.
+
+    The same objects the apply creates (filter component_secrets) and the render writes encrypted.
+    A Secret marked ``optional`` leaves out keys the platform secrets do not have and is dropped when
+    none of them is there (e.g. repository credentials of a public repository).
+    """
+    docs = []
+    for secret in rec["secrets"]:
+        refs = list(secret["keys"].items())
+        try:
+            values = pick(platform, [ref for _key, ref in refs], source, optional=secret["optional"])
+            data = dict(secret["string_data"])
+            found = 0
+            for (key, ref), value in zip(refs, values):
+                if value is MISSING:
+                    continue
+                data[key] = as_string(value, ref, source)
+                found += 1
+        except SecretValueError as exc:
+            raise ComponentError("component %s, Secret %s: %s" % (rec["name"], secret["name"], exc))
+        if refs and not found:
+            continue
+        labels = {"app.kubernetes.io/part-of": PART_OF, "app.kubernetes.io/managed-by": PART_OF}
+        labels.update(secret["labels"])
+        docs.append({
+            "apiVersion": "v1", "kind": "Secret", "type": secret["type"],
+            "metadata": {"name": secret["name"], "namespace": secret["namespace"] or rec["namespace"],
+                         "labels": labels},
+            "stringData": data,
+        })
+    return docs
+
+
+def secret_file(rec, name):
+    """Path of the encrypted manifest of the component's Secret ``name``."""
+    return "%s/%s.sops.yaml" % (paths(rec)["secrets"], name)
+
+
+def secrets_files(rec, documents):
+    """render_files entries of the KSOPS generator and its kustomization for ``documents``."""
+    base = paths(rec)["secrets"]
+    generator = {
+        "apiVersion": "viaduct.ai/v1",
+        "kind": "ksops",
+        "metadata": {
+            "name": "%s-secrets" % rec["name"],
+            "annotations": {"config.kubernetes.io/function": "exec:\n  path: ksops\n"},
+        },
+        "files": ["./%s" % posixpath.basename(secret_file(rec, doc["metadata"]["name"])) for doc in documents],
+    }
+    kustomization = {
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
+        "generators": ["./%s" % KSOPS_GENERATOR],
+    }
+    return [{"path": "%s/%s" % (base, KUSTOMIZATION), "data": kustomization},
+            {"path": "%s/%s" % (base, KSOPS_GENERATOR), "data": generator}]
+
+
+def application(rec, gitops, destination_server="https://kubernetes.default.svc", with_secrets=False):
     """The Argo CD Application that deploys the component exactly as the collection does.
 
     Same chart, version, release name and values file as the Ansible apply, so Argo CD adopts
     the release instead of fighting it; values and extra manifests come from the GitOps
-    repository, which holds the rendered build tree at its root.
+    repository, which holds the rendered build tree at its root. ``with_secrets``: the
+    component's SOPS-encrypted Secrets are in the tree, added as a kustomize source (KSOPS).
     """
     repo_url, revision = gitops.get("repo_url"), gitops.get("revision")
     if not repo_url or not revision:
@@ -347,6 +523,14 @@ def application(rec, gitops, destination_server="https://kubernetes.default.svc"
             "path": posixpath.dirname(manifest) or ".",
             "directory": {"include": posixpath.basename(manifest)},
         })
+    if with_secrets:
+        # A kustomization whose KSOPS generator decrypts the Secrets in the repo-server.
+        sources.append({"repoURL": repo_url, "targetRevision": revision, "path": p["secrets"], "kustomize": {}})
+    # What remote_manifests applies, as Argo CD finds it (e.g. the upstream repository at the tag).
+    sources.extend(dict(src) for src in rec["argocd"].get("sources") or [])
+    if not sources:
+        raise ComponentError("component %s: its Argo CD Application would have no source; give remote_manifests "
+                             "an argocd.sources entry (where Argo CD finds the same manifests)" % rec["name"])
     sync_options = ["CreateNamespace=true", "ServerSideApply=true"]
     if _manifest_files(rec):
         # Custom resources of a chart's own CRDs: skip the dry run until the CRDs exist.
@@ -385,8 +569,12 @@ def application(rec, gitops, destination_server="https://kubernetes.default.svc"
     }
 
 
-def render_files_for(records, gitops):
-    """render_files ``files`` entries of normalised records (values, manifests, namespace, app)."""
+def render_files_for(records, gitops, cell=None, with_secrets=()):
+    """render_files ``files`` entries of normalised records (values, manifests, namespace, UI routes, app).
+
+    ``cell``: the cell model (the shared Gateway and DNS domain of UI routes); ``with_secrets``:
+    names of the components whose encrypted Secrets are in the tree.
+    """
     files = []
     for rec in records:
         p = paths(rec)
@@ -396,12 +584,23 @@ def render_files_for(records, gitops):
             files.append({"path": p["values"], "data": rec["values"]})
         if p["manifests"]:
             files.append({"path": p["manifests"], "documents": list(rec["manifests"])})
-        files.append({"path": application_path(rec, gitops), "data": application(rec, gitops)})
+        if p["routes"]:
+            files.append({"path": p["routes"], "documents": route_documents(rec, cell)})
+        files.append({"path": application_path(rec, gitops),
+                      "data": application(rec, gitops, with_secrets=rec["name"] in with_secrets)})
     return files
 
 
-def plan_entries(records, gitops):
-    return [plan_entry(rec, gitops) for rec in records]
+def plan_entries(records, gitops, cell=None, with_secrets=()):
+    entries = []
+    for rec in records:
+        entry = plan_entry(rec, gitops, cell)
+        if rec["secrets"]:
+            entry["secrets"] = [secret["name"] for secret in rec["secrets"]]
+            if rec["name"] in with_secrets:
+                entry["secrets_path"] = paths(rec)["secrets"]
+        entries.append(entry)
+    return entries
 
 
 def selected(rec, run_tags, skip_tags):

@@ -20,15 +20,30 @@ from ansible_collections.cellplatform.platform.plugins.module_utils.cell_model i
     LAYER_TITLES as _LAYER_TITLES,
     PLAN_CELL_KEYS,
 )
+from ansible_collections.cellplatform.platform.plugins.module_utils.sops import KUBERNETES_SECRET_REGEX
 
 PLAN_JSON = "plan.json"
 PLAN_MD = "PLAN.md"
+# The build tree's sops creation rules (public keys only): the machine configs are encrypted whole,
+# every other *.sops.yaml (a component's Secret manifests) only in data/stringData.
+SOPS_CONFIG = ".sops.yaml"
+MACHINECONFIGS_PATH_REGEX = r"^talos/machineconfigs/[^/]+\.sops\.yaml$"
+SECRET_MANIFESTS_PATH_REGEX = r"\.sops\.yaml$"
 PLAN_FORMAT_VERSION = 1
 LAYER_TITLES = dict(_LAYER_TITLES)
 
 # Private key material must never reach the build tree (it is committed to GitOps repos).
 _PRIVATE_KEY_RE = re.compile(r"-----BEGIN ([A-Z0-9 ]+ )?PRIVATE KEY-----")
 _AGE_IDENTITY_RE = re.compile(r"AGE-SECRET-KEY-1[0-9A-Z]{50,}")
+
+
+def gitops_sops_rules(recipients):
+    """The creation rules of the build tree's .sops.yaml (module_utils/sops.py creation_rules format)."""
+    return [
+        {"path_regex": MACHINECONFIGS_PATH_REGEX, "recipients": list(recipients)},
+        {"path_regex": SECRET_MANIFESTS_PATH_REGEX, "recipients": list(recipients),
+         "encrypted_regex": KUBERNETES_SECRET_REGEX},
+    ]
 
 
 class RenderError(Exception):
@@ -101,7 +116,7 @@ def dump_json(data):
 
 
 def serialise(entry):
-    """Return the bytes for one ``files`` entry of render_files."""
+    """Return the bytes for one ``files`` entry of render_files (never a plaintext Secret or private key)."""
     path = entry["path"]
     fmt = entry.get("format") or _format_from_path(path, entry)
     if entry.get("content") is not None:
@@ -111,9 +126,11 @@ def serialise(entry):
     elif entry.get("documents") is not None:
         if fmt != "yaml":
             raise RenderError("%s: 'documents' can only be written as YAML (format: yaml)" % path)
+        check_no_plaintext_secret(path, entry["documents"])
         text = dump_yaml_documents(entry["documents"])
     else:
         data = entry.get("data")
+        check_no_plaintext_secret(path, [data])
         if fmt == "json":
             text = dump_json(data)
         elif fmt == "yaml":
@@ -132,6 +149,17 @@ def _format_from_path(path, entry):
     if path.endswith((".yaml", ".yml")):
         return "yaml"
     return "yaml" if entry.get("documents") is not None else "json"
+
+
+def check_no_plaintext_secret(path, documents):
+    """Refuse Kubernetes Secrets with values: they reach the tree only SOPS-encrypted."""
+    for doc in documents or []:
+        if isinstance(doc, Mapping) and doc.get("kind") == "Secret" and (doc.get("data") or doc.get("stringData")):
+            name = (doc.get("metadata") or {}).get("name")
+            raise RenderError(
+                "%s: refusing to write the Secret %s with plaintext values into the build tree. Fix: list it in the "
+                "component's secrets field (values from the platform secrets), which renders it SOPS-encrypted for "
+                "Argo CD (KSOPS) and creates it at apply time." % (path, name))
 
 
 def check_no_secrets(path, text):
@@ -209,12 +237,18 @@ def network_rows(plan):
     if pool.get("start"):
         rows.append((_ip(pool["start"]), "%s-%s" % (pool["start"], pool["end"]),
                      "LoadBalancer pool, %s addresses (MetalLB)" % pool.get("size", "?")))
+    gateway = cell.get("gateway") or {}
+    if gateway.get("address"):
+        rows.append((_ip(gateway["address"]), str(gateway["address"]),
+                     "Gateway %s/%s (HTTPS %s), reserved in the pool" % (
+                         gateway.get("namespace"), gateway.get("name"), gateway.get("hostname"))))
     for comp in plan.get("components") or []:
         rng = comp.get("address_range")
         if rng and rng.get("start"):
             rows.append((_ip(rng["start"]), "%s-%s" % (rng["start"], rng["end"]),
                          rng.get("label") or "%s addresses" % comp["name"]))
-    rows.sort(key=lambda r: (r[0], r[1]))
+    # by address; a range before the single addresses it starts with (the pool before the Gateway)
+    rows.sort(key=lambda r: (r[0], "-" not in r[1], r[1]))
     return rows
 
 
@@ -238,6 +272,12 @@ def render_plan_md(plan):
                 net.get("cidr", ""), net.get("gateway", ""), ", ".join(net.get("nameservers", []))),
             "| pod / service CIDR | %s / %s |" % (cell.get("pod_cidr", ""), cell.get("service_cidr", "")),
             "| bootstrap node | %s |" % cell.get("bootstrap_node", ""),
+        ]
+        if talos.get("schematic_extensions") is not None:
+            lines.append("| schematic extensions | %s |" % (", ".join(talos["schematic_extensions"]) or "none"))
+        if cell.get("storage"):
+            lines.append("| storage | %s |" % _storage_text(cell["storage"]))
+        lines += [
             "",
             "## Network", "",
             "```",
@@ -256,6 +296,7 @@ def render_plan_md(plan):
                 node["name"], node["role"], node.get("address", node["ip"]), node.get("install_disk", "")))
         lines.append("")
     comps = plan.get("components") or []
+    lines += _web_ui_lines(cell, comps)
     if comps:
         lines += ["## Components", ""]
         for layer in sorted({c.get("layer", "") for c in comps}):
@@ -264,14 +305,70 @@ def render_plan_md(plan):
                       "|---|---|---|---|---|---|"]
             for c in [c for c in comps if c.get("layer") == layer]:
                 lines.append("| %s | %s | %s | %s | %s | %s |" % (
-                    c["name"], "%s (%s)" % (c.get("chart", ""), c.get("repo", "")) if c.get("chart") else "-",
+                    c["name"], _source_text(c),
                     c.get("version", ""), c.get("namespace", ""), c.get("sync_wave", ""),
                     "`%s`" % c["values_file"] if c.get("values_file") else "-"))
             lines.append("")
-            noted = [c for c in comps if c.get("layer") == layer and c.get("notes")]
+            noted = [c for c in comps if c.get("layer") == layer and (c.get("notes") or c.get("secrets"))]
             for c in noted:
-                notes = c["notes"] if isinstance(c["notes"], list) else [c["notes"]]
+                notes = c.get("notes") or []
+                notes = list(notes) if isinstance(notes, list) else [notes]
+                if c.get("secrets"):
+                    notes.append("Secrets %s: %s" % (", ".join(c["secrets"]), (
+                        "SOPS-encrypted in `%s/` (Argo CD decrypts them with KSOPS)" % c["secrets_path"])
+                        if c.get("secrets_path") else "created at apply time (not rendered here: no platform secrets)"))
                 lines.extend("- **%s**: %s" % (c["name"], note) for note in notes)
             if noted:
                 lines.append("")
     return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def _source_text(comp):
+    """Where a component comes from: its chart, or the pinned upstream manifests it applies."""
+    if comp.get("chart"):
+        return "%s (%s)" % (comp.get("chart", ""), comp.get("repo", ""))
+    remote = comp.get("remote_manifests") or []
+    if remote:
+        hosts = sorted({url.split("/")[2] for url in remote if "://" in url})
+        return "%d upstream manifest%s (%s)" % (len(remote), "" if len(remote) == 1 else "s", ", ".join(hosts))
+    return "-"
+
+
+def _storage_text(storage):
+    volume = storage.get("volume") or {}
+    where = "partition on `%s`, at least %s GiB%s" % (
+        volume.get("disk_selector"), volume.get("min_size_gib"),
+        ", at most %s GiB" % volume["max_size_gib"] if volume.get("max_size_gib") else "") \
+        if volume.get("type") == "partition" else "directory on EPHEMERAL"
+    replicas = (storage.get("longhorn") or {}).get("replicas")
+    return "%s, default StorageClass `%s`%s; Talos user volume `%s` (%s) on every static worker" % (
+        storage.get("provider"), storage.get("class_name"),
+        ", %s replicas" % replicas if replicas else "", volume.get("path"), where)
+
+
+def _web_ui_lines(cell, comps):
+    """The shared Gateway and every UI published through it (names and the Gateway address)."""
+    gateway = cell.get("gateway") or {}
+    uis = [(ui, comp) for comp in comps for ui in comp.get("ui") or []]
+    if not gateway.get("address") and not uis:
+        return []
+    lines = ["## Web UIs (shared Gateway)", ""]
+    if gateway.get("address"):
+        issuer = (cell.get("tls") or {}).get("cluster_issuer")
+        lines += [
+            "Gateway `%s/%s` (class `%s`) at **%s**: HTTPS on `%s`%s, HTTP redirected to HTTPS. external-dns "
+            "publishes every name below as an A record to %s." % (
+                gateway.get("namespace"), gateway.get("name"), gateway.get("class_name"), gateway["address"],
+                gateway.get("hostname"),
+                " with a wildcard certificate from ClusterIssuer `%s`" % issuer if issuer else "",
+                gateway["address"]),
+            "",
+        ]
+    if uis:
+        lines += ["| URL | UI | component | service |", "|---|---|---|---|"]
+        for ui, comp in sorted(uis, key=lambda pair: pair[0]["url"]):
+            lines.append("| %s | %s | %s (%s) | %s:%s |" % (ui["url"], ui.get("title", ""), comp["name"],
+                                                            comp.get("layer", ""), ui.get("service", ""),
+                                                            ui.get("port", "")))
+        lines.append("")
+    return lines

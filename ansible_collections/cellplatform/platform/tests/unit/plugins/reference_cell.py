@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
-SCHEMATIC = "ce4c980550dd2ab1b17bbf2b08801c7eb59418eafe8f279833297925d67c7515"
+# qemu-guest-agent + iscsi-tools + util-linux-tools (the Image Factory's ID of that schematic)
+SCHEMATIC = "53513e54bb39202f35694412577a6bc53d484744d35a126e5d42ef34785c0d83"
+EXTENSIONS = ["siderolabs/qemu-guest-agent", "siderolabs/iscsi-tools", "siderolabs/util-linux-tools"]
 
 REFERENCE_VARS = {
     "cellplatform_cell_name": "cell",
@@ -25,6 +27,7 @@ REFERENCE_VARS = {
     "cellplatform_talos_version": "v1.13.9",
     "cellplatform_kubernetes_version": "1.36.3",
     "cellplatform_talos_schematic_id": SCHEMATIC,
+    "cellplatform_talos_schematic": {"extensions": list(EXTENSIONS)},
     "cellplatform_talos_platform": "nocloud",
     "cellplatform_talos_install_disk": "/dev/sda",
     "cellplatform_age_recipients": [],
@@ -36,9 +39,15 @@ REFERENCE_VARS = {
     },
     "cellplatform_node_sizes": {
         "controlplane": {"cores": 2, "memory_mib": 4096, "disk_gib": 40},
-        "worker": {"cores": 4, "memory_mib": 8192, "disk_gib": 80},
+        "worker": {"cores": 4, "memory_mib": 8192, "disk_gib": 80, "data_disk_gib": 100},
+    },
+    "cellplatform_storage": {
+        "provider": "longhorn",
+        "volume": {"type": "partition", "disk_selector": "!system_disk", "min_size_gib": 50},
+        "longhorn": {"replicas": 3, "reserved_percent": 10},
     },
     "cellplatform_dns_domain": "cell.lan",
+    "cellplatform_gateway": {"address": "192.168.100.200"},
     "cellplatform_external_dns": {
         "provider": "rfc2136", "policy": "upsert-only", "txt_owner_id": "cell", "domain_filters": ["cell.lan"],
         "rfc2136": {"host": "192.168.100.1", "port": 53, "zone": "cell.lan", "tsig_keyname": "externaldns-key",
@@ -49,6 +58,10 @@ REFERENCE_VARS = {
         "enabled": True, "min_nodes": 0, "max_nodes": 10, "node_cores": 4, "node_memory_mib": 8192,
         "node_disk_gib": 40, "proxmox_region": "pve", "template_name": "talos-nocloud",
         "address_range": {"start": "192.168.100.100", "end": "192.168.100.149"},
+    },
+    "cellplatform_tls": {
+        "issuer": "internal-ca", "ca": {"lifetime_days": 3650},
+        "acme": {"server": "https://acme-v02.api.letsencrypt.org/directory", "email": "platform@cell.lan"},
     },
     "cellplatform_gitops": {"repo_url": "https://gitea.cell.lan/platform/cell.git", "revision": "main", "path": "apps"},
     "cellplatform_argocd_domain": "argocd.cell.lan",

@@ -26,3 +26,14 @@ def test_tags_and_enabled_decide():
 def test_bad_records_are_filter_errors():
     with pytest.raises(AnsibleFilterError, match="component_run: component kyverno says layer l2 but is listed by layer l3"):
         component_run([dict(RECORDS[0], layer="l2")], "l3")
+
+
+def test_each_record_carries_the_routes_of_its_uis():
+    cell = {"dns_domain": "cell.lan", "gateway": {"name": "platform", "namespace": "gateway", "https_listener": "https"}}
+    ui = dict(RECORDS[0], ui=[{"service": "kyverno-ui", "port": 8080, "host": "policies"}])
+    run = component_run([ui, RECORDS[1]], "l2", ["all"], [], cell)
+    assert [r["metadata"]["name"] for r in run[0]["route_documents"]] == ["policies-ui"]
+    assert run[0]["route_documents"][0]["spec"]["hostnames"] == ["policies.cell.lan"]
+    assert run[1]["route_documents"] == []
+    with pytest.raises(AnsibleFilterError, match="component_run: component kyverno publishes a UI"):
+        component_run([ui], "l2", ["all"], [], None)

@@ -15,7 +15,7 @@ AGE_KEY = "age1jrt4wcqq6sc0gexnntep0xecwky60ugk0euv67me6xm7c7me7udq7r0003"
 
 
 L2_VARS = ("cellplatform_gitops", "cellplatform_argocd_domain", "cellplatform_policy_mode", "cellplatform_linkerd")
-L1_VARS = ("cellplatform_dns_domain", "cellplatform_external_dns", "cellplatform_karpenter")
+L1_VARS = ("cellplatform_external_dns", "cellplatform_karpenter", "cellplatform_tls")
 
 
 def reference_hosts():
@@ -53,6 +53,11 @@ def test_model_of_the_reference_cell(ref):
     assert cell["mode"] == "render"
     assert cell["build_dir"] == os.path.join(os.path.realpath("/srv/repo/build"), "cell")
     assert cell["secrets_dir"] == os.path.realpath("/srv/repo/inventories/production/secrets")
+    assert cell["secrets"] == {
+        "config": cell["secrets_dir"] + "/.sops.yaml", "platform": cell["secrets_dir"] + "/platform.sops.yaml",
+        "talos": cell["secrets_dir"] + "/talos-secrets.sops.yaml",
+        "talosconfig": cell["secrets_dir"] + "/talosconfig.sops.yaml",
+        "kubeconfig": cell["secrets_dir"] + "/kubeconfig.sops.yaml"}
     assert cell["network"] == {
         "cidr": "192.168.100.0/24", "prefixlen": 24, "gateway": "192.168.100.1", "nameservers": ["192.168.100.1"],
         "ntp_servers": ["192.168.100.1"], "search_domains": ["cell.lan"], "mtu": 1500,
@@ -67,6 +72,7 @@ def test_model_of_the_reference_cell(ref):
         "version": "v1.13.9", "contract": "v1.13", "kubernetes_version": "1.36.3", "platform": "nocloud",
         "schematic_id": SCHEMATIC,
         "installer_image": "factory.talos.dev/nocloud-installer/%s:v1.13.9" % SCHEMATIC,
+        "schematic_extensions": ["siderolabs/qemu-guest-agent", "siderolabs/iscsi-tools", "siderolabs/util-linux-tools"],
         "install_disk": "/dev/sda"}
     assert cell["nodes"][0] == {"name": "cp-1", "ip": "192.168.100.51", "address": "192.168.100.51/24",
                                 "role": "controlplane", "install_disk": "/dev/sda", "vm_id": 151}
@@ -77,13 +83,15 @@ def test_model_of_the_reference_cell(ref):
     assert cell["bootstrap_node"] == "cp-1"
     assert cell["talos_endpoints"] == ["192.168.100.51", "192.168.100.52", "192.168.100.53"]
     assert "192.168.100.50" not in cell["talos_endpoints"]
-    assert sorted(cell) == sorted(["name", "mode", "build_dir", "secrets_dir", "network", "api", "lb_pool", "pod_cidr",
+    assert sorted(cell) == sorted(["name", "mode", "build_dir", "secrets_dir", "secrets", "network", "api", "lb_pool", "pod_cidr",
                                    "service_cidr", "talos", "nodes", "controlplane", "workers", "bootstrap_node",
                                    "talos_endpoints", "cluster_dns_domain",
                                    # run settings and the inputs of the layers above, for the roles
                                    "work_dir", "kubeconfig", "age", "provisioner", "terraform_allow_destroy",
                                    "proxmox", "node_sizes", "dns_domain", "external_dns", "metallb", "karpenter",
                                    "gitops", "argocd_domain", "policy_mode", "linkerd",
+                                   # storage, the shared Gateway and TLS
+                                   "storage", "gateway", "tls",
                                    # the day-2 playbooks' inputs
                                    "upgrade"])
 
@@ -97,6 +105,7 @@ def test_control_planes_first_then_workers_in_inventory_order(ref):
     hosts["workers"] = {"worker-b": {"cellplatform_node_ip": "192.168.100.70"},
                         "worker-a": {"cellplatform_node_ip": "192.168.100.65"}}
     hosts["controlplane"] = {"cp-z": {"cellplatform_node_ip": "192.168.100.59"}}
+    variables["cellplatform_storage"]["longhorn"]["replicas"] = 2    # two workers hold the replicas
     # a dict given workers first still yields control planes first
     ordered = {"workers": hosts["workers"], "controlplane": hosts["controlplane"]}
     assert cm.validate(variables, ordered) == []
@@ -157,6 +166,10 @@ def test_provisioner_none_needs_no_proxmox(ref):
     variables["cellplatform_talos_platform"] = "metal"
     del variables["cellplatform_proxmox"]
     del variables["cellplatform_node_sizes"]
+    # Karpenter creates VMs through the Proxmox API: bare metal has none (checked with L1 only)
+    assert fields(cm.validate(variables, hosts)) == ["cellplatform_karpenter.enabled"]
+    assert cm.validate(variables, hosts, layers=["l0"]) == []
+    variables["cellplatform_karpenter"] = {"enabled": False}
     assert cm.validate(variables, hosts) == []
     cell = cm.build_cell_model(variables, hosts)
     assert cell["nodes"][0]["vm_id"] is None
@@ -175,7 +188,7 @@ def test_l0_only_does_not_need_l1_l2_variables(ref):
     assert cm.validate(variables, hosts, layers=["l0"]) == []
     assert fields(cm.validate(variables, hosts, layers=["l0", "l2"])) == [v for v in L2_VARS if v != "cellplatform_gitops"]
     assert fields(cm.validate(variables, hosts, layers=["l1"])) == [
-        "cellplatform_karpenter", "cellplatform_dns_domain", "cellplatform_external_dns"]
+        "cellplatform_karpenter", "cellplatform_external_dns", "cellplatform_tls"]
     assert len(cm.validate(variables, hosts)) == 6
 
 
@@ -245,6 +258,8 @@ def test_free_address_suggestion_skips_used_and_pool(ref):
     variables["cellplatform_network"]["gateway"] = "192.168.100.1"
     variables["cellplatform_lb_pool"] = {"start": "192.168.100.5", "end": "192.168.100.5"}
     variables["cellplatform_api_vip"] = "192.168.100.3"
+    variables["cellplatform_gateway"]["address"] = "192.168.100.5"
+    variables["cellplatform_storage"]["longhorn"]["replicas"] = 1
     hosts = {"controlplane": {"cp-1": {"cellplatform_node_ip": "192.168.100.3"}},
              "workers": {"worker-1": {"cellplatform_node_ip": "192.168.100.2"}}}
     del variables["cellplatform_karpenter"]
@@ -447,6 +462,111 @@ def test_karpenter_ipam_block(start, end, block):
 def test_one_layer_list():
     assert cm.LAYERS == ("l0", "l1", "l2", "l3", "l4", "l5", "l6", "l7")
     assert dict(cm.LAYER_TITLES)["l5"] == "L5 resilience"
+
+
+# --- storage, the shared Gateway and TLS ----------------------------------------------------------
+
+@pytest.mark.parametrize("extensions,args,expected", [
+    # IDs the Image Factory gives (siderolabs/image-factory pkg/schematic tests and the platform brief)
+    ([], [], "376567988ad370138ad8b2698212367b8edcb69b5fd68c80be1f2ec7d603b4ba"),
+    (["siderolabs/qemu-guest-agent"], [], "ce4c980550dd2ab1b17bbf2b08801c7eb59418eafe8f279833297925d67c7515"),
+    ([], ["noapic", "nolapic"], "9cba8e32753f91a16c1837ab8abf356af021706ef284aef07380780177d9a06c"),
+    (["siderolabs/qemu-guest-agent", "siderolabs/iscsi-tools", "siderolabs/util-linux-tools"], [], SCHEMATIC),
+])
+def test_schematic_id_is_the_image_factory_id(extensions, args, expected):
+    assert cm.schematic_id(extensions, args) == expected
+
+
+def test_schematic_id_depends_on_order_and_gives_up_on_quoted_values():
+    exts = ["siderolabs/iscsi-tools", "siderolabs/util-linux-tools"]
+    assert cm.schematic_id(exts) != cm.schematic_id(list(reversed(exts)))
+    # go-yaml would quote these: the ID is not reproduced, and the preflight does not guess
+    assert cm.schematic_id(exts, ["true"]) is None
+    assert cm.schematic_id(exts, ["8080"]) is None
+    assert cm.schematic_id(exts, ["a: b"]) is None
+
+
+def test_schematic_with_unreproducible_args_is_not_compared(ref):
+    variables, hosts = ref
+    variables["cellplatform_talos_schematic"]["extra_kernel_args"] = ["yes"]
+    assert cm.validate(variables, hosts, layers=["l0"]) == []
+
+
+def test_storage_gateway_and_tls_sections_of_the_reference_cell(ref):
+    cell = cm.build_cell_model(*ref)
+    assert cell["storage"] == {
+        "provider": "longhorn", "class_name": "longhorn",
+        "volume": {"name": "longhorn", "type": "partition", "path": "/var/mnt/longhorn",
+                   "disk_selector": "!system_disk", "min_size_gib": 50, "max_size_gib": None},
+        "longhorn": {"replicas": 3, "reserved_percent": 10}}
+    assert cell["gateway"] == {
+        "name": "platform", "namespace": "gateway", "address": "192.168.100.200", "class_name": "cilium",
+        "https_listener": "https", "http_listener": "http", "hostname": "*.cell.lan",
+        "auto_assign_ranges": ["192.168.100.201-192.168.100.250"]}
+    assert cell["tls"] == {"issuer": "internal-ca", "cluster_issuer": "cellplatform-ca", "acme": None,
+                           "ca": {"lifetime_days": 3650}}
+    assert cell["node_sizes"]["worker"]["data_disk_gib"] == 100
+
+
+def test_local_path_on_a_directory_needs_no_data_disk(ref):
+    variables, hosts = ref
+    variables["cellplatform_storage"] = {"provider": "local-path", "volume": {"type": "directory"}}
+    del variables["cellplatform_node_sizes"]["worker"]["data_disk_gib"]
+    variables["cellplatform_talos_schematic"]["extensions"] = ["siderolabs/qemu-guest-agent"]
+    variables["cellplatform_talos_schematic_id"] = cm.schematic_id(["siderolabs/qemu-guest-agent"])
+    assert cm.validate(variables, hosts) == []
+    storage = cm.build_cell_model(variables, hosts)["storage"]
+    assert storage == {"provider": "local-path", "class_name": "local-path", "longhorn": None,
+                       "volume": {"name": "local-path-provisioner", "type": "directory",
+                                  "path": "/var/mnt/local-path-provisioner"}}
+
+
+def test_bare_metal_partition_needs_no_terraform_disk(ref):
+    variables, hosts = ref
+    variables["cellplatform_provisioner"] = "none"
+    del variables["cellplatform_node_sizes"]["worker"]["data_disk_gib"]
+    assert cm.validate(variables, hosts, layers=["l0"]) == []
+
+
+@pytest.mark.parametrize("address,ranges", [
+    ("192.168.100.200", ["192.168.100.201-192.168.100.250"]),
+    ("192.168.100.220", ["192.168.100.200-192.168.100.219", "192.168.100.221-192.168.100.250"]),
+    ("192.168.100.250", ["192.168.100.200-192.168.100.249"]),
+])
+def test_gateway_address_is_reserved_from_the_auto_assigned_pool(ref, address, ranges):
+    variables, hosts = ref
+    variables["cellplatform_gateway"] = {"address": address, "name": "edge", "namespace": "ingress"}
+    assert cm.validate(variables, hosts) == []
+    gateway = cm.build_cell_model(variables, hosts)["gateway"]
+    assert gateway["auto_assign_ranges"] == ranges
+    assert (gateway["name"], gateway["namespace"], gateway["address"]) == ("edge", "ingress", address)
+
+
+def test_acme_issuer_uses_the_external_dns_server_and_key(ref):
+    variables, hosts = ref
+    variables["cellplatform_tls"]["issuer"] = "acme"
+    assert cm.validate(variables, hosts) == []
+    tls = cm.build_cell_model(variables, hosts)["tls"]
+    assert tls["cluster_issuer"] == "cellplatform-acme" and tls["ca"] is None
+    assert tls["acme"] == {"server": "https://acme-v02.api.letsencrypt.org/directory", "email": "platform@cell.lan",
+                           "nameserver": "192.168.100.1:53", "nameserver_cidr": "192.168.100.1/32",
+                           "zone": "cell.lan", "tsig_keyname": "externaldns-key",
+                           "tsig_algorithm": "HMACSHA256"}
+    variables["cellplatform_external_dns"]["rfc2136"].update(host="fd00::53", port=5353)
+    acme = cm.build_cell_model(variables, hosts)["tls"]["acme"]
+    assert (acme["nameserver"], acme["nameserver_cidr"]) == ("[fd00::53]:5353", "fd00::53/128")
+    variables["cellplatform_external_dns"]["rfc2136"]["host"] = "ns1.cell.lan"
+    acme = cm.build_cell_model(variables, hosts)["tls"]["acme"]
+    assert (acme["nameserver"], acme["nameserver_cidr"]) == ("ns1.cell.lan:5353", None)
+
+
+def test_tls_is_an_l1_input_and_ui_names_an_l2_check(ref):
+    variables, hosts = ref
+    variables["cellplatform_tls"] = {"issuer": "self-signed"}
+    variables["cellplatform_argocd_domain"] = "argocd.example.org"
+    assert cm.validate(variables, hosts, layers=["l0"]) == []
+    assert fields(cm.validate(variables, hosts, layers=["l1"])) == ["cellplatform_tls.issuer"]
+    assert fields(cm.validate(variables, hosts, layers=["l2"])) == ["cellplatform_argocd_domain"]
 
 
 # --- day 2 -------------------------------------------------------------------------------------------

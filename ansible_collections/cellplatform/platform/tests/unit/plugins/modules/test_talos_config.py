@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright (c) cellplatform contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Unit tests of cellplatform.platform.talos_config (in-process, scripted talosctl, real age keys).
+"""Unit tests of cellplatform.platform.talos_config (in-process, scripted talosctl, the real sops, real age keys).
 
 The scripted talosctl emulates the offline commands talos_config uses (``gen config``, ``config
 endpoint``/``config node``, ``machineconfig patch``, ``validate``) just far enough to write the files
@@ -20,7 +20,8 @@ import os
 import pytest
 import yaml
 
-from ansible_collections.cellplatform.platform.plugins.module_utils import age_crypto
+from ansible_collections.cellplatform.platform.plugins.module_utils import sops as sops_utils
+from ansible_collections.cellplatform.platform.plugins.module_utils.private_files import atomic_write
 from ansible_collections.cellplatform.platform.plugins.modules import talos_config
 from ansible_collections.cellplatform.platform.tests.unit.plugins.modules.module_harness import (
     CP, WORKERS, AgeKeys, BUNDLE_SECRETS, OK, Script, bundle_yaml, fake_talosctl, leaks, make_cert, run_module)
@@ -111,8 +112,8 @@ def env(tmp_path, monkeypatch):
     keys = AgeKeys(tmp_path / 'keys')
     secrets = tmp_path / 'secrets'
     secrets.mkdir()
-    bundle = secrets / 'talos-secrets.yaml.age'
-    bundle.write_bytes(age_crypto.encrypt(bundle_yaml().encode(), keys.recipients))
+    bundle = secrets / 'talos-secrets.sops.yaml'
+    bundle.write_bytes(sops_utils.Sops(str(keys.identity)).encrypt(bundle_yaml(), keys.recipients, str(bundle)))
     patches = tmp_path / 'build' / 'l0' / 'talos'
     (patches / 'nodes').mkdir(parents=True)
     (patches / 'all.yaml').write_text('machine:\n  kubelet:\n    nodeIP:\n      validSubnets: [192.168.100.0/24]\n')
@@ -126,14 +127,14 @@ def env(tmp_path, monkeypatch):
                 patches=dict(common=[str(patches / 'all.yaml')], controlplane=[str(patches / 'controlplane.yaml')],
                              worker=[str(patches / 'worker.yaml')]),
                 nodes=[dict(n) for n in NODES], node_patch_dir=str(patches / 'nodes'),
-                dest=str(secrets / 'configs'), talosconfig_dest=str(secrets / 'talosconfig.age'),
+                dest=str(secrets / 'configs'), talosconfig_dest=str(secrets / 'talosconfig.sops.yaml'),
                 talos_endpoints=CP[:2], age_recipients=keys.recipients, age_identity=str(keys.identity),
                 work_dir=str(work), retry_delay=0, retries=0)
     return script, args, keys, work
 
 
 def read(path, keys):
-    return age_crypto.decrypt_file(path, str(keys.identity)).decode()
+    return sops_utils.decrypt_file(path, str(keys.identity)).decode()
 
 
 def snapshot(args):
@@ -148,10 +149,10 @@ def test_first_run_writes_every_node_and_the_talosconfig_encrypted(env):
     assert r['_rc'] == 0, r
     assert r['changed'] is True and r['contract'] == 'v1.13' and r['validated'] is True
     assert r['changed_nodes'] == ['cp-1', 'cp-2', 'worker-1'] and r['talosconfig']['changed'] is True
-    assert sorted(os.listdir(args['dest'])) == ['cp-1.yaml.age', 'cp-2.yaml.age', 'worker-1.yaml.age']
+    assert sorted(os.listdir(args['dest'])) == ['cp-1.sops.yaml', 'cp-2.sops.yaml', 'worker-1.sops.yaml']
     for name, role in (('cp-1', 'controlplane'), ('worker-1', 'worker')):
-        path = os.path.join(args['dest'], '%s.yaml.age' % name)
-        assert open(path, 'rb').read().startswith(b'age-encryption.org/v1\n')
+        path = os.path.join(args['dest'], '%s.sops.yaml' % name)
+        assert sops_utils.recipients_of_file(path) == keys.recipients
         assert (os.stat(path).st_mode & 0o777) == 0o600
         doc = list(yaml.safe_load_all(read(path, keys)))[0]
         assert doc['machine']['type'] == role and doc['machine']['network']['hostname'] == name
@@ -246,7 +247,7 @@ def test_changed_patch_rewrites_only_that_node(env):
     assert r['changed'] is True and r['changed_nodes'] == ['cp-2']
     after = snapshot(args)
     changed = sorted(os.path.basename(f) for f in after if after[f] != before[f])
-    assert changed == ['cp-2.yaml.age']
+    assert changed == ['cp-2.sops.yaml']
 
 
 def test_check_mode_writes_nothing(env):
@@ -268,7 +269,7 @@ def test_diff_is_redacted(env):
     r = run_module(talos_config, args, diff=True)
     assert r['_rc'] == 0
     (diff,) = r['diff']
-    assert diff['before_header'].endswith('cp-1.yaml.age (secrets redacted)')
+    assert diff['before_header'].endswith('cp-1.sops.yaml (secrets redacted)')
     assert 'hostname: cp-1' in diff['before'] and 'hostname: cp-one' in diff['after']
     assert '<redacted>' in diff['after']
     assert leaks(r) == []
@@ -277,7 +278,7 @@ def test_diff_is_redacted(env):
 def test_all_input_problems_are_reported_at_once(env, tmp_path):
     script, args, keys, work = env
     bad = dict(args, cluster_endpoint='http://192.168.100.50:6443', talos_endpoints=[],
-               secrets_bundle=str(tmp_path / 'missing.age'), parallelism=0, age_recipients=[],
+               secrets_bundle=str(tmp_path / 'missing.sops.yaml'), parallelism=0, age_recipients=[],
                nodes=[dict(name='cp 1', role='controlplane'), dict(name='w', role='master', disk='/dev/vda'),
                       dict(name='w', role='worker', patch=str(tmp_path / 'none.yaml'))],
                node_patch_dir=None)
@@ -286,7 +287,7 @@ def test_all_input_problems_are_reported_at_once(env, tmp_path):
     text = '\n'.join(r['problems'])
     for words in ("cluster_endpoint 'http://192.168.100.50:6443'", 'talos_endpoints is empty',
                   "nodes[0].name = 'cp 1'", "nodes[1].role = 'master'", 'nodes[1] has unsupported key(s) disk',
-                  "nodes[2].name = 'w' appears twice", 'nodes[2].patch[0]', 'missing.age',
+                  "nodes[2].name = 'w' appears twice", 'nodes[2].patch[0]', 'missing.sops.yaml',
                   'parallelism = 0', 'age_recipients is empty'):
         assert words in text, words
     assert r['msg'].startswith('talos_config cannot run: ')
@@ -332,7 +333,7 @@ def test_unreadable_secrets_bundle_fails_before_gen_config(env):
     script, args, keys, work = env
     FakeGen(script)
     r = run_module(talos_config, dict(args, age_identity=str(keys.other_identity)))
-    assert r['_rc'] == 1 and 'none of the' in r['msg'] and args['secrets_bundle'] in r['msg']
+    assert r['_rc'] == 1 and 'no key in the age identity file' in r['msg'] and args['secrets_bundle'] in r['msg']
     assert script.find('gen', 'config') == []
     assert os.listdir(str(work)) == []
 
@@ -341,8 +342,9 @@ def test_existing_config_for_other_recipients_is_never_overwritten(env):
     script, args, keys, work = env
     FakeGen(script)
     os.makedirs(args['dest'])
-    foreign = os.path.join(args['dest'], 'cp-1.yaml.age')
-    age_crypto.atomic_write(foreign, age_crypto.encrypt(b'version: v1alpha1\n', keys.other_recipients))
+    foreign = os.path.join(args['dest'], 'cp-1.sops.yaml')
+    runner = sops_utils.Sops(str(keys.identity))
+    atomic_write(foreign, runner.encrypt('version: v1alpha1\n', keys.other_recipients, foreign))
     before = open(foreign, 'rb').read()
     r = run_module(talos_config, args)
     assert r['_rc'] == 1 and foreign in r['msg']
@@ -350,13 +352,19 @@ def test_existing_config_for_other_recipients_is_never_overwritten(env):
     assert not os.path.exists(args['talosconfig_dest'])
 
 
-def test_added_recipient_rewrites_every_file(env):
+@pytest.mark.parametrize('change', ['add', 'swap'])
+def test_a_changed_recipient_set_rewrites_every_file(env, change):
+    """Adding a key, or replacing the one key by another (same count: the bug age headers hid)."""
     script, args, keys, work = env
     FakeGen(script)
     run_module(talos_config, args)
-    r = run_module(talos_config, dict(args, age_recipients=keys.all_recipients))
+    wanted = keys.all_recipients if change == 'add' else [keys.all_recipients[0]]
+    r = run_module(talos_config, dict(args, age_recipients=wanted))
     assert r['_rc'] == 0 and r['changed_nodes'] == ['cp-1', 'cp-2', 'worker-1'] and r['talosconfig']['changed']
-    assert age_crypto.x25519_stanza_count(open(os.path.join(args['dest'], 'cp-1.yaml.age'), 'rb').read()) == 2
+    for path in [os.path.join(args['dest'], '%s.sops.yaml' % n['name']) for n in NODES] + [args['talosconfig_dest']]:
+        assert sops_utils.recipients_of_file(path) == sorted(wanted), path
+    r = run_module(talos_config, dict(args, age_recipients=wanted))
+    assert r['changed'] is False
 
 
 def test_orphaned_configs_are_reported_not_deleted(env):
@@ -364,7 +372,7 @@ def test_orphaned_configs_are_reported_not_deleted(env):
     FakeGen(script)
     run_module(talos_config, args)
     r = run_module(talos_config, dict(args, nodes=[dict(n) for n in NODES[:2]]))
-    orphan = os.path.join(args['dest'], 'worker-1.yaml.age')
+    orphan = os.path.join(args['dest'], 'worker-1.sops.yaml')
     assert r['_rc'] == 0 and r['orphaned'] == [orphan] and os.path.exists(orphan)
 
 

@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright (c) cellplatform contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Unit tests of cellplatform.platform.talos_secrets (in-process, scripted talosctl, real age keys)."""
+"""Unit tests of cellplatform.platform.talos_secrets (in-process, scripted talosctl, the real sops, real age keys)."""
 
 from __future__ import absolute_import, division, print_function
 
@@ -12,7 +12,8 @@ import os
 import pytest
 import yaml
 
-from ansible_collections.cellplatform.platform.plugins.module_utils import age_crypto
+from ansible_collections.cellplatform.platform.plugins.module_utils import sops as sops_utils
+from ansible_collections.cellplatform.platform.plugins.module_utils.private_files import atomic_write
 from ansible_collections.cellplatform.platform.plugins.modules import talos_secrets
 from ansible_collections.cellplatform.platform.tests.unit.plugins.modules.module_harness import (
     CP, AgeKeys, Script, bundle_yaml, fake_talosctl, leaks, run_module)
@@ -35,9 +36,13 @@ def env(tmp_path, monkeypatch):
     secrets = tmp_path / 'secrets'
     secrets.mkdir()
     work = tmp_path / 'work'
-    args = dict(path=str(secrets / 'talos-secrets.yaml.age'), age_recipients=keys.recipients,
+    args = dict(path=str(secrets / 'talos-secrets.sops.yaml'), age_recipients=keys.recipients,
                 age_identity=str(keys.identity), work_dir=str(work), retry_delay=0, retries=0)
     return script, args, keys, work
+
+
+def store(keys, path, text, recipients):
+    atomic_write(path, sops_utils.Sops(str(keys.identity)).encrypt(text, recipients, path))
 
 
 def gen_calls(script):
@@ -57,13 +62,14 @@ def test_missing_bundle_for_unconfigured_nodes_is_generated_encrypted(env):
     assert call.argv[call.argv.index('--talos-version') + 1] == 'v1.13'
     assert '--nodes' not in call.argv and '--talosconfig' not in call.argv and not call.insecure
     raw = open(args['path'], 'rb').read()
-    assert raw.startswith(b'age-encryption.org/v1\n')
+    assert sops_utils.recipients_of_file(args['path']) == keys.recipients and b'ENC[AES256_GCM' in raw
     assert (os.stat(args['path']).st_mode & 0o777) == 0o600
-    assert yaml.safe_load(age_crypto.decrypt_file(args['path'], str(keys.identity))) == yaml.safe_load(bundle_yaml())
+    assert yaml.safe_load(sops_utils.decrypt_file(args['path'], str(keys.identity))) == yaml.safe_load(bundle_yaml())
     assert leaks(r) == []
     # the plaintext lived in a private temp dir under work_dir and is gone
     assert os.path.dirname(os.path.dirname(call.argv[call.argv.index('--output-file') + 1])) == str(work)
     assert os.listdir(str(work)) == []
+    assert os.listdir(os.path.dirname(args['path'])) == ['talos-secrets.sops.yaml']
 
 
 def test_cluster_configured_false_without_nodes_generates_without_asking_nodes(env):
@@ -76,7 +82,7 @@ def test_cluster_configured_false_without_nodes_generates_without_asking_nodes(e
 
 def test_existing_valid_bundle_is_kept_without_talosctl(env):
     script, args, keys, work = env
-    age_crypto.atomic_write(args['path'], age_crypto.encrypt(bundle_yaml().encode(), keys.recipients))
+    store(keys, args['path'], bundle_yaml(), keys.recipients)
     before = open(args['path'], 'rb').read()
     r = run_module(talos_secrets, dict(args, nodes=CP))
     assert r['_rc'] == 0, r
@@ -88,7 +94,7 @@ def test_existing_valid_bundle_is_kept_without_talosctl(env):
 
 def test_existing_bundle_for_other_recipients_fails_closed(env):
     script, args, keys, work = env
-    age_crypto.atomic_write(args['path'], age_crypto.encrypt(bundle_yaml().encode(), keys.other_recipients))
+    store(keys, args['path'], bundle_yaml(), keys.other_recipients)
     before = open(args['path'], 'rb').read()
     r = run_module(talos_secrets, dict(args, cluster_configured=False))
     assert r['_rc'] == 1
@@ -102,7 +108,7 @@ def test_existing_incomplete_bundle_names_the_missing_fields(env):
     doc = yaml.safe_load(bundle_yaml())
     del doc['trustdinfo']
     doc['certs']['os']['key'] = ''
-    age_crypto.atomic_write(args['path'], age_crypto.encrypt(yaml.safe_dump(doc).encode(), keys.recipients))
+    store(keys, args['path'], yaml.safe_dump(doc), keys.recipients)
     r = run_module(talos_secrets, dict(args, cluster_configured=False))
     assert r['_rc'] == 1
     assert 'trustdinfo.token' in r['msg'] and 'certs.os.key' in r['msg'] and 'restore it from backup' in r['msg']
@@ -114,7 +120,7 @@ def test_existing_plaintext_file_fails_closed(env):
     with open(args['path'], 'w') as handle:
         handle.write(bundle_yaml())
     r = run_module(talos_secrets, dict(args, cluster_configured=False))
-    assert r['_rc'] == 1 and 'not an age-encrypted file' in r['msg']
+    assert r['_rc'] == 1 and 'not a SOPS-encrypted file' in r['msg']
     assert leaks(r) == [] and gen_calls(script) == []
     assert open(args['path']).read() == bundle_yaml()
 
@@ -216,6 +222,7 @@ def test_incomplete_generated_bundle_is_not_written(env):
     assert r['_rc'] == 1 and 'secrets.bootstraptoken' in r['msg'] and 'install' in r['msg']
     assert not os.path.exists(args['path']) and leaks(r) == []
     assert os.listdir(str(work)) == []
+    assert os.listdir(os.path.dirname(args['path'])) == []
 
 
 def test_either_cluster_configured_or_nodes_is_required(env):
@@ -236,8 +243,9 @@ def test_unreadable_fresh_bundle_is_not_left_behind(env):
     script, args, keys, work = env
     script.on('gen', 'secrets', answer=generating(bundle_yaml()))
     r = run_module(talos_secrets, dict(args, cluster_configured=False, age_recipients=keys.other_recipients))
-    assert r['_rc'] == 1 and 'none of the' in r['msg']
+    assert r['_rc'] == 1 and 'no key in the age identity file' in r['msg']
     assert not os.path.exists(args['path'])
+    assert os.listdir(os.path.dirname(args['path'])) == []
 
 
 @pytest.mark.parametrize('version, contract', [('v1.13.9', 'v1.13'), ('1.14.0', 'v1.14'), ('v1.14.0-rc.1', 'v1.14')])

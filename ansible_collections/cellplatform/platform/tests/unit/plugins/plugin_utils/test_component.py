@@ -58,6 +58,10 @@ def test_defaults_are_filled_in():
     (dict(METALLB, ui=[{"service": "x"}]), "ui[0] needs service and port"),
     (dict(METALLB, ui=[{"service": "x", "port": 80, "host": "Bad_Host"}]), "ui[0].host 'Bad_Host' must be a DNS label"),
     (dict(METALLB, ui=[{"service": "x", "port": 70000}]), "ui[0].port 70000 is not a port number"),
+    (dict(METALLB, ui=[{"service": "x", "port": 80}, {"service": "y", "port": 80, "host": "metallb"}]),
+     "ui lists host metallb twice"),
+    (dict(METALLB, argocd={"sourcez": []}), "argocd has unknown key(s) sourcez"),
+    (dict(METALLB, argocd={"sources": [{"path": "x"}]}), "argocd.sources must be a list of Application sources"),
     (dict(METALLB, network={"inbound": []}), "network has unknown key(s) inbound"),
     (dict(METALLB, network={"ingress": [{"peer": "internet"}]}), "peer 'internet' is not one of apiserver"),
     (dict(METALLB, network={"egress": [{"peer": "world", "ports": [443], "protocol": "ICMP"}]}), "protocol 'ICMP'"),
@@ -197,3 +201,149 @@ def test_tags_select_components(run, skip, selected):
                    {"name": "proxmox-ccm", "namespace": "kube-system", "manifests": [{}], "tags": ["karpenter", "proxmox_ccm"]},
                    {"name": "karpenter", "namespace": "kube-system", "manifests": [{}]})
     assert [r["name"] for r in comp.select_for_run(recs, run, skip)] == selected
+
+
+# --- Secrets -------------------------------------------------------------------------------------
+PLATFORM = {"external_dns_tsig_secret": "TSIG-VALUE-1", "port": 5353, "flag": True,
+            "git": {"password": "GIT-PASSWORD-2"}}
+SOURCE = "/srv/inv/secrets/platform.sops.yaml"
+
+
+def test_secret_documents_build_the_objects_apply_creates_and_render_encrypts():
+    rec = comp.normalise(dict(METALLB, secrets=[
+        {"name": "tsig", "keys": {"tsig-secret": "external_dns_tsig_secret", "port": "port", "on": "flag"}},
+        {"name": "repo", "namespace": "argocd", "type": "Opaque", "labels": {"argocd.argoproj.io/secret-type": "repository"},
+         "string_data": {"url": "https://git.example.org/c.git"}, "keys": {"password": "git.password"}}]), "l1")
+    docs = comp.secret_documents(rec, PLATFORM, SOURCE)
+    assert docs[0] == {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+                       "metadata": {"name": "tsig", "namespace": "metallb-system",
+                                    "labels": {"app.kubernetes.io/part-of": "cellplatform",
+                                               "app.kubernetes.io/managed-by": "cellplatform"}},
+                       "stringData": {"tsig-secret": "TSIG-VALUE-1", "port": "5353", "on": "true"}}
+    assert docs[1]["metadata"]["namespace"] == "argocd"
+    assert docs[1]["metadata"]["labels"]["argocd.argoproj.io/secret-type"] == "repository"
+    assert docs[1]["stringData"] == {"url": "https://git.example.org/c.git", "password": "GIT-PASSWORD-2"}
+    assert comp.paths(rec)["secrets"] == "l1/metallb/secrets"
+    assert comp.secret_file(rec, "tsig") == "l1/metallb/secrets/tsig.sops.yaml"
+    files = dict((f["path"], f["data"]) for f in comp.secrets_files(rec, docs))
+    assert files["l1/metallb/secrets/ksops.yaml"]["files"] == ["./tsig.sops.yaml", "./repo.sops.yaml"]
+    app = comp.application(rec, GITOPS, with_secrets=True)
+    assert app["spec"]["sources"][-1] == {"repoURL": GITOPS["repo_url"], "targetRevision": "main",
+                                          "path": "l1/metallb/secrets", "kustomize": {}}
+    assert not any(s.get("path") == "l1/metallb/secrets" for s in comp.application(rec, GITOPS)["spec"]["sources"])
+
+
+def test_optional_secrets_drop_missing_keys_and_empty_secrets():
+    rec = comp.normalise(dict(METALLB, secrets=[
+        {"name": "repo", "keys": {"password": "gitops_repo_password", "tsig": "external_dns_tsig_secret"},
+         "optional": True},
+        {"name": "ssh", "keys": {"sshPrivateKey": "gitops_repo_ssh_key"}, "optional": "true"}]), "l1")
+    docs = comp.secret_documents(rec, PLATFORM, SOURCE)
+    assert [d["metadata"]["name"] for d in docs] == ["repo"] and docs[0]["stringData"] == {"tsig": "TSIG-VALUE-1"}
+
+
+def test_missing_keys_and_bad_values_name_key_file_and_fix_never_a_value():
+    rec = comp.normalise(dict(METALLB, secrets=[{"name": "s", "keys": {"a": "nope", "b": "also_nope"}}]), "l1")
+    with pytest.raises(comp.ComponentError) as err:
+        comp.secret_documents(rec, PLATFORM, SOURCE)
+    text = str(err.value)
+    assert "component metallb, Secret s: nope, also_nope are not in %s" % SOURCE in text
+    assert "external_dns_tsig_secret" in text and "sops edit" in text and "TSIG-VALUE-1" not in text
+    rec = comp.normalise(dict(METALLB, secrets=[{"name": "s", "keys": {"a": "git"}}]), "l1")
+    with pytest.raises(comp.ComponentError) as err:
+        comp.secret_documents(rec, PLATFORM, SOURCE)
+    assert "git in %s is a dict" % SOURCE in str(err.value) and "GIT-PASSWORD" not in str(err.value)
+
+
+@pytest.mark.parametrize("secrets, message", [
+    ([{"name": "s", "keys": {"a": "b"}, "data": {}}], "secrets[0] has unknown key(s) data"),
+    ([{"name": "S_1", "keys": {"a": "b"}}], "secrets[0]: name 'S_1' must be a DNS label"),
+    ([{"name": "s", "keys": {"a": "b"}}, {"name": "s", "keys": {"c": "d"}}], "lists a Secret name twice"),
+    ([{"name": "s", "keys": {"a": "b"}, "labels": {"x": 1}}], "labels must map names to strings"),
+])
+def test_bad_secret_entries_are_refused(secrets, message):
+    with pytest.raises(comp.ComponentError) as err:
+        comp.normalise(dict(METALLB, secrets=secrets), "l1")
+    assert message in str(err.value)
+
+
+# --- UI routes through the shared Gateway, upstream manifests -------------------------------------
+
+CELL = {"dns_domain": "cell.lan", "gateway": {"name": "platform", "namespace": "gateway", "https_listener": "https",
+                                              "address": "192.168.100.200"}}
+ARGOCD = {"name": "argocd", "namespace": "argocd",
+          "chart": {"repo": "https://argoproj.github.io/argo-helm", "name": "argo-cd", "version": "10.1.1"},
+          "ui": [{"service": "argocd-server", "port": 80, "title": "Argo CD"}]}
+
+
+def test_ui_becomes_an_httproute_on_the_shared_gateways_https_listener():
+    rec = records(ARGOCD, layer="l2")[0]
+    (route,) = comp.route_documents(rec, CELL)
+    assert route["apiVersion"] == "gateway.networking.k8s.io/v1" and route["kind"] == "HTTPRoute"
+    assert route["metadata"]["name"] == "argocd-ui" and route["metadata"]["namespace"] == "argocd"
+    assert route["spec"]["parentRefs"] == [{"group": "gateway.networking.k8s.io", "kind": "Gateway",
+                                            "name": "platform", "namespace": "gateway", "sectionName": "https"}]
+    assert route["spec"]["hostnames"] == ["argocd.cell.lan"]
+    assert route["spec"]["rules"] == [{"matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
+                                       "backendRefs": [{"name": "argocd-server", "port": 80}]}]
+
+
+def test_routes_are_rendered_planned_and_part_of_the_application():
+    rec = records(ARGOCD, layer="l2")[0]
+    files = comp.render_files_for([rec], GITOPS, CELL)
+    assert [f["path"] for f in files] == ["l2/argocd/namespace.yaml", "l2/argocd/values.yaml",
+                                          "l2/argocd/routes.yaml", "apps/argocd.yaml"]
+    assert files[2]["documents"] == comp.route_documents(rec, CELL)
+    entry = comp.plan_entry(rec, GITOPS, CELL)
+    assert entry["manifests"] == ["l2/argocd/namespace.yaml", "l2/argocd/routes.yaml"]
+    assert entry["ui"] == [{"url": "https://argocd.cell.lan", "title": "Argo CD", "service": "argocd-server",
+                            "port": 80}]
+    sources = comp.application(rec, GITOPS)["spec"]["sources"]
+    assert {"repoURL": GITOPS["repo_url"], "targetRevision": "main", "path": "l2/argocd",
+            "directory": {"include": "routes.yaml"}} in sources
+
+
+def test_a_ui_path_shows_in_its_url_and_several_uis_get_one_route_each():
+    rec = records(dict(ARGOCD, ui=[{"service": "a", "port": 80, "path": "/admin", "host": "admin"},
+                                   {"service": "b", "port": 8080}]), layer="l2")[0]
+    assert [u["url"] for u in comp.ui_urls(rec, CELL)] == ["https://admin.cell.lan/admin", "https://argocd.cell.lan"]
+    assert [r["metadata"]["name"] for r in comp.route_documents(rec, CELL)] == ["admin-ui", "argocd-ui"]
+
+
+def test_a_ui_without_the_shared_gateway_is_refused():
+    rec = records(ARGOCD, layer="l2")[0]
+    for cell in (None, {"dns_domain": "cell.lan"}, {"gateway": CELL["gateway"]}):
+        with pytest.raises(comp.ComponentError, match="publishes a UI .* no shared Gateway or DNS domain"):
+            comp.route_documents(rec, cell)
+    assert comp.route_documents(records(METALLB)[0], None) == []
+
+
+def test_two_components_of_a_layer_cannot_share_a_host():
+    with pytest.raises(comp.ComponentError, match="components argocd and other both publish a UI as host argocd"):
+        records(ARGOCD, {"name": "other", "namespace": "x", "manifests": [{}],
+                         "ui": [{"service": "s", "port": 80, "host": "argocd"}]}, layer="l2")
+
+
+CRDS = {"name": "gateway-api-crds", "namespace": "kube-system",
+        "remote_manifests": [{"url": "https://raw.githubusercontent.com/o/r/v1/a.yaml", "checksum": "sha256:" + "0" * 64},
+                             {"url": "https://raw.githubusercontent.com/o/r/v1/b.yaml", "checksum": "sha256:" + "1" * 64}],
+        "argocd": {"sources": [{"repoURL": "https://github.com/o/r.git", "targetRevision": "v1", "path": "crds"}]}}
+
+
+def test_remote_manifests_are_planned_and_argo_cd_reads_them_from_their_source():
+    rec = records(CRDS, layer="l0")[0]
+    assert comp.render_files_for([rec], GITOPS) == [{"path": "apps/gateway-api-crds.yaml",
+                                                     "data": comp.application(rec, GITOPS)}]
+    assert comp.application(rec, GITOPS)["spec"]["sources"] == CRDS["argocd"]["sources"]
+    assert comp.plan_entry(rec, GITOPS)["remote_manifests"] == [m["url"] for m in CRDS["remote_manifests"]]
+    bare = records(dict(CRDS, argocd={}), layer="l0")[0]
+    with pytest.raises(comp.ComponentError, match="Application would have no source"):
+        comp.application(bare, GITOPS)
+
+
+def test_routes_validate_against_the_gateway_api_crd(schema_root):
+    index = json.loads((schema_root / "INDEX.json").read_text())
+    schema = json.loads((schema_root / index["kubernetes_crds"]["gateway.networking.k8s.io/v1"]["HTTPRoute"]).read_text())
+    rec = records(dict(ARGOCD, ui=[{"service": "a", "port": 80, "path": "/x", "host": "x"}]), layer="l2")[0]
+    for route in comp.route_documents(rec, CELL):
+        jsonschema.Draft7Validator(schema).validate(route)

@@ -128,3 +128,31 @@ def test_plan_cell_leaves_out_what_describes_this_run_on_this_machine():
     plan = render.merge_plan({}, "l0", [], cell)
     assert plan["cell"] == CELL
     assert render.dump_json(plan) == render.dump_json(render.merge_plan({}, "l0", [], dict(cell, mode="render")))
+
+
+def test_plan_md_lists_the_web_uis_and_the_gateway_address():
+    cell = dict(CELL, gateway={"name": "platform", "namespace": "gateway", "address": "192.168.100.200",
+                               "class_name": "cilium", "hostname": "*.cell.lan"},
+                tls={"cluster_issuer": "cellplatform-ca"},
+                storage={"provider": "longhorn", "class_name": "longhorn", "longhorn": {"replicas": 3},
+                         "volume": {"type": "partition", "path": "/var/mnt/longhorn", "disk_selector": "!system_disk",
+                                    "min_size_gib": 50, "max_size_gib": None}})
+    plan = render.merge_plan({}, "l2", [{"name": "argocd", "ui": [
+        {"url": "https://argocd.cell.lan", "title": "Argo CD", "service": "argocd-server", "port": 80}]}], cell)
+    plan = render.merge_plan(plan, "l0", [{"name": "cilium", "ui": [
+        {"url": "https://hubble.cell.lan", "title": "Hubble UI", "service": "hubble-ui", "port": 80}]},
+        {"name": "gateway-api-crds", "remote_manifests": ["https://raw.githubusercontent.com/a/b/v1/x.yaml"] * 2}])
+    md = render.render_plan_md(plan)
+    section = md.split("## Web UIs (shared Gateway)")[1].split("## Components")[0]
+    assert "Gateway `gateway/platform` (class `cilium`) at **192.168.100.200**" in section
+    assert "wildcard certificate from ClusterIssuer `cellplatform-ca`" in section
+    assert section.index("| https://argocd.cell.lan | Argo CD | argocd (l2) | argocd-server:80 |") < \
+        section.index("| https://hubble.cell.lan | Hubble UI | cilium (l0) | hubble-ui:80 |")
+    assert "192.168.100.200                 Gateway gateway/platform (HTTPS *.cell.lan), reserved in the pool" in md
+    assert "| gateway-api-crds | 2 upstream manifests (raw.githubusercontent.com) |" in md
+    assert ("| storage | longhorn, default StorageClass `longhorn`, 3 replicas; Talos user volume `/var/mnt/longhorn` "
+            "(partition on `!system_disk`, at least 50 GiB) on every static worker |") in md
+
+
+def test_plan_md_has_no_web_ui_section_without_gateway_or_uis():
+    assert "## Web UIs" not in render.render_plan_md(render.merge_plan({}, "l0", [], CELL))

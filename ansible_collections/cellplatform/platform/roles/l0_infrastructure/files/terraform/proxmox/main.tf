@@ -83,6 +83,21 @@ resource "proxmox_virtual_environment_vm" "node" {
     iothread     = false # iothread needs virtio-scsi-single, which Talos cannot use
   }
 
+  # The storage user volume's disk (workers with data_disk_gib > 0): Talos finds it with the
+  # inventory's disk selector (e.g. !system_disk) and formats it; Terraform only attaches it.
+  dynamic "disk" {
+    for_each = each.value.data_disk_gib > 0 ? [each.value.data_disk_gib] : []
+    content {
+      datastore_id = var.proxmox.datastore
+      interface    = "scsi1"
+      file_format  = "raw"
+      size         = disk.value
+      discard      = "on"
+      ssd          = true
+      iothread     = false
+    }
+  }
+
   network_device {
     bridge = var.proxmox.bridge
     model  = "virtio"

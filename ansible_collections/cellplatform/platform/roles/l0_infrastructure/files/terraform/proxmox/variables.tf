@@ -88,14 +88,15 @@ variable "network" {
 }
 
 variable "nodes" {
-  description = "Node name => VM id, static IPv4 address, role and size."
+  description = "Node name => VM id, static IPv4 address, role, size and the size of its data disk (0 = none)."
   type = map(object({
-    vm_id      = number
-    ip         = string
-    role       = string
-    cores      = number
-    memory_mib = number
-    disk_gib   = number
+    vm_id         = number
+    ip            = string
+    role          = string
+    cores         = number
+    memory_mib    = number
+    disk_gib      = number
+    data_disk_gib = number
   }))
 
   validation {
@@ -143,5 +144,10 @@ variable "nodes" {
   validation {
     condition     = alltrue([for n in var.nodes : n.disk_gib >= 10 && floor(n.disk_gib) == n.disk_gib])
     error_message = "nodes[*].disk_gib must be a whole number of at least 10 (Talos needs 10 GiB for its system partitions)."
+  }
+
+  validation {
+    condition     = alltrue([for n in var.nodes : n.data_disk_gib >= 0 && floor(n.data_disk_gib) == n.data_disk_gib])
+    error_message = "nodes[*].data_disk_gib must be a whole number of GiB, 0 for no data disk."
   }
 }
