@@ -34,6 +34,8 @@ import sys  # noqa: E402  pylint: disable=wrong-import-order
 if str(DOUBLES) not in sys.path:
     sys.path.insert(0, str(DOUBLES))
 from fake_kube_api import FakeKubeAPI  # noqa: E402  pylint: disable=import-error,wrong-import-position
+# the double's cli first: it imports day2 to register the day-2 commands (day2 imports cli back)
+from talosctl_double import cli as _double_cli  # noqa: E402,F401  pylint: disable=import-error,wrong-import-position,unused-import
 from talosctl_double import day2 as double_snapshots  # noqa: E402  pylint: disable=import-error,wrong-import-position
 
 pytestmark = pytest.mark.slow  # one cell, ~25 ansible-playbook runs: about 30 minutes on two busy cores
@@ -594,7 +596,9 @@ def test_snapshot_on_demand_and_restore(cell):
     found = snapshots(cell)
     assert len(found) == count + 1 and found[-1].name.endswith('-on-demand.snapshot.sops')
     revision = double.etcd_revision(state)
-    assert not list((cell['root'] / 'work').glob('etcd.snapshot*')), 'the plaintext snapshot is removed'
+    work = cell['root'] / 'work'
+    assert not (work / 'etcd-snapshot').exists(), 'the private directory of the plaintext snapshot is removed'
+    assert not [p for p in work.rglob('*') if p.is_file() and p.name.startswith('etcd')], list(work.rglob('*'))
     double.etcd_write(state, 7)      # the cluster goes on; then disaster
     clusters_before = double.cluster(state)['etcd_clusters']
     wrong = day2(cell, 'etcd-restore.yml', '-e', 'confirm=prod')
@@ -616,7 +620,11 @@ def test_snapshot_on_demand_and_restore(cell):
     assert all(not e['graceful'] for e in resets[-3:])
     boot = double.events(state, 'bootstrap')[-1]
     assert boot['node'] == IP['cp-1'] and boot['recovered_revision'] == revision
-    assert not list((cell['root'] / 'work').glob('etcd.snapshot*'))
+    # the decrypted snapshot lived in a private directory of the work dir, gone after the run
+    argv = [c for c in double.calls(state) if c.get('command') == 'bootstrap'][-1]['argv']
+    assert argv[argv.index('--recover-from') + 1] == str(work / 'etcd-snapshot' / 'etcd.snapshot'), argv
+    assert not (work / 'etcd-snapshot').exists()
+    assert not [p for p in work.rglob('*') if p.is_file() and p.name.startswith('etcd')], list(work.rglob('*'))
 
 
 # --- renew-credentials.yml --------------------------------------------------------------------------------
