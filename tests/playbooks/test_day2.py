@@ -44,7 +44,9 @@ NAMES = [name for name, _ip in NODES]
 IP = dict(NODES)
 CONTROL_PLANES = [name for name in NAMES if name.startswith('cp-')]
 WORKERS = [name for name in NAMES if name.startswith('worker-')]
-SCHEMATIC = 'ce4c980550dd2ab1b17bbf2b08801c7eb59418eafe8f279833297925d67c7515'
+# the reference cell's Image Factory schematic (what every installer image of the cell is built from)
+SCHEMATIC = yaml.safe_load((REPO / 'inventories' / 'production' / 'group_vars' / 'all' / 'cell.yml').read_text())[
+    'cellplatform_talos_schematic_id']
 TARGET = 'v1.13.10'
 # Fast but real waits: every gate polls, every node reboots for a while.
 KNOBS = {
