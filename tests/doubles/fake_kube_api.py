@@ -21,13 +21,22 @@ and the Python ``kubernetes`` dynamic client need to drive an apply path end to 
   Established, and validating/mutating webhooks registered by
   ``ValidatingWebhookConfiguration``/``MutatingWebhookConfiguration`` objects reject matching
   requests ("failed calling webhook ... connection refused") until the webhook Service has a
-  ready endpoint in an ``EndpointSlice`` (label ``kubernetes.io/service-name``).
+  ready endpoint in an ``EndpointSlice`` (label ``kubernetes.io/service-name``);
+* what ``kubectl drain`` / ``kubernetes.core.k8s_drain`` use: the cluster-wide pod list
+  (``/api/v1/pods``) with ``fieldSelector=spec.nodeName=<node>``, cordon/uncordon as a patch of
+  ``spec.unschedulable``, and the Eviction subresource (``POST .../pods/<name>/eviction``, policy/v1):
+  the pod is deleted at once (no graceful termination is modelled) unless a PodDisruptionBudget of
+  its namespace selects it and reports ``status.disruptionsAllowed: 0`` - then ``429
+  TooManyRequests`` "Cannot evict pod as it would violate the pod's disruption budget.", as the API
+  server answers.
 
 Readiness hooks (nothing here runs controllers): ``FakeKubeAPI(auto_ready=True,
 ready_delay=s, crd_delay=s)`` marks Deployments/DaemonSets/StatefulSets ready, EndpointSlice
 endpoints ready and CRDs Established ``ready_delay``/``crd_delay`` seconds after they are
 written; ``auto_ready=False`` leaves it to the test (``mark_ready(kind, namespace, name)``,
-``establish(crd_name)``); ``set_condition(...)`` plays a controller that reports a condition.
+``establish(crd_name)``); ``set_condition(...)`` plays a controller that reports a condition;
+``set_node_ready(name, ready)`` plays a kubelet (a Node's ``Ready`` condition) and ``add_pod(...)``
+a scheduler that put a pod on a node.
 
 Every request is logged in ``api.events`` (seq, time, verb, path, apiVersion, kind, namespace,
 name, dry_run, field_manager, code) so tests can assert order ("CRs only after CRDs
@@ -290,6 +299,25 @@ class FakeKubeAPI(LoopbackServer):
             obj["metadata"]["resourceVersion"] = str(self._rv)
             return True
 
+    def set_node_ready(self, name, ready=True):
+        """Stand in for a kubelet: set the Node's Ready condition (True/False); False if the Node is absent."""
+        return self.set_condition("v1", "Node", name, None, "Ready", "True" if ready else "False")
+
+    def add_pod(self, namespace, name, node, owner_kind="ReplicaSet", labels=None):
+        """Stand in for a scheduler: a running pod on *node* owned by a *owner_kind* (None: unmanaged)."""
+        owners = [{"apiVersion": "apps/v1", "kind": owner_kind, "name": name.rsplit("-", 1)[0], "uid": str(uuid.uuid4()),
+                   "controller": True}] if owner_kind else []
+        with self.lock:
+            key = ("v1", "Pod", namespace, name)
+            self._rv += 1
+            self.objects[key] = {
+                "apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": name, "namespace": namespace, "labels": labels or {"app": name},
+                             "ownerReferences": owners, "uid": str(uuid.uuid4()), "resourceVersion": str(self._rv),
+                             "creationTimestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())},
+                "spec": {"nodeName": node, "containers": [{"name": "main", "image": "registry.invalid/%s" % name}]},
+                "status": {"phase": "Running"}}
+
     def establish(self, crd_name):
         with self.lock:
             key = ("apiextensions.k8s.io/v1", "CustomResourceDefinition", "", crd_name)
@@ -364,7 +392,7 @@ class FakeKubeAPI(LoopbackServer):
     # --- request routing -------------------------------------------------------------------
     _PATH = re.compile(r"^/(?:api/(?P<core>v1)|apis/(?P<group>[^/]+)/(?P<version>[^/]+))"
                        r"(?:/namespaces/(?P<ns>[^/]+)(?=/))?/(?P<plural>[^/]+)(?:/(?P<name>[^/]+))?"
-                       r"(?:/(?P<sub>status))?/?$")
+                       r"(?:/(?P<sub>status|eviction))?/?$")
 
     def handle(self, verb, raw_path, body, content_type):
         parts = urlsplit(raw_path)
@@ -417,6 +445,8 @@ class FakeKubeAPI(LoopbackServer):
                     items = [o for o in items if o["metadata"]["name"] == value]
                 elif field == "metadata.namespace":
                     items = [o for o in items if o["metadata"].get("namespace") == value]
+                elif field == "spec.nodeName":
+                    items = [o for o in items if (o.get("spec") or {}).get("nodeName") == value]
             return 200, {"kind": kind + "List", "apiVersion": gv,
                          "metadata": {"resourceVersion": str(self._rv)}, "items": items}
         if verb == "DELETE":
@@ -432,6 +462,8 @@ class FakeKubeAPI(LoopbackServer):
             return 200, obj
         if body is None and verb in ("POST", "PUT", "PATCH"):
             raise ApiError(400, "BadRequest", "the request body is empty")
+        if verb == "POST" and sub == "eviction":
+            return self._evict(gv, kind, ns, name, dry, event)
         if verb == "POST":
             event["verb"] = "create"
             self._check_body(gv, kind, body)
@@ -473,6 +505,29 @@ class FakeKubeAPI(LoopbackServer):
             return 200, self._write(key, existing, new, namespaced, ns, dry, "UPDATE",
                                     keep_status=sub != "status")
         raise ApiError(405, "MethodNotAllowed", "method %s not allowed" % verb)
+
+    def _evict(self, gv, kind, ns, name, dry, event):
+        """policy/v1 Eviction of a pod: refused (429) by a PodDisruptionBudget that allows no disruption."""
+        event["verb"] = "evict"
+        if kind != "Pod":
+            raise ApiError(404, "NotFound", "the server could not find the requested resource")
+        key = (gv, kind, ns or "", name)
+        pod = self._read(key, kind)
+        labels = pod["metadata"].get("labels") or {}
+        for pkey, pdb in self.objects.items():
+            if pkey[1] != "PodDisruptionBudget" or pkey[2] != (ns or ""):
+                continue
+            match = ((pdb.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+            if match and all(labels.get(k) == v for k, v in match.items()) and \
+                    int((pdb.get("status") or {}).get("disruptionsAllowed", 0)) <= 0:
+                raise ApiError(429, "TooManyRequests",
+                               "Cannot evict pod as it would violate the pod's disruption budget.",
+                               {"causes": [{"reason": "DisruptionBudget", "message": "The disruption budget %s needs %s "
+                                            "healthy pods and has %s currently" % (pkey[3], 1, 1)}]})
+        if not dry:
+            event["changed"] = True
+            del self.objects[key]
+        return 201, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}
 
     # --- storage ---------------------------------------------------------------------------
     def _plural(self, gv, kind):

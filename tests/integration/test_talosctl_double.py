@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
 import types
 
 import pytest
+import yaml
 
 from talos_fixtures import (  # pylint: disable=import-error
     CELL, CONTROLPLANE, DOUBLES, WORKERS, double_state, fake_cell_configs)
@@ -344,3 +346,223 @@ def test_executable_records_calls(env):
     assert proc.returncode == 0 and "\tTag:         v1.13.9" in proc.stdout
     last = double_state.calls(env.state)[-1]
     assert last["argv"] == ["version", "--client"] and last["command"] == "version" and last["rc"] == 0
+
+
+# --- day 2: upgrade, upgrade-k8s, reset, etcd leave/remove-member/status/snapshot, recover (day2.py) --------
+SCHEMATIC = "ce4c980550dd2ab1b17bbf2b08801c7eb59418eafe8f279833297925d67c7515"
+IMAGE = "factory.talos.dev/nocloud-installer/%s:%%s" % SCHEMATIC
+
+
+@pytest.fixture
+def running(env):
+    """The env cell configured and bootstrapped (every control plane an etcd member); short reboots."""
+    double_state.preconfigure(env.state, env.paths, bootstrapped=True)
+    double_state.set_cluster(env.state, upgrade_reboot_seconds=0.4, etcd_settle_seconds=0.3)
+    return env
+
+
+def node_args(env, ip):
+    return ["--talosconfig", env.tc, "-n", ip, "-e", ip]
+
+
+def test_version_server_part_is_the_long_form_with_the_nodes_version(running, capsys):
+    double_state.update(running.state, lambda c: c.nodes[WORKERS[0]].update(version="v1.13.8"))
+    rc, out, _ = talosctl(capsys, "version", "--short", *node_args(running, WORKERS[0]))
+    assert rc == 0 and "Client:\nTalos v1.13.9\nServer:\n\tNODE:        %s\n\tTag:         v1.13.8\n" % WORKERS[0] in out
+
+
+def test_upgrade_reboots_the_node_and_wait_blocks_until_it_is_back(running, capsys, monkeypatch):
+    ip = WORKERS[0]
+    monkeypatch.setenv("TALOSCTL_DOUBLE_STRICT", "1")
+    rc, _, err = talosctl(capsys, "upgrade", "--image", IMAGE % "v1.13.10", *node_args(running, ip))
+    assert rc == 1 and "upgrade --drain makes talosctl cordon and drain" in err
+    rc, _, err = talosctl(capsys, "upgrade", "--image", IMAGE % "v1.13.10", "--wait", "--insecure", "--drain=false",
+                          *node_args(running, ip))
+    assert rc == 1 and err.startswith("Flag --insecure has been deprecated") and "cannot use --wait and --insecure" in err
+    started = time.time()
+    rc, out, err = talosctl(capsys, "upgrade", "--image", IMAGE % "v1.13.10", "--drain=false", "--wait",
+                            *node_args(running, ip))
+    assert rc == 0 and time.time() - started >= 0.4, err
+    assert err == ("%s: pulled image %s\n%s: upgrade completed\nwatching nodes: [%s]\n    * %s: post check passed\n"
+                   % (ip, IMAGE % "v1.13.10", ip, ip, ip))
+    node = double_state.node(running.state, ip)
+    assert node["version"] == "v1.13.10" and node["schematic"] == SCHEMATIC and node["reboots"] == 1
+    rc, out, _ = talosctl(capsys, "get", "extensions", "-o", "json", *node_args(running, ip))
+    assert json.loads(out)["spec"]["metadata"] == {"name": "schematic", "version": SCHEMATIC, "author": "Image Factory",
+                                                    "description": "Image Factory schematic of this image"}
+
+
+def test_upgrade_without_wait_leaves_the_node_down_for_a_while(running, capsys):
+    ip = WORKERS[1]
+    rc, _, _ = talosctl(capsys, "upgrade", "-i", IMAGE % "v1.13.10", "--drain=false", "--wait=false",
+                        *node_args(running, ip))
+    assert rc == 0
+    rc, _, err = talosctl(capsys, "version", *node_args(running, ip))
+    assert rc == 1 and "dial tcp %s:50000: connect: connection refused" % ip in err
+    time.sleep(0.5)
+    assert talosctl(capsys, "version", *node_args(running, ip))[0] == 0
+
+
+def test_upgrade_refusals_of_the_installer(running, capsys):
+    ip = WORKERS[2]
+    rc, _, err = talosctl(capsys, "upgrade", "-i", "ghcr.io/siderolabs/installer:latest", "--drain=false",
+                          *node_args(running, ip))
+    assert rc == 1 and "error pulling upgrade image" in err and "NotFound" in err
+    double_state.update(running.state, lambda c: c.nodes[ip].update(version="v1.10.4"))
+    rc, _, err = talosctl(capsys, "upgrade", "-i", IMAGE % "v1.13.10", "--drain=false", *node_args(running, ip))
+    assert rc == 1 and "host version 1.10.4 is too old to upgrade to Talos 1.13.10" in err
+    assert err.rstrip().endswith("error during upgrade: node %s: upgrade failed with exit code 1" % ip)
+    assert double_state.node(running.state, ip)["version"] == "v1.10.4"
+
+
+def test_upgrade_does_not_protect_quorum_and_the_double_records_it(running, capsys):
+    """Talos 1.13's LifecycleService upgrade does not check etcd: two control planes down at once lose quorum."""
+    for ip in CONTROLPLANE[:2]:
+        assert talosctl(capsys, "upgrade", "-i", IMAGE % "v1.13.10", "--drain=false", "--wait=false",
+                        *node_args(running, ip))[0] == 0
+    cluster = double_state.cluster(running.state)
+    assert cluster["max_down"] == 2 and cluster["quorum_losses"][0]["up"] == [CONTROLPLANE[2]]
+
+
+def test_upgrade_wait_timeout(running, capsys):
+    double_state.set_slow_boot(running.state, WORKERS[0], 5)
+    rc, _, err = talosctl(capsys, "upgrade", "-i", IMAGE % "v1.13.10", "--drain=false", "--timeout", "1s",
+                          *node_args(running, WORKERS[0]))
+    assert rc == 1 and err.endswith("    * %s: context deadline exceeded\n" % WORKERS[0])
+
+
+def test_etcd_status_table_and_the_errors_of_a_node_without_etcd(running, capsys):
+    rc, out, _ = talosctl(capsys, "etcd", "status", *node_args(running, CONTROLPLANE[0]))
+    lines = out.splitlines()
+    assert rc == 0 and lines[0].startswith("NODE             MEMBER             DB SIZE   IN USE             LEADER")
+    assert lines[1].startswith("%s   " % CONTROLPLANE[0]) and len(lines) == 2
+    rc, _, err = talosctl(capsys, "etcd", "status", *node_args(running, WORKERS[0]))
+    assert rc == 1 and "code = Unimplemented desc = etcd status is only available on control plane nodes" in err
+    double_state.update(running.state, lambda c: c.nodes[CONTROLPLANE[1]].update(etcd_ready_at=time.time() + 60))
+    rc, _, err = talosctl(capsys, "etcd", "status", *node_args(running, CONTROLPLANE[1]))
+    assert rc == 1 and err.startswith("error getting status: 1 error occurred:") and "127.0.0.1:2379" in err
+
+
+def test_etcd_leave_remove_member_and_a_replaced_machine(running, capsys):
+    members = double_state.etcd_member_list(running.state)
+    cp2, cp3 = members[1]["id"], members[2]["id"]
+    rc, _, err = talosctl(capsys, "etcd", "leave", "--talosconfig", running.tc, "-n", ",".join(CONTROLPLANE[:2]),
+                          "-e", CONTROLPLANE[0])
+    assert rc == 1 and err.strip() == 'command "etcd leave" is not supported with multiple nodes'
+    rc, _, err = talosctl(capsys, "etcd", "remove-member", "zz", *node_args(running, CONTROLPLANE[0]))
+    assert rc == 1 and 'error parsing member ID: strconv.ParseUint: parsing "zz": invalid syntax' in err
+    rc, _, err = talosctl(capsys, "etcd", "remove-member", "00000000000000ff", *node_args(running, CONTROLPLANE[0]))
+    assert rc == 1 and "code = NotFound desc = etcdserver: member not found" in err
+    # cp-3 dies and is removed from cp-1; the machine comes back with its old disk: its etcd does not rejoin
+    double_state.set_unreachable(running.state, CONTROLPLANE[2], "refused")
+    assert talosctl(capsys, "etcd", "remove-member", cp3, *node_args(running, CONTROLPLANE[0]))[0] == 0
+    double_state.set_unreachable(running.state, CONTROLPLANE[2], None)
+    assert [m["name"] for m in double_state.etcd_member_list(running.state)] == ["cp-1", "cp-2"]
+    rc, out, _ = talosctl(capsys, "service", "etcd", *node_args(running, CONTROLPLANE[2]))
+    assert rc == 0 and re.search(r"^STATE\s+Finished$", out, re.M), out
+    # cp-2 leaves: 1 of 1 left running - fine; the last member cannot leave
+    assert talosctl(capsys, "etcd", "leave", *node_args(running, CONTROLPLANE[1]))[0] == 0
+    assert [m["id"] for m in double_state.etcd_member_list(running.state)] == [members[0]["id"]]
+    assert cp2 not in [m["id"] for m in double_state.etcd_member_list(running.state)]
+    rc, _, err = talosctl(capsys, "etcd", "leave", *node_args(running, CONTROLPLANE[0]))
+    assert rc == 1 and "unhealthy cluster" in err
+
+
+def test_a_fresh_machine_replaces_the_member_of_its_name_when_it_joins(running, capsys):
+    """Talos' etcd join (services/etcd.go addMember): a machine with an empty data directory removes the member of
+    its own hostname, then adds itself with a new ID; a member with its address under another name is refused."""
+    double_state.set_cluster(running.state, join_calls=0)
+    double_state.set_unreachable(running.state, CONTROLPLANE[2], "refused")
+    old = [m["id"] for m in double_state.etcd_member_list(running.state) if m["name"] == "cp-3"][0]
+
+    def rebuild(name):   # a new machine with cp-3's address, in maintenance mode
+        def _f(c):
+            c.nodes[CONTROLPLANE[2]] = double_state.new_node(name, CONTROLPLANE[2])
+        return _f
+    double_state.update(running.state, rebuild("cp-9"))
+    assert talosctl(capsys, "apply-config", "-i", "-n", CONTROLPLANE[2], "-f", running.paths[CONTROLPLANE[2]])[0] == 0
+    for _ in range(2):
+        talosctl(capsys, "version", *node_args(running, CONTROLPLANE[2]))
+    node = double_state.node(running.state, CONTROLPLANE[2])
+    assert node["etcd_member_id"] is None and "Peer URLs already exists" in node["join_blocked"]
+    # the same name: the stale member is replaced (2 of 3 members run: a quorum for the change)
+    double_state.update(running.state, rebuild("cp-3"))
+    assert talosctl(capsys, "apply-config", "-i", "-n", CONTROLPLANE[2], "-f", running.paths[CONTROLPLANE[2]])[0] == 0
+    talosctl(capsys, "version", *node_args(running, CONTROLPLANE[2]))
+    node = double_state.node(running.state, CONTROLPLANE[2])
+    listed = double_state.etcd_member_list(running.state)
+    assert [m["name"] for m in listed] == ["cp-1", "cp-2", "cp-3"] and node["etcd_member_id"] not in (None, old)
+    assert [e["member"] for e in double_state.events(running.state, "etcd-remove-member")] == [old]
+
+
+def test_reset_graceful_leaves_etcd_and_returns_to_maintenance(running, capsys):
+    ip = CONTROLPLANE[2]
+    rc, _, err = talosctl(capsys, "reset", "--wipe-mode", "most", *node_args(running, ip))
+    assert rc == 1 and 'invalid argument "most" for "--wipe-mode" flag' in err
+    rc, _, err = talosctl(capsys, "reset", "--reboot", "--system-labels-to-wipe", "STATE,EPHEMERAL",
+                          *node_args(running, ip))
+    assert rc == 0 and err.endswith("    * %s: post check passed\n" % ip)
+    assert [m["name"] for m in double_state.etcd_member_list(running.state)] == ["cp-1", "cp-2"]
+    node = double_state.node(running.state, ip)
+    assert node["stage"] == "maintenance" and node["config"] is None
+    assert talosctl(capsys, "version", "--insecure", "-n", ip)[0] == 0
+
+
+def test_reset_not_graceful_keeps_the_member_and_without_reboot_powers_off(running, capsys):
+    ip = WORKERS[0]
+    assert talosctl(capsys, "reset", "--graceful=false", *node_args(running, ip))[0] == 0
+    rc, _, err = talosctl(capsys, "version", "--insecure", "-n", ip)
+    assert rc == 1 and "connection refused" in err
+    assert talosctl(capsys, "reset", "--graceful=false", "--reboot", "--system-labels-to-wipe", "EPHEMERAL",
+                    *node_args(running, CONTROLPLANE[1]))[0] == 0
+    assert len(double_state.etcd_member_list(running.state)) == 3
+    assert double_state.node(running.state, CONTROLPLANE[1])["stage"] == "running"
+
+
+def test_snapshot_and_recover(running, capsys, tmp_path):
+    path = str(tmp_path / "db.snapshot")
+    rc, _, err = talosctl(capsys, "etcd", "snapshot", path, "--talosconfig", running.tc, "-n",
+                          ",".join(CONTROLPLANE[:2]), "-e", CONTROLPLANE[0])
+    assert rc == 1 and 'command "etcd snapshot" is not supported with multiple nodes' in err
+    rc, out, _ = talosctl(capsys, "etcd", "snapshot", path, *node_args(running, CONTROLPLANE[0]))
+    assert rc == 0 and out.startswith('etcd snapshot saved to "%s" (' % path)
+    assert "snapshot info: hash " in out and ", revision 1, " in out
+    assert os.path.getsize(path) % 512 == 32 and not os.path.exists(path + ".part")
+    double_state.etcd_write(running.state, 9)
+    ip = CONTROLPLANE[1]
+    rc, _, err = talosctl(capsys, "bootstrap", "--recover-from", path, *node_args(running, ip))
+    assert rc == 1 and "AlreadyExists" in err, "a node with etcd data is never recovered over"
+    for cp in CONTROLPLANE:
+        assert talosctl(capsys, "reset", "--graceful=false", "--reboot", "--system-labels-to-wipe", "EPHEMERAL",
+                        *node_args(running, cp))[0] == 0
+    broken = tmp_path / "broken.snapshot"
+    broken.write_bytes(b"\0" * 544)
+    rc, _, err = talosctl(capsys, "bootstrap", "--recover-from", str(broken), *node_args(running, ip))
+    assert rc == 1 and "invalid database" in err
+    rc, out, _ = talosctl(capsys, "bootstrap", "--recover-from", path, *node_args(running, ip))
+    assert rc == 0 and out.startswith('recovering from snapshot "%s": hash ' % path)
+    assert double_state.etcd_revision(running.state) == 1
+
+
+def test_upgrade_k8s_dry_run_then_upgrade(running, capsys):
+    def images(c):
+        for n in c.nodes.values():
+            docs = list(yaml.safe_load_all(n["config"]))
+            docs[0]["machine"]["kubelet"] = {"image": "ghcr.io/siderolabs/kubelet:v1.36.3"}
+            if n["machine_type"] == "controlplane":
+                docs[0]["cluster"]["apiServer"] = {"image": "registry.k8s.io/kube-apiserver:v1.36.3"}
+            n["config"] = yaml.safe_dump_all(docs)
+    double_state.update(running.state, images)
+    cp = CONTROLPLANE[0]
+    rc, out, _ = talosctl(capsys, "upgrade-k8s", "--to", "1.36.4", "--dry-run", *node_args(running, cp))
+    assert rc == 0 and "automatically detected the lowest Kubernetes version 1.36.3\n" in out
+    assert " > update kube-apiserver: 1.36.3 -> 1.36.4\n > skipped in dry-run\n" in out
+    assert " > update kubelet: 1.36.3 -> 1.36.4\n" in out
+    assert all("kubelet:v1.36.3" in double_state.node(running.state, ip)["config"] for ip in CONTROLPLANE + WORKERS)
+    rc, _, err = talosctl(capsys, "upgrade-k8s", "--to", "1.38.0", *node_args(running, cp))
+    assert rc == 1 and err.strip() == 'unsupported upgrade path 1.36->1.38 (from "1.36.3" to "1.38.0")'
+    rc, out, _ = talosctl(capsys, "upgrade-k8s", "--to", "1.36.4", *node_args(running, cp))
+    assert rc == 0 and ' > "%s": machine configuration patched' % cp in out
+    assert all("kubelet:v1.36.4" in double_state.node(running.state, ip)["config"] for ip in CONTROLPLANE + WORKERS)
+    rc, out, _ = talosctl(capsys, "upgrade-k8s", "--to", "1.36.4", "--dry-run", *node_args(running, cp))
+    assert rc == 0 and "> update" not in out

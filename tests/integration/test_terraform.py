@@ -723,3 +723,71 @@ def test_the_preflight_refuses_first_what_terraform_refuses(variables_only, what
     proc = plan_with(variables_only, values)
     assert (proc.returncode == 0) is accepted, (what, proc.stderr[-2000:])
     assert (problems == []) is accepted, (what, [p["message"] for p in problems])
+
+
+# ------------------------------------------------------------------------------------------
+# day 2: adding a node creates only its VM; removing one destroys exactly its VM
+# ------------------------------------------------------------------------------------------
+THREE = dict(NODES, **{"cp-3": {"vm_id": 153, "ip": "192.168.100.53"}})
+
+
+def test_adding_a_node_plans_exactly_one_new_vm(monkeypatch, capsys, project):
+    assert apply(monkeypatch, capsys, project)["rc_exit"] == 0
+    digest = state_digest(project)
+    plan = apply(monkeypatch, capsys, project, nodes=THREE, check=True)
+    assert plan["rc_exit"] == 0, plan
+    assert plan["resources"]["add"] == ['terraform_data.node["cp-3"]']
+    assert sum(plan["summary"][k] for k in ("change", "destroy", "replace", "forget", "import", "move")) == 0
+    assert state_digest(project) == digest
+    added = apply(monkeypatch, capsys, project, nodes=THREE)
+    assert added["applied"] and state_resources(project) == [
+        'terraform_data.node["cp-1"]', 'terraform_data.node["cp-2"]', 'terraform_data.node["cp-3"]']
+
+
+def test_removing_a_node_destroys_exactly_its_vm_and_a_rerun_changes_nothing(monkeypatch, capsys, project):
+    assert apply(monkeypatch, capsys, project, nodes=THREE)["rc_exit"] == 0
+    exactly = ['terraform_data.node["cp-3"]']
+    check = apply(monkeypatch, capsys, project, nodes=NODES, destroy_exactly=exactly, check=True)
+    assert check["rc_exit"] == 0 and check["changed"] and check["resources"]["destroy"] == exactly, check
+    removed = apply(monkeypatch, capsys, project, nodes=NODES, destroy_exactly=exactly)
+    assert removed["rc_exit"] == 0, removed
+    assert removed["applied"] and removed["summary"]["destroy"] == 1 and removed["resources"]["destroy"] == exactly
+    assert sum(removed["summary"][k] for k in ("add", "change", "replace")) == 0
+    assert state_resources(project) == ['terraform_data.node["cp-1"]', 'terraform_data.node["cp-2"]']
+    assert removed["outputs"]["vm_ids"] == {"cp-1": 151, "cp-2": 152}
+    again = apply(monkeypatch, capsys, project, nodes=NODES, destroy_exactly=exactly)
+    assert again["rc_exit"] == 0 and not again["changed"] and not again["applied"]
+
+
+@pytest.mark.parametrize("case", ["also_updates_the_others", "deletes_another_vm", "replaces_one"])
+def test_a_plan_that_does_more_than_that_one_destroy_is_refused(monkeypatch, capsys, project, case):
+    assert apply(monkeypatch, capsys, project, nodes=THREE)["rc_exit"] == 0
+    digest = state_digest(project)
+    variables = {"nodes": NODES}
+    exactly = ['terraform_data.node["cp-3"]']
+    unexpected = 'change: terraform_data.node["cp-1"]'
+    if case == "also_updates_the_others":
+        variables["label"] = "v2"
+    elif case == "deletes_another_vm":
+        exactly = ['terraform_data.node["cp-2"]']
+        unexpected = 'destroy: terraform_data.node["cp-3"]'
+    else:
+        variables["nodes"] = copy.deepcopy(NODES)
+        variables["nodes"]["cp-2"]["vm_id"] = 162
+        unexpected = 'replace: terraform_data.node["cp-2"]'
+    refused = run_module(monkeypatch, capsys, project_path=str(project), variables=variables, destroy_exactly=exactly)
+    assert refused["rc_exit"] == 1 and refused["failed"] and refused["error_kind"] == "unexpected_changes", refused
+    assert "must delete exactly %s and change nothing else" % exactly[0] in refused["msg"]
+    assert unexpected in refused["msg"] and "Nothing was applied" in refused["msg"]
+    assert refused["applied"] is False and state_digest(project) == digest
+
+
+def test_remove_node_destroys_the_vm_resource_of_the_proxmox_module():
+    """remove_node.yml names the VM as <resource>["<node>"]: the resource of the shipped root module, one per node."""
+    parsed = hcl("main.tf")
+    vms = [body for r in parsed["resource"] for kind, named in r.items() if unq(kind) == "proxmox_virtual_environment_vm"
+           for body in [named]]
+    assert len(vms) == 1 and [unq(label) for label in vms[0]] == ["node"], parsed["resource"]
+    assert unq(list(vms[0].values())[0]["for_each"]) == "${var.nodes}"
+    role_vars = (COLLECTION / "roles" / "l0_infrastructure" / "vars" / "main.yml").read_text()
+    assert "__l0_infrastructure_vm_resource: proxmox_virtual_environment_vm.node\n" in role_vars

@@ -105,6 +105,8 @@ RESOURCES = {
     "etcdmember": ("EtcdMembers.etcd.talos.dev", "etcd", "etcdmembers", "EtcdMember"),
     "services": ("Services.v1alpha1.talos.dev", "runtime", "service", "Service"),  # alias svc
     "machinetype": ("MachineTypes.config.talos.dev", "config", "machinetypes", "MachineType"),
+    "extensions": ("ExtensionStatuses.runtime.talos.dev", "runtime", "extensions", "ExtensionStatus"),
+    "kubeletspecs": ("KubeletSpecs.kubernetes.talos.dev", "k8s", "kubeletspec", "KubeletSpec"),
 }
 # resources the maintenance API serves over --insecure
 MAINTENANCE_RESOURCES = {"machinestatus", "machinetype"}
@@ -267,16 +269,49 @@ def canonical(docs):
     return yaml.safe_dump_all(docs, sort_keys=True, default_flow_style=False)
 
 
-def needs_reboot(old_docs, new_docs):
-    def pick(docs, *path):
-        for d in docs:
-            if isinstance(d, dict) and d.get("version") == "v1alpha1":
-                cur = d
-                for p in path:
-                    cur = (cur or {}).get(p) if isinstance(cur, dict) else None
-                return cur
+# Fields of the v1alpha1 document Talos applies without a reboot (Runtime.CanApplyImmediate, v1.13.9):
+# .debug, .cluster and these machine keys (features: these sub-keys). Documents other than v1alpha1
+# are applied immediately as well.
+IMMEDIATE_MACHINE_KEYS = ("ca", "acceptedCAs", "time", "certSANs", "install", "network", "sysfs", "sysctls",
+                          "logging", "controlPlane", "kubelet", "kernel", "registries", "pods", "seccompProfiles",
+                          "nodeAnnotations", "nodeLabels", "nodeTaints")
+IMMEDIATE_FEATURE_KEYS = ("kubernetesTalosAPIAccess", "kubePrism", "hostDNS", "imageCache", "nodeAddressSortAlgorithm")
+
+
+def _v1alpha1(docs):
+    for d in docs:
+        if isinstance(d, dict) and d.get("version") == "v1alpha1" and "kind" not in d:
+            return d
+    return None
+
+
+def immediate_diff(old_docs, new_docs):
+    """What of the v1alpha1 document cannot be applied without a reboot (None: everything can)."""
+    import copy
+    old, new = _v1alpha1(old_docs), _v1alpha1(new_docs)
+    if old is None or new is None:
         return None
-    return pick(old_docs, "machine", "install") != pick(new_docs, "machine", "install")
+    def keep_old(dst, src, keys):
+        """The fields Talos applies at once are taken from the old config: what differs then needs a reboot."""
+        if isinstance(dst, dict) and isinstance(src, dict):
+            for key in keys:
+                if key in src:
+                    dst[key] = copy.deepcopy(src[key])
+                else:
+                    dst.pop(key, None)
+    new = copy.deepcopy(new)
+    keep_old(new, old, ("debug", "cluster"))
+    keep_old(new.get("machine"), old.get("machine"), IMMEDIATE_MACHINE_KEYS)
+    keep_old((new.get("machine") or {}).get("features"), (old.get("machine") or {}).get("features"),
+             IMMEDIATE_FEATURE_KEYS)
+    if canonical([old]) == canonical([new]):
+        return None
+    return "".join(difflib.unified_diff(canonical([old]).splitlines(True), canonical([new]).splitlines(True),
+                                        "a", "b"))
+
+
+def needs_reboot(old_docs, new_docs):
+    return immediate_diff(old_docs, new_docs) is not None
 
 
 # --- the simulated node side -----------------------------------------------------------------
@@ -324,9 +359,10 @@ class Session(object):
             if node["install_calls_left"] <= 0:
                 node["stage"] = "running"
                 node["reboots"] += 1
-        if node["stage"] == "running" and node["machine_type"] == "controlplane" and not node["etcd_member_id"]:
+        if node["stage"] == "running" and node["machine_type"] == "controlplane" and not node["etcd_member_id"] \
+                and not node.get("etcd_left") and not node.get("etcd_data"):
             if node.get("join_calls_left") is None:
-                if cell.cluster["bootstrapped"]:
+                if running_etcd_cluster(cell) is not None:
                     start_joining(cell, node)
             elif node["join_calls_left"] > 0:
                 node["join_calls_left"] -= 1
@@ -345,6 +381,9 @@ class Session(object):
             return dial_error(ip, "refused")
         if n.get("reboot_calls_left", 0) > 0:
             n["reboot_calls_left"] -= 1
+            return dial_error(ip, "refused")
+        if float(n.get("down_until") or 0) > time.time():
+            # rebooting into a new Talos (upgrade, reset --reboot): the API is not up yet
             return dial_error(ip, "refused")
         return None
 
@@ -398,13 +437,47 @@ def start_joining(cell, node):
         join_etcd(cell, node)
 
 
+def running_etcd_cluster(cell):
+    """Number (str) of the newest etcd cluster that has a running member, or None."""
+    running = sorted((int(k) for k, info in (cell.cluster.get("etcd") or {}).items()
+                      if any(etcd_running(m) and m.get("etcd_member_id") in info.get("members", {})
+                             for m in cell.nodes.values())), reverse=True)
+    return str(running[0]) if running else None
+
+
 def join_etcd(cell, node):
-    """The node becomes a member of the (first) etcd cluster that runs."""
-    clusters = sorted(m["etcd_cluster"] for m in cell.nodes.values() if m.get("etcd_member_id"))
-    node["etcd_member_id"] = member_id(node["ip"])
+    """The node joins the etcd cluster that runs, as Talos' etcd service does (services/etcd.go addMember): a
+    member with the node's hostname is removed first (a replaced machine), then the node is added with a new
+    member ID. Both membership changes need a quorum; a member with the node's address under another name makes
+    etcd refuse the new one ("Peer URLs already exists"). Until it can join, the node waits (etcd Preparing)."""
+    number = running_etcd_cluster(cell)
+    if number is None:
+        node["join_calls_left"] = 0   # nothing to join yet: try again on the next call
+        return
+    info = cell.cluster["etcd"][number]
+    from talosctl_double import day2
+    same_name = [mid for mid, m in info["members"].items() if m["name"] == node["name"]]
+    if same_name and not day2.quorum_ok(cell, number):
+        node["join_calls_left"] = 0
+        node["join_blocked"] = "error removing self from the member list: etcdserver: unhealthy cluster"
+        return
+    for mid in same_name:
+        info["members"].pop(mid)
+        st.record_event(cell, node["ip"], "etcd-remove-member", member=mid, cluster=int(number), by=node["ip"])
+    clash = [mid for mid, m in info["members"].items() if m["ip"] == node["ip"]]
+    if clash:
+        node["join_calls_left"] = 0
+        node["join_blocked"] = "error adding member: etcdserver: Peer URLs already exists (member %s)" % clash[0]
+        return
+    node.pop("join_blocked", None)
+    cell.cluster["member_serial"] = int(cell.cluster.get("member_serial") or 0) + 1
+    new_id = st.member_id(node["ip"], cell.cluster["member_serial"])
+    node["etcd_member_id"] = new_id
     node["etcd_data"] = True
-    node["etcd_cluster"] = clusters[0] if clusters else None
+    node["etcd_cluster"] = int(number)
     node["join_calls_left"] = None
+    info["members"][new_id] = {"name": node["name"], "ip": node["ip"]}
+    st.record_event(cell, node["ip"], "etcd-join", member=new_id, cluster=int(number))
 
 
 def latency():
@@ -476,11 +549,10 @@ def cmd_version(ctx, flags, pos):
     def handler(sess, cell, ok, errors, tc, nodes):
         out = [client, "Server:\n"]
         for n in ok:
-            if flags["short"]:
-                out.append("\tNODE:        %s\n\tTalos %s\n" % (n["ip"], VERSION))
-            else:
-                out.append("\tNODE:        %s\n\tTag:         %s\n\tSHA:         %s\n\tEnabled:     RBAC\n"
-                           % (n["ip"], VERSION, SHA))
+            # the server part is always the long form (version.PrintLongVersionFromExisting), --short or not
+            out.append("\tNODE:        %s\n\tTag:         %s\n\tSHA:         %s\n\tBuilt:       \n"
+                       "\tGo version:  go1.25.4\n\tOS/Arch:     linux/amd64\n\tEnabled:     RBAC\n"
+                       % (n["ip"], node_version(cell, n), SHA))
         ctx.stdout.write("".join(out))
         if errors and ok:
             # some nodes answered: talosctl warns and exits 0 (brief 1.0)
@@ -489,6 +561,13 @@ def cmd_version(ctx, flags, pos):
             del errors[:]
         return 0
     return node_command(ctx, ("version",), flags, pos, handler, insecure=flags["insecure"])
+
+
+def node_version(cell, n):
+    """The Talos version node *n* runs (what its installer image carried; the boot image in maintenance)."""
+    if n["stage"] == "maintenance" or not n.get("version"):
+        return cell.cluster.get("boot_version") or VERSION
+    return n["version"]
 
 
 def client_version():
@@ -522,14 +601,37 @@ def resource_objects(cell, n, rtype):
             cp = {"apiServerPort": 6443} if m["machine_type"] == "controlplane" else None
             out.append(obj(m["name"], {"nodeId": hashlib.sha256(m["ip"].encode()).hexdigest()[:43],
                                        "addresses": [m["ip"]], "hostname": m["name"],
-                                       "machineType": m["machine_type"], "operatingSystem": "Talos (%s)" % VERSION,
+                                       "machineType": m["machine_type"], "operatingSystem": "Talos (%s)" % node_version(cell, m),
                                        "controlPlane": cp}))
         return out
+    if rtype == "extensions":
+        # the Image Factory schematic shows up as the pseudo-extension "schematic" (version = schematic ID)
+        if not n.get("schematic") or n["stage"] == "maintenance":
+            return []
+        return [obj("0", {"image": "", "metadata": {"name": "schematic", "version": n["schematic"],
+                                                   "author": "Image Factory",
+                                                   "description": "Image Factory schematic of this image"}})]
+    if rtype == "kubeletspecs":
+        image = node_kubelet_image(n)
+        return [obj("kubelet", {"image": image, "args": [], "expectedNodename": n["name"], "config": {}})] \
+            if image else []
     if rtype == "services":
         # v1alpha1.ServiceController keeps a Services resource only while the service is Running
         return [obj(sid, {"running": True, "healthy": health == "OK", "unknown": health == "?"})
                 for sid, state, health, _events in service_states(n) if state == "Running"]
     return []
+
+
+def node_v1alpha1(n):
+    """The v1alpha1 document of the node's applied config (or None)."""
+    if not n.get("config"):
+        return None
+    return _v1alpha1([d for d in yaml.safe_load_all(n["config"]) if d is not None])
+
+
+def node_kubelet_image(n):
+    v1 = node_v1alpha1(n)
+    return (((v1 or {}).get("machine") or {}).get("kubelet") or {}).get("image") if v1 else None
 
 
 def resolve_resource(name):
@@ -628,9 +730,10 @@ def cmd_apply(ctx, flags, pos):
             old_docs = list(yaml.safe_load_all(n["config"])) if n["config"] else []
             old_docs = [d for d in old_docs if d is not None]
             reboot = n["stage"] == "maintenance" or needs_reboot(old_docs, docs)
-            if mode == "no-reboot" and reboot and n["stage"] != "maintenance":
-                errors.append((ip, "InvalidArgument", "apply configuration failed: configuration change requires "
-                                                      "a reboot, but mode is no-reboot"))
+            if mode in ("no-reboot", "try") and reboot and n["stage"] != "maintenance":
+                errors.append((ip, "InvalidArgument", "this config change can't be applied in immediate mode "
+                                                      "(a reboot is needed): %s"
+                               % " ".join((immediate_diff(old_docs, docs) or "").split())[:200]))
                 continue
             if flags["dry-run"]:
                 if n["stage"] == "maintenance":
@@ -652,6 +755,10 @@ def cmd_apply(ctx, flags, pos):
                             "name": cl.get("clusterName"), "ca": (cl.get("ca") or {}).get("crt")}
             if n["stage"] == "maintenance":
                 # installs to disk and reboots: refuses `reboot_calls` calls, then answers over mTLS
+                n["version"], n["schematic"] = st.install_image_version(
+                    (machine.get("install") or {}).get("image"), cell.cluster.get("boot_version") or VERSION)
+                n.update(etcd_member_id=None, etcd_data=False, etcd_cluster=None, etcd_left=False,
+                         join_calls_left=None)
                 n["stage"] = "installing"
                 n["install_calls_left"] = int(cell.cluster.get("install_calls") or 0)
                 n["reboot_calls_left"] = int(cell.cluster.get("reboot_calls") or 0)
@@ -669,18 +776,37 @@ def cmd_apply(ctx, flags, pos):
     return node_command(ctx, ("apply-config",), flags, pos, handler, insecure=insecure)
 
 
-def member_id(ip):
-    return "%016x" % int(hashlib.sha256(ip.encode()).hexdigest()[:15], 16)
+def member_id(ip, seq=0):
+    return st.member_id(ip, seq)
+
+
+def read_snapshot(path):
+    """(info, error) of a snapshot file the double wrote (see day2.write_snapshot); etcdutl's status check."""
+    from talosctl_double import day2
+    return day2.read_snapshot(path)
 
 
 def cmd_bootstrap(ctx, flags, pos):
     if len(csv(flags.get("nodes"))) > 1:
         raise Fail('command "bootstrap" is not supported with multiple nodes')
+    recover = last(flags["recover-from"])
+    snapshot = None
+    if recover:
+        # talosctl checks the snapshot with etcdutl before it uploads it (EtcdRecover), then bootstraps
+        snapshot, problem = read_snapshot(recover)
+        if problem:
+            raise Fail(problem)
+        ctx.stdout.write('recovering from snapshot "%s": hash %08x, revision %d, total keys %d, total size %d\n'
+                         % (recover, snapshot["hash"], snapshot["revision"], snapshot["keys"], snapshot["size"]))
+        ctx.record({"recover_from_revision": snapshot["revision"]})
 
     def handler(sess, cell, ok, errors, tc, nodes):
         if len(nodes) > 1:
             raise Fail('command "bootstrap" is not supported with multiple nodes')
         for n in ok:
+            if recover and (n["stage"] != "running" or n["machine_type"] != "controlplane"):
+                raise Fail("error uploading snapshot: rpc error: code = FailedPrecondition desc = etcd service is not "
+                           "ready for recovery yet")
             if n["etcd_data"]:
                 errors.append((n["ip"], "AlreadyExists", "etcd data directory is not empty"))
             elif n["stage"] != "running" or n["machine_type"] != "controlplane":
@@ -688,13 +814,22 @@ def cmd_bootstrap(ctx, flags, pos):
             else:
                 # an empty data directory: etcd starts a NEW cluster here (a second one if another runs)
                 cell.cluster["etcd_clusters"] = int(cell.cluster.get("etcd_clusters") or 0) + 1
-                n.update(etcd_data=True, etcd_member_id=member_id(n["ip"]), etcd_cluster=cell.cluster["etcd_clusters"],
-                         join_calls_left=None)
+                number = cell.cluster["etcd_clusters"]
+                cell.cluster["member_serial"] = int(cell.cluster.get("member_serial") or 0) + 1
+                mid = member_id(n["ip"], cell.cluster["member_serial"])
+                n.update(etcd_data=True, etcd_member_id=mid, etcd_cluster=number, join_calls_left=None,
+                         etcd_left=False)
+                cell.cluster["etcd"][str(number)] = {
+                    "members": {mid: {"name": n["name"], "ip": n["ip"]}},
+                    "revision": snapshot["revision"] if snapshot else 1}
                 cell.cluster["bootstrapped"] = True
                 cell.cluster["bootstrap_node"] = n["ip"]
+                st.record_event(cell, n["ip"], "bootstrap", cluster=number,
+                                recovered_revision=snapshot["revision"] if snapshot else None)
                 for m in cell.nodes.values():
                     if m is not n and m["machine_type"] == "controlplane" and m["stage"] == "running" \
-                            and not m["etcd_member_id"] and m.get("join_calls_left") is None:
+                            and not m["etcd_member_id"] and not m.get("etcd_data") and not m.get("etcd_left") \
+                            and m.get("join_calls_left") is None:
                         start_joining(cell, m)
         return 0
     return node_command(ctx, ("bootstrap",), flags, pos, handler)
@@ -712,8 +847,18 @@ def tabulate(rows, padding=3):
                    for line in cells)
 
 
-def etcd_running(n):
-    return n["machine_type"] == "controlplane" and bool(n.get("etcd_member_id"))
+def etcd_running(n, now=None):
+    """Whether the node's etcd runs: a control plane that is a member, up (not rebooting) and settled."""
+    now = time.time() if now is None else now
+    return (n["machine_type"] == "controlplane" and bool(n.get("etcd_member_id")) and not n.get("etcd_left")
+            and not n.get("unreachable") and float(n.get("down_until") or 0) <= now
+            and float(n.get("etcd_ready_at") or 0) <= now)
+
+
+def etcd_members_of(cell, n):
+    """[(member ID, name, ip)] etcd lists for the cluster node *n* is a member of."""
+    info = (cell.cluster.get("etcd") or {}).get(str(n.get("etcd_cluster"))) or {}
+    return sorted(((mid, m["name"], m["ip"]) for mid, m in (info.get("members") or {}).items()), key=lambda x: x[2])
 
 
 def cmd_etcd_members(ctx, flags, pos):
@@ -731,10 +876,9 @@ def cmd_etcd_members(ctx, flags, pos):
                 else:
                     errors.append((n["ip"],) + ETCD_LOCAL_REFUSED)
             else:
-                members = [m for m in cell.etcd_members() if m.get("etcd_cluster") == n.get("etcd_cluster")]
-                for m in sorted(members, key=lambda x: x["ip"]):
+                for mid, name, ip in etcd_members_of(cell, n):
                     rows.append("%s\t%s\t%s\thttps://%s:2380\thttps://%s:2379\tfalse"
-                                % (n["ip"], m["etcd_member_id"], m["name"], m["ip"], m["ip"]))
+                                % (n["ip"], mid, name, ip, ip))
         if rows:
             ctx.stdout.write(tabulate(["NODE\tID\tHOSTNAME\tPEER URLS\tCLIENT URLS\tLEARNER"] + rows))
         return 0
@@ -753,7 +897,10 @@ def service_states(n):
         events = ["[Starting]: Starting service", '[Waiting]: Waiting for service "cri" to be "up"',
                   "[Preparing]: Running pre state"]
         if sid == "etcd" and not etcd_running(n):
-            out.append((sid, "Preparing", "?", events))
+            if n.get("etcd_left"):
+                out.append((sid, "Finished", "?", events + ["[Finished]: Service finished successfully"]))
+            else:
+                out.append((sid, "Preparing", "?", events))
             continue
         events += ["[Preparing]: Creating service runner", "[Running]: Started task %s (PID 2045) for container %s"
                    % (sid, sid)]
@@ -876,15 +1023,23 @@ def cmd_health(ctx, flags, pos):
             return 1
         problems = []
         running = [m for m in cell.nodes.values() if m["stage"] == "running" and m["machine_type"]]
-        if not cell.cluster["bootstrapped"]:
+        if not cell.cluster["bootstrapped"] or running_etcd_cluster(cell) is None:
             problems.append("etcd is not healthy: etcd is not running")
         else:
             # health waits: control planes still joining etcd join meanwhile
             for m in running:
-                if m["machine_type"] == "controlplane" and not m["etcd_member_id"]:
+                if m["machine_type"] == "controlplane" and not m["etcd_member_id"] and not m.get("etcd_left") \
+                        and not m.get("etcd_data"):
                     join_etcd(cell, m)
             if len(set(m.get("etcd_cluster") for m in cell.etcd_members())) > 1:
                 problems.append("etcd members are not consistent across nodes: more than one etcd cluster")
+            info = cell.cluster["etcd"][running_etcd_cluster(cell)]
+            by_ip = dict((m["ip"], m) for m in cell.nodes.values())
+            stopped = sorted("%s (%s)" % (mid, m["name"]) for mid, m in info["members"].items()
+                             if not (by_ip.get(m["ip"]) and by_ip[m["ip"]].get("etcd_member_id") == mid
+                                     and etcd_running(by_ip[m["ip"]])))
+            if stopped:
+                problems.append("etcd is not healthy: members %s are not running" % ", ".join(stopped))
         if cps or workers:
             known = set(cps) | set(workers)
             actual = set(m["ip"] for m in running) | set(cell.cluster.get("extra_k8s_nodes") or [])
@@ -901,7 +1056,7 @@ def cmd_health(ctx, flags, pos):
         not_ready = sorted(m["ip"] for m in cell.nodes.values() if m["stage"] != "running" and m["machine_type"])
         if not_ready:
             problems.append("nodes %s are not ready" % not_ready)
-        down = sorted(m["ip"] for m in cell.nodes.values() if m.get("unreachable") and m["machine_type"])
+        down = st.down_now(cell)
         if down:
             problems.append("apid is not ready on nodes %s: connection refused" % down)
         if cell.cluster.get("health_blocker"):
@@ -1000,3 +1155,9 @@ def main(argv=None):
                 rec["details"] = ctx.details
             st.append_call(state_dir, rec)
     return rc
+
+
+# the day-2 commands (upgrade, upgrade-k8s, reset, etcd leave/remove-member/status/snapshot) live in day2.py
+from talosctl_double import day2 as _day2  # noqa: E402  pylint: disable=wrong-import-position
+
+_day2.register()

@@ -23,6 +23,18 @@ What a real cell does and the double models (see cli.py for the texts):
   running control plane stays ``Preparing`` for ``join_calls`` calls that reach it, then joins
   the same etcd cluster. Bootstrapping a node with an empty data directory always starts a new
   etcd cluster - also a second one, as real Talos would (``etcd_clusters`` tells).
+* etcd membership is kept per etcd cluster (``cluster["etcd"]``: member ID -> name and address), as
+  etcd keeps it: a member stays listed while its machine is down or wiped until it leaves
+  (``etcd leave``, graceful ``reset``), a healthy peer removes it (``etcd remove-member``), or a
+  machine with the same hostname and an empty data directory joins (Talos removes the stale member
+  of its name first). Every membership gets a new member ID. A member with the joining machine's
+  address under another name makes etcd refuse it (peer URL exists). Membership changes need a
+  quorum of the listed members up.
+* day-2 (see day2.py): ``upgrade`` reboots the node for ``upgrade_reboot_seconds`` (plus
+  ``slow_boot[ip]``) of wall-clock time, during which its Talos API refuses; a control plane's
+  etcd answers ``etcd_settle_seconds`` after that. Every reboot is logged in ``events``; the
+  most nodes down at the same time and any moment an etcd cluster lost its quorum are recorded
+  (``max_down``, ``quorum_losses``), so tests can prove a rolling order.
 """
 
 from __future__ import annotations
@@ -61,6 +73,24 @@ DEFAULT_CLUSTER = {
     # one-shot crashes: [{"node": ip, "command": "apply-config"}]: the node's API goes down right after it
     # answered that command (a machine that dies in the middle of a run)
     "crash_after": [],
+    # the Talos version a node runs after an install whose image tag is not a Talos version
+    "boot_version": "v1.13.9",
+    # wall-clock seconds a node is down while it reboots into a new Talos (upgrade, reset --reboot)
+    "upgrade_reboot_seconds": 0.5,
+    # {ip: extra seconds}: a node that comes back slowly
+    "slow_boot": {},
+    # seconds a control plane's etcd needs after boot before it answers (etcd status, members)
+    "etcd_settle_seconds": 0.3,
+    # etcd clusters: {"<n>": {"members": {member ID: {"name", "ip"}}, "revision": int}}
+    "etcd": {},
+    # member IDs are derived from the address and this counter: every membership gets a new ID
+    "member_serial": 0,
+    # reboots, upgrades, resets, etcd changes with their times: [{"time", "node", "event", ...}]
+    "events": [],
+    # the most nodes that were down (rebooting) at the same moment
+    "max_down": 0,
+    # moments an etcd cluster had fewer than a quorum of its members up: [{"time", "cluster", "up", "members"}]
+    "quorum_losses": [],
 }
 
 
@@ -110,6 +140,11 @@ def new_node(name, ip):
         "unreachable": None,  # None | "refused" | "timeout"
         "apply_count": 0,
         "reboots": 0,
+        "version": None,  # Talos version it runs once installed (from the install / upgrade image)
+        "schematic": None,  # Image Factory schematic of that image
+        "down_until": 0.0,  # epoch seconds: rebooting (Talos API refuses) until then
+        "etcd_ready_at": 0.0,  # epoch seconds: its etcd answers from then on
+        "etcd_left": False,  # left or was removed from etcd: it does not rejoin until its EPHEMERAL is wiped
     }
 
 
@@ -221,12 +256,105 @@ def set_cluster(state_dir, **values):
 
 
 def etcd_clusters(state_dir):
-    """{etcd cluster number: [IPs of its members]} (one key: one etcd cluster)."""
+    """{etcd cluster number: [IPs of the machines that are its members]} (one key: one etcd cluster)."""
     out = {}
     for n in Cell(state_dir).nodes.values():
         if n.get("etcd_member_id"):
             out.setdefault(n.get("etcd_cluster"), []).append(n["ip"])
     return out
+
+
+def etcd_member_list(state_dir, number=None):
+    """The member list etcd keeps for cluster *number* (default: the newest): [{"id", "name", "ip"}]."""
+    clusters = Cell(state_dir).cluster.get("etcd") or {}
+    if not clusters:
+        return []
+    key = str(number) if number is not None else max(clusters, key=int)
+    members = (clusters.get(key) or {}).get("members") or {}
+    return sorted((dict(m, id=mid) for mid, m in members.items()), key=lambda m: m["ip"])
+
+
+def etcd_write(state_dir, count=1):
+    """Writes to the running etcd cluster(s): the revision moves on (a snapshot taken before shows the old one)."""
+    def _f(cell):
+        for info in (cell.cluster.get("etcd") or {}).values():
+            info["revision"] = int(info.get("revision") or 0) + count
+    update(state_dir, _f)
+
+
+def etcd_revision(state_dir, number=None):
+    clusters = Cell(state_dir).cluster.get("etcd") or {}
+    if not clusters:
+        return None
+    key = str(number) if number is not None else max(clusters, key=int)
+    return (clusters.get(key) or {}).get("revision")
+
+
+def set_slow_boot(state_dir, ip, seconds):
+    """Node *ip* needs *seconds* more than ``upgrade_reboot_seconds`` to come back from a reboot."""
+    def _f(cell):
+        cell.cluster["slow_boot"][ip] = seconds
+    update(state_dir, _f)
+
+
+def events(state_dir, event=None):
+    """Recorded reboots/upgrades/resets/etcd changes, optionally of one kind (``upgrade``, ``reset`` ...)."""
+    return [e for e in Cell(state_dir).cluster.get("events") or [] if event is None or e.get("event") == event]
+
+
+def record_event(cell, ip, event, **details):
+    """Append an event (inside ``update``/``locked``); returns it."""
+    entry = dict(details, time=time.time(), node=ip, event=event)
+    cell.cluster.setdefault("events", []).append(entry)
+    return entry
+
+
+def down_now(cell, now=None):
+    """IPs of the machines that are down right now (unreachable, rebooting)."""
+    now = time.time() if now is None else now
+    return sorted(n["ip"] for n in cell.nodes.values()
+                  if n.get("machine_type") and (n.get("unreachable") or float(n.get("down_until") or 0) > now
+                                                or int(n.get("reboot_calls_left") or 0) > 0))
+
+
+def note_downtime(cell, now=None):
+    """Record how many machines are down now (``max_down``) and whether an etcd cluster lost its quorum
+    (fewer than a majority of its listed members run etcd: down, rebooting or still settling)."""
+    now = time.time() if now is None else now
+    down = down_now(cell, now)
+    cell.cluster["max_down"] = max(int(cell.cluster.get("max_down") or 0), len(down))
+    by_ip = dict((n["ip"], n) for n in cell.nodes.values())
+    for number, info in (cell.cluster.get("etcd") or {}).items():
+        members = info.get("members") or {}
+        if not members:
+            continue
+        up = [m["ip"] for mid, m in members.items()
+              if m["ip"] not in down and (by_ip.get(m["ip"]) or {}).get("etcd_member_id") == mid
+              and not (by_ip.get(m["ip"]) or {}).get("etcd_left")
+              and float((by_ip.get(m["ip"]) or {}).get("etcd_ready_at") or 0) <= now]
+        if len(up) < len(members) // 2 + 1:
+            cell.cluster.setdefault("quorum_losses", []).append(
+                {"time": now, "cluster": int(number), "up": sorted(up), "members": len(members)})
+
+
+def member_id(ip, seq=0):
+    """The etcd member ID of node *ip* for membership number *seq* (16 hex digits): every membership a new one."""
+    import hashlib
+    return "%016x" % int(hashlib.sha256(("%s#%d" % (ip, seq)).encode()).hexdigest()[:15], 16)
+
+
+def install_image_version(image, default):
+    """(Talos version, schematic) an install/upgrade image carries: ``.../<schematic>:vX.Y.Z``."""
+    import re
+    ref = (image or "").split("@", 1)[0]
+    repo, _, tag = ref.rpartition(":")
+    if "/" in tag or not repo:
+        repo, tag = ref, ""
+    version = tag if re.match(r"^v\d+\.\d+\.\d+$", tag or "") else default
+    parts = repo.split("/")
+    schematic = parts[-1] if len(parts) >= 3 and parts[0] == "factory.talos.dev" and \
+        re.match(r"^[0-9a-f]{64}$", parts[-1]) else None
+    return version, schematic
 
 
 def calls(state_dir):
@@ -265,8 +393,6 @@ def preconfigure(state_dir, configs, bootstrapped=False):
     """Put nodes straight into the state a successful ``apply-config`` leaves (stage running),
     for tests whose subject is not the apply itself. ``configs``: {ip: path of machine config}.
     With ``bootstrapped`` the control planes are etcd members, as after ``bootstrap``."""
-    import hashlib
-
     import yaml
 
     def _f(cell):
@@ -280,10 +406,14 @@ def preconfigure(state_dir, configs, bootstrapped=False):
                      ca=((v1["machine"].get("ca") or {}).get("crt") or "").strip(), apply_count=1,
                      cluster={"endpoint": (cl.get("controlPlane") or {}).get("endpoint"),
                               "name": cl.get("clusterName"), "ca": (cl.get("ca") or {}).get("crt")})
+            n["version"], n["schematic"] = install_image_version(
+                ((v1["machine"].get("install") or {}).get("image")), cell.cluster["boot_version"])
             if bootstrapped and n["machine_type"] == "controlplane":
-                n["etcd_member_id"] = "%016x" % int(hashlib.sha256(ip.encode()).hexdigest()[:15], 16)
+                n["etcd_member_id"] = member_id(ip)
                 n["etcd_data"] = True
                 n["etcd_cluster"] = 1
+                info = cell.cluster["etcd"].setdefault("1", {"members": {}, "revision": 1})
+                info["members"][n["etcd_member_id"]] = {"name": n["name"], "ip": ip}
         if bootstrapped:
             cell.cluster["bootstrapped"] = True
             cell.cluster["etcd_clusters"] = 1

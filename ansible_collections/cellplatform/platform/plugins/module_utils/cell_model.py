@@ -980,6 +980,23 @@ def _check_l2(c):
               "renew some days before expiry, e.g. 30 with a 365-day issuer.")
 
 
+# --- day 2 (upgrade.yml, remove-node.yml, ...) -------------------------------------------------------
+UPGRADE_BATCH_RANGE = (1, 100)
+
+
+def _check_day2(c):
+    """Inputs of the day-2 playbooks (all optional)."""
+    c.want_int("cellplatform_upgrade_batch_size", c.top("cellplatform_upgrade_batch_size"),
+               UPGRADE_BATCH_RANGE[0], UPGRADE_BATCH_RANGE[1],
+               fix="set how many workers upgrade.yml upgrades at once, e.g. 1 (the default) or 2, or remove it.",
+               required=False)
+
+
+def _day2_inputs(v):
+    batch = v.get("cellplatform_upgrade_batch_size")
+    return {"upgrade": {"batch_size": int(batch) if batch not in (None, "") else 1}}
+
+
 def _git_url_ok(url):
     """https://host/path, ssh://[user@]host[:port]/path or scp-like user@host:path."""
     if url.startswith(("https://", "ssh://")):
@@ -1140,6 +1157,7 @@ def validate(variables, hosts, layers=None, mode=None):
     if "l3" in selected:
         _check_l3(checker)
     _check_observability(checker, hosts, network, gateway, vip, pool, node_ips, l4="l4" in selected)
+    _check_day2(checker)
     return checker.problems
 
 
@@ -1242,6 +1260,7 @@ def build_cell_model(variables, hosts, mode=None):
     }
     cell.update(_run_model(v, name))
     cell.update(_layer_inputs(v))
+    cell.update(_day2_inputs(v))
     return cell
 
 

@@ -67,8 +67,9 @@ _PATH_LABELS = {
     '--with-secrets': '<secrets bundle>', '--output': '<output>', '--output-file': '<output>',
     '--config': '<machine config>', '--patch': '<patch>', '--config-patch': '<patch>',
     '--config-patch-control-plane': '<patch>', '--config-patch-worker': '<patch>',
+    '--recover-from': '<etcd snapshot>',
 }
-_POSITIONAL_LABELS = {'kubeconfig': '<kubeconfig>', 'machineconfig': '<machine config>'}
+_POSITIONAL_LABELS = {'kubeconfig': '<kubeconfig>', 'machineconfig': '<machine config>', 'etcd': '<etcd snapshot>'}
 
 # --- redaction -------------------------------------------------------------------------
 REDACTED = '<redacted>'
@@ -259,6 +260,85 @@ def parse_dry_run(stderr):
         diff = body.split('Config diff:', 1)[1].strip('\n')
     changed = diff.strip() != 'No changes.'
     return dict(changed=changed, reboot=reboot, diff=diff if changed else '')
+
+
+_TABLE_SPLIT_RE = re.compile(r'\s{2,}')
+
+
+def parse_table(out):
+    """Rows of a talosctl table (Go tabwriter, columns padded by at least 3 spaces) as dicts by header.
+
+    Cells hold at most single spaces (``20 MB``, ``10 MB (50.00%)``), so runs of two or more spaces separate
+    columns; a row with empty trailing cells gets ``''`` for them.
+    """
+    lines = [line.rstrip() for line in (out or '').splitlines() if line.strip()]
+    if not lines:
+        return []
+    header = _TABLE_SPLIT_RE.split(lines[0].strip())
+    rows = []
+    for line in lines[1:]:
+        cells = _TABLE_SPLIT_RE.split(line.strip())
+        rows.append(dict((name, cells[i] if i < len(cells) else '') for i, name in enumerate(header)))
+    return rows
+
+
+def parse_etcd_members(out):
+    """``talosctl etcd members``: [{node, id, hostname, peer_urls, client_urls, learner}] (IDs as 16 hex digits)."""
+    members = []
+    for row in parse_table(out):
+        if not row.get('ID'):
+            continue
+        members.append(dict(node=row.get('NODE') or None, id=row['ID'].lower(), hostname=row.get('HOSTNAME', ''),
+                            peer_urls=[u for u in row.get('PEER URLS', '').split(',') if u],
+                            client_urls=[u for u in row.get('CLIENT URLS', '').split(',') if u],
+                            learner=row.get('LEARNER', '').lower() == 'true'))
+    return members
+
+
+def parse_etcd_status(out):
+    """``talosctl etcd status``: [{node, member, leader, db_size, in_use, raft_index, raft_term, learner, errors}]."""
+    def number(text):
+        try:
+            return int(text)
+        except (TypeError, ValueError):
+            return None
+    status = []
+    for row in parse_table(out):
+        if not row.get('MEMBER'):
+            continue
+        status.append(dict(node=row.get('NODE') or None, member=row['MEMBER'].lower(), leader=row.get('LEADER', '').lower(),
+                           db_size=row.get('DB SIZE', ''), in_use=row.get('IN USE', ''),
+                           raft_index=number(row.get('RAFT INDEX')), raft_term=number(row.get('RAFT TERM')),
+                           learner=row.get('LEARNER', '').lower() == 'true', errors=row.get('ERRORS', '')))
+    return status
+
+
+def parse_server_versions(out):
+    """``talosctl version``: {node: Talos tag} of the ``Server:`` part (always the long form, ``Tag:`` lines)."""
+    found = {}
+    node = None
+    in_server = False
+    for line in (out or '').splitlines():
+        text = line.strip()
+        if text == 'Server:':
+            in_server = True
+            continue
+        if not in_server:
+            continue
+        if text.startswith('NODE:'):
+            node = text.split(':', 1)[1].strip()
+        elif text.startswith('Tag:') and node:
+            found[node] = text.split(':', 1)[1].strip()
+    return found
+
+
+def image_version(image):
+    """(repository, tag) of an image reference (digest dropped): ``factory.talos.dev/x/<id>:v1.13.9``."""
+    ref = (image or '').split('@', 1)[0]
+    repo, sep, tag = ref.rpartition(':')
+    if not sep or '/' in tag:
+        return ref, ''
+    return repo, tag
 
 
 def command_words(args):
@@ -693,6 +773,33 @@ class Talosctl(object):
                 raise self.error(args, *mtls_error, nodes=[ip])
             return dict(state='configured', stage=None, ready=None, machine_status=None)
         raise self.error(args, rc, out, err, nodes=[ip])
+
+    def node_versions(self, ip):
+        """What configured node *ip* runs: dict(talos_version, schematic, kubernetes_version).
+
+        ``talosctl version`` (the ``Tag`` of its server part), the ``schematic`` pseudo-extension of ``get
+        extensions`` (None for an image without a schematic) and the image tag of ``get kubeletspecs kubelet``
+        (without ``v``; None before the kubelet is configured). Transient failures are retried (run policy).
+        """
+        rc, out, err = self.run(['version'], nodes=[ip], endpoints=[ip])
+        tag = parse_server_versions(out).get(ip)
+        if not tag:
+            raise TalosctlError("`talosctl version` on node %s printed no server version; is the node configured?" % ip,
+                                code='Unknown', node=ip)
+        schematic = None
+        for ext in self.get('extensions', ip):
+            meta = (ext.get('spec') or {}).get('metadata') or {}
+            if meta.get('name') == 'schematic':
+                schematic = meta.get('version')
+        try:
+            kubelet = self.get('kubeletspecs', ip, resource_id='kubelet')
+        except TalosctlError as e:
+            if e.code != 'NotFound':
+                raise
+            kubelet = []
+        image = (kubelet[0].get('spec') or {}).get('image') if kubelet else ''
+        k8s = image_version(image)[1].lstrip('v') or None
+        return dict(talos_version=tag, schematic=schematic, kubernetes_version=k8s)
 
     def probe_answer(self, args, node, insecure=False):
         """probe(), except that a probe without an answer in time returns (None, '', why) instead of raising."""

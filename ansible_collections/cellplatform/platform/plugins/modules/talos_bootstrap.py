@@ -50,6 +50,18 @@ options:
       - Must be one of O(nodes).
     type: str
     required: true
+  recover_from:
+    description:
+      - Path of an etcd snapshot (plaintext, on the controller) to recover etcd from - C(talosctl bootstrap
+        --recover-from). Disaster recovery only; the same guard applies (every control plane answered, none runs etcd,
+        which is the case once their EPHEMERAL partitions were wiped).
+      - Here C(AlreadyExists) is an error - the node still holds etcd data, so nothing was recovered.
+    type: path
+  recover_skip_hash_check:
+    description:
+      - C(--recover-skip-hash-check), for a copy of an etcd data directory instead of a snapshot (no checksum).
+    type: bool
+    default: false
 attributes:
   check_mode:
     support: full
@@ -128,12 +140,19 @@ unreachable_nodes:
   type: list
   elements: str
   sample: []
+recovered:
+  description: Whether etcd was (or would be) recovered from O(recover_from).
+  returned: always
+  type: bool
+  sample: false
 bootstrap_node:
   description: The node that was (or would be) bootstrapped.
   returned: always
   type: str
   sample: 192.168.100.51
 '''
+
+import os
 
 from ansible.module_utils.basic import AnsibleModule
 
@@ -223,6 +242,8 @@ def run_module():
     argument_spec.update(
         nodes=dict(type='list', elements='str', required=True),
         bootstrap_node=dict(type='str', required=True),
+        recover_from=dict(type='path'),
+        recover_skip_hash_check=dict(type='bool', default=False),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     nodes = module.params['nodes']
@@ -233,9 +254,12 @@ def run_module():
     if not module.params['talosconfig']:
         module.fail_json(msg="talosconfig is required: bootstrap and the etcd checks use mTLS; pass the cell's "
                              "decrypted talosconfig")
+    if module.params['recover_from'] and not os.path.isfile(module.params['recover_from']):
+        module.fail_json(msg="recover_from: the etcd snapshot to recover from does not exist; decrypt it into the "
+                             "private work directory first")
     talos = Talosctl(module)
     result = dict(changed=False, bootstrapped=False, already_bootstrapped=False, bootstrap_node=first,
-                  control_planes={}, etcd_members=[], joining=[], unreachable_nodes=[])
+                  control_planes={}, etcd_members=[], joining=[], unreachable_nodes=[], recovered=False)
     try:
         found, errors = talos.probe_nodes(nodes, probe=lambda ip: ask(talos, ip))
         if errors:
@@ -268,18 +292,29 @@ def run_module():
                                  "bootstrapped there; apply its machine configuration first "
                                  "(cellplatform.platform.talos_apply) and rerun" % first, **result)
         result['changed'] = True
+        result['recovered'] = bool(module.params['recover_from'])
         if module.check_mode:
             module.exit_json(**result)
-        rc, out, err = talos.run(['bootstrap'], nodes=[first], endpoints=[first], check=False,
+        args = ['bootstrap']
+        if module.params['recover_from']:
+            args += ['--recover-from', module.params['recover_from']]
+            if module.params['recover_skip_hash_check']:
+                args.append('--recover-skip-hash-check')
+        rc, out, err = talos.run(args, nodes=[first], endpoints=[first], check=False,
                                  retry_codes=('FailedPrecondition',))
         if rc != 0:
-            e = talos.error(['bootstrap'], rc, out, err, nodes=[first], attempts=talos.last_attempts)
+            e = talos.error(args, rc, out, err, nodes=[first], attempts=talos.last_attempts)
+            if e.code == 'AlreadyExists' and module.params['recover_from']:
+                module.fail_json(msg="cannot recover etcd on %s: its etcd data directory is not empty (AlreadyExists), "
+                                     "so nothing was recovered; wipe its EPHEMERAL partition first (talos_reset with "
+                                     "system_labels_to_wipe [EPHEMERAL]) and rerun" % first, **result)
             if e.code == 'AlreadyExists':
                 result.update(changed=False, already_bootstrapped=True)
                 module.exit_json(**result)
             raise e
         result['bootstrapped'] = True
         result['already_bootstrapped'] = False
+        result['recovered'] = bool(module.params['recover_from'])
         module.exit_json(**result)
     except TalosctlError as e:
         result.update(e.to_result())

@@ -32,8 +32,9 @@ description:
     equivalent - the same current context, the same set of contexts and, in each, the same
     endpoints, nodes, CA and other settings, with a client certificate and key present - and
     replaced otherwise (new endpoints, another CA). Certificates are compared as opaque data, never
-    parsed as X.509. To renew the stored admin certificate (Talos issues it for one year), remove
-    O(talosconfig_dest) and rerun; it is regenerated from the secrets bundle.
+    parsed as X.509. To renew the stored admin certificate (Talos issues it for one year), set
+    O(renew_talosconfig) (the C(renew-credentials.yml) playbook does) - the freshly issued one replaces
+    it, signed by the Talos CA of the secrets bundle; the cluster's PKI is not touched.
   - The plaintext only exists in the private temporary directory, which is always removed.
     Results never contain configuration content; diffs have every secret value redacted.
   - Encrypted configs of nodes no longer in O(nodes) are reported in RV(orphaned), never deleted.
@@ -116,6 +117,12 @@ options:
     type: list
     elements: str
     required: true
+  renew_talosconfig:
+    description:
+      - Replace the stored talosconfig with the one C(gen config) just issued (a new admin client certificate and key
+        from the bundle's Talos CA) even when it is equivalent. An explicit renewal; every run with it reports a change.
+    type: bool
+    default: false
   validate:
     description: Run C(talosctl validate --mode <validate_mode> --strict) on every generated config.
     type: bool
@@ -520,7 +527,10 @@ def run(module, talos, sops, contract):
             talosconfig = handle.read()
         tc_dest = params['talosconfig_dest']
         tc_reason, tc_before = sops.plan_write(tc_dest, talosconfig, recipients)
-        if tc_reason == 'content' and talosconfig_equivalent(tc_before, talosconfig):
+        if params['renew_talosconfig']:
+            # An explicit renewal: the freshly issued admin certificate replaces the stored one.
+            tc_reason = 'renew'
+        elif tc_reason == 'content' and talosconfig_equivalent(tc_before, talosconfig):
             # Same cluster, endpoints and nodes; only the freshly issued admin cert differs. Keep the
             # stored one, re-encrypted only when the recipient set changed.
             talosconfig = tc_before
@@ -562,6 +572,7 @@ def main():
         cluster_endpoint=dict(type='str', required=True),
         secrets_bundle=dict(type='path', required=True, no_log=False),
         kubernetes_version=dict(type='str', default='1.36.3'),
+        renew_talosconfig=dict(type='bool', default=False),
         install_image=dict(type='str', required=True),
         install_disk=dict(type='str', default='/dev/sda'),
         patches=dict(type='dict', default={}, options=dict(

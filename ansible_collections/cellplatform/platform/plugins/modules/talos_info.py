@@ -43,8 +43,12 @@ options:
       - V(state) asks only what a node is (maintenance, configured or unreachable; stage and readiness) - one or two
         calls per node, the reachability check.
       - V(full) also asks configured nodes for their machine type and control planes for their etcd member ID.
+      - V(versions) also asks configured nodes what they run - the Talos version (C(talosctl version), the
+        C(Tag) of the server part), the Image Factory schematic (the C(schematic) pseudo-extension of
+        C(get extensions)) and the Kubernetes version of the kubelet (the image tag of C(get kubeletspecs kubelet)) -
+        what a rolling upgrade plans from.
     type: str
-    choices: [state, full]
+    choices: [state, full, versions]
     default: full
 attributes:
   check_mode:
@@ -112,6 +116,15 @@ nodes:
     etcd_member_id:
       description: The etcd member ID when the node is an etcd member (O(detail=full)).
       type: str
+    talos_version:
+      description: The Talos version the node runs, for example C(v1.13.9) (O(detail=versions), configured nodes).
+      type: str
+    schematic:
+      description: The Image Factory schematic ID of its image, or null for an image without one (O(detail=versions)).
+      type: str
+    kubernetes_version:
+      description: The kubelet's Kubernetes version without C(v), for example C(1.36.3) (O(detail=versions)).
+      type: str
     error:
       description: Why the node is unreachable (for example C(connection refused on port 50000)).
       type: str
@@ -155,7 +168,12 @@ def describe(talos, ip, detail):
                 etcd_member_id=None)
     if details.get('error'):
         info['error'] = details['error']
-    if detail != 'full' or details['state'] != 'configured' or not talos.talosconfig:
+    if detail == 'versions':
+        info.update(talos_version=None, schematic=None, kubernetes_version=None)
+    if detail == 'state' or details['state'] != 'configured' or not talos.talosconfig:
+        return info
+    if detail == 'versions':
+        info.update(talos.node_versions(ip))
         return info
     mtype = talos.get('machinetype', ip)
     if mtype:
@@ -181,7 +199,7 @@ def run_module():
     argument_spec.update(
         nodes=dict(type='list', elements='str', required=True),
         fail_on_unreachable=dict(type='bool', default=False),
-        detail=dict(type='str', default='full', choices=['state', 'full']),
+        detail=dict(type='str', default='full', choices=['state', 'full', 'versions']),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     nodes = module.params['nodes']

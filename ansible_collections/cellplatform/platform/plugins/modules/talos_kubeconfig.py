@@ -23,8 +23,9 @@ description:
     current context - and replaced otherwise. Replacing it on every run would report a change on every run and
     rotate the admin credential of everyone using the file.
   - Certificates are compared as opaque data, never parsed as X.509, so nothing depends on a crypto library or on
-    the certificate format. To renew the stored admin credential (Talos issues it for one year), remove O(dest) (and
-    the encrypted copy the role keeps, C(<secrets_dir>/kubeconfig.sops.yaml)) and rerun.
+    the certificate format. To renew the stored admin credential (Talos issues it for one year), set O(renew) (the
+    C(renew-credentials.yml) playbook does) - the fetched kubeconfig replaces O(dest) even when it is equivalent. The
+    control plane signs it with the cluster's Kubernetes CA; that CA is not touched.
   - The kubeconfig holds credentials and is never returned.
 extends_documentation_fragment:
   - cellplatform.platform.talosctl
@@ -43,6 +44,12 @@ options:
     description:
       - Context name to use instead of the Talos default C(admin@<cluster>) (C(--force-context-name)).
     type: str
+  renew:
+    description:
+      - Replace O(dest) with the freshly issued kubeconfig even when it is equivalent (an explicit renewal of the admin
+        client certificate); every run with it reports a change.
+    type: bool
+    default: false
 attributes:
   check_mode:
     support: full
@@ -88,7 +95,8 @@ current_context:
 reason:
   description:
     - Why O(dest) was (or would be) written, or kept - V(missing), V(different cluster, user or context),
-      V(mode is not 0600), V(identical) (same bytes) or V(equivalent) (only the per-call client credentials differ).
+      V(mode is not 0600), V(renewed) (O(renew)), V(identical) (same bytes) or V(equivalent) (only the per-call client
+      credentials differ).
   returned: always
   type: str
   sample: equivalent
@@ -147,6 +155,7 @@ def run_module():
         node=dict(type='str', required=True),
         dest=dict(type='path', required=True),
         context_name=dict(type='str'),
+        renew=dict(type='bool', default=False),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     if not HAS_YAML:
@@ -184,7 +193,9 @@ def run_module():
             kept = 'identical' if old_bytes == new_bytes else None
             if kept is None and isinstance(old_doc, dict) and equivalent(old_doc, new_doc):
                 kept = 'equivalent'
-            if kept is None:
+            if module.params['renew'] and kept != 'identical':
+                kept, reason = None, 'renewed'
+            elif kept is None:
                 reason = 'different cluster, user or context'
             if reason is None and (os.stat(dest).st_mode & 0o777) != 0o600:
                 reason = 'mode is not 0600'

@@ -72,6 +72,17 @@ options:
     type: list
     elements: str
     default: []
+  destroy_exactly:
+    description:
+      - Resource addresses the plan must delete - and nothing else may change. When set, a plan that adds,
+        updates, replaces, imports, moves or forgets anything, or deletes any other resource, is refused before
+        anything is applied, naming every unexpected change. A plan that deletes only some of them (the others are
+        gone already) or nothing at all is accepted, so a rerun changes nothing.
+      - Deleting these addresses needs no O(allow_destroy). Meant for removing one machine, for example
+        C(proxmox_virtual_environment_vm.node["cp-3"]) with that node taken out of the C(nodes) variable.
+    type: list
+    elements: str
+    default: []
   var_files:
     description:
       - Variable files passed as C(-var-file), in order (later files win).
@@ -362,6 +373,18 @@ def refusal_message(project_path, destructive):
     )
 
 
+def unexpected_changes(resources, destroy_exactly):
+    """Everything a plan does besides deleting (some of) *destroy_exactly*: a list of ``action: address``."""
+    wanted = set(destroy_exactly)
+    found = []
+    for category in sorted(resources):
+        for address in resources[category]:
+            if category == "destroy" and address in wanted:
+                continue
+            found.append("%s: %s" % (category, address))
+    return found
+
+
 def run_module(module, runner_class=None):
     runner_class = runner_class or Terraform
     p = module.params
@@ -390,9 +413,18 @@ def run_module(module, runner_class=None):
         if module._diff:
             result["diff"] = plan_diff(plan, secrets)
         blocked = []
-        if p["state"] == "present" and not p["allow_destroy"]:
+        unexpected = unexpected_changes(analysis["resources"], p["destroy_exactly"]) if p["destroy_exactly"] else []
+        if p["state"] == "present" and not p["allow_destroy"] and not p["destroy_exactly"]:
             blocked = [d for d in analysis["destructive"]
                        if not address_matches(d["address"], p["allow_destroy_patterns"])]
+        if unexpected:
+            result["commands"] = tf.commands
+            result["outputs"] = mask_outputs(tf.output(), secrets)
+            module.fail_json(msg="terraform plan for %s must delete exactly %s and change nothing else, but it would "
+                                 "also %s. Nothing was applied. Check that the inventory and the rendered variables "
+                                 "match the machines (run site.yml with --check --diff)."
+                                 % (tf.project_path, ", ".join(p["destroy_exactly"]), "; ".join(unexpected)),
+                             error_kind="unexpected_changes", **result)
 
         if p["state"] == "present" and has_changes and not blocked:
             if module.check_mode:
@@ -430,6 +462,7 @@ def main():
         state=dict(type="str", default="present", choices=["present", "planned"]),
         allow_destroy=dict(type="bool", default=False),
         allow_destroy_patterns=dict(type="list", elements="str", default=[]),
+        destroy_exactly=dict(type="list", elements="str", default=[]),
         var_files=dict(type="list", elements="path", default=[]),
         variables=dict(type="dict", default={}),
     )

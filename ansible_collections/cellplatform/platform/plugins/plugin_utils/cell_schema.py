@@ -354,6 +354,13 @@ cellplatform_terraform_allow_destroy:
   description:
     - Allow Terraform plans that delete or replace VMs for this run (default false); pass it with C(-e) when you mean
       it, never set it in the inventory.
+cellplatform_upgrade_batch_size:
+  layer: l0
+  type: int
+  description:
+    - 'Day 2: how many workers C(playbooks/upgrade.yml) upgrades at the same time (1-100, default 1); control planes
+      always go one at a time.'
+    - Each batch is drained, upgraded and gated (Ready, etcd healthy) before the next starts.
 cellplatform_node_ip:
   layer: l0
   scope: host

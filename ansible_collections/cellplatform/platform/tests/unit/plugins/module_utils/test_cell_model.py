@@ -96,7 +96,9 @@ def test_model_of_the_reference_cell(ref):
                                    # L3 delivery
                                    "gitea", "harbor", "image_policy",
                                    # observability and the reserved LoadBalancer addresses
-                                   "observability", "lb_reserved"])
+                                   "observability", "lb_reserved",
+                                   # the day-2 playbooks' inputs
+                                   "upgrade"])
 
 
 def test_model_is_deterministic(ref):
@@ -644,3 +646,18 @@ def test_l3_problems_all_at_once_with_fixes(ref):
                                 "cellplatform_harbor.proxy_caches[0].url", "cellplatform_harbor.proxy_caches[1]"]
     assert all(p["fix"] for p in problems)
     assert "unknown key(s) size" in problems[0]["message"]
+
+
+# --- day 2 -------------------------------------------------------------------------------------------
+def test_upgrade_batch_size_defaults_to_one_and_is_checked(ref):
+    variables, hosts = ref
+    assert cm.build_cell_model(variables, hosts)["upgrade"] == {"batch_size": 1}
+    variables["cellplatform_upgrade_batch_size"] = "3"   # -e cellplatform_upgrade_batch_size=3 arrives as text
+    assert cm.validate(variables, hosts) == []
+    assert cm.build_cell_model(variables, hosts)["upgrade"] == {"batch_size": 3}
+    for bad, why in ((0, "is out of range (allowed between 1 and 100)"), (101, "is out of range"),
+                     ("two", "must be an integer")):
+        variables["cellplatform_upgrade_batch_size"] = bad
+        problems = cm.validate(variables, hosts)
+        assert [p["field"] for p in problems] == ["cellplatform_upgrade_batch_size"], problems
+        assert why in problems[0]["message"] and "how many workers upgrade.yml upgrades at once" in problems[0]["fix"]

@@ -441,3 +441,52 @@ def test_node_state_other_cluster_raises(tmp_path, monkeypatch):
     with pytest.raises(T.TalosctlError) as e:
         t.node_state("10.0.0.1")
     assert "another cluster" in e.value.message
+
+
+# --- day-2 output parsers ------------------------------------------------------------------------
+ETCD_MEMBERS = (
+    "NODE             ID                 HOSTNAME   PEER URLS                     CLIENT URLS                   LEARNER\n"
+    "192.168.100.51   0ea30cf63edbc73c   cp-1       https://192.168.100.51:2380   https://192.168.100.51:2379   false\n"
+    "192.168.100.51   02A745F01C7FADCD   cp-3       https://192.168.100.53:2380   https://192.168.100.53:2379   true\n")
+# talosctl etcd status: tabwriter (padding 3); cells hold single spaces ("20 MB", "10 MB (50.00%)"), ERRORS may be empty
+ETCD_STATUS = (
+    "NODE             MEMBER             DB SIZE   IN USE             LEADER             RAFT INDEX   RAFT TERM   "
+    "RAFT APPLIED INDEX   LEARNER   PROTOCOL   STORAGE   ERRORS\n"
+    "192.168.100.51   0ea30cf63edbc73c   20 MB     10 MB (50.00%)     0ea30cf63edbc73c   1001         3           "
+    "1001                 false     3.6.5      3.6.0     \n"
+    "192.168.100.52   08ac61ae00c5b4f3   20 MB     10 MB (50.00%)     0000000000000000   998          3           "
+    "998                  false     3.6.5      3.6.0     etcdserver: no leader, alarm NOSPACE\n")
+VERSION_OUT = ("Client:\n\tTag:         v1.13.9\n\tSHA:         4a7f6f3b\nServer:\n\tNODE:        192.168.100.51\n"
+               "\tTag:         v1.13.10\n\tSHA:         4a7f6f3b\n\tEnabled:     RBAC\n\tNODE:        192.168.100.52\n"
+               "\tTag:         v1.13.9\n")
+
+
+def test_parse_etcd_members():
+    members = T.parse_etcd_members(ETCD_MEMBERS)
+    assert [(m["id"], m["hostname"], m["learner"]) for m in members] == [
+        ("0ea30cf63edbc73c", "cp-1", False), ("02a745f01c7fadcd", "cp-3", True)]
+    assert members[0]["peer_urls"] == ["https://192.168.100.51:2380"] and members[0]["node"] == "192.168.100.51"
+    assert T.parse_etcd_members("") == []
+
+
+def test_parse_etcd_status_keeps_cells_with_spaces_together():
+    rows = T.parse_etcd_status(ETCD_STATUS)
+    assert rows[0] == dict(node="192.168.100.51", member="0ea30cf63edbc73c", leader="0ea30cf63edbc73c",
+                           db_size="20 MB", in_use="10 MB (50.00%)", raft_index=1001, raft_term=3, learner=False,
+                           errors="")
+    assert rows[1]["leader"] == "0" * 16 and rows[1]["errors"] == "etcdserver: no leader, alarm NOSPACE"
+
+
+def test_parse_server_versions_ignores_the_client_part():
+    assert T.parse_server_versions(VERSION_OUT) == {"192.168.100.51": "v1.13.10", "192.168.100.52": "v1.13.9"}
+    assert T.parse_server_versions("Client:\n\tTag:         v1.13.9\n") == {}
+
+
+@pytest.mark.parametrize("image,expected", [
+    ("factory.talos.dev/nocloud-installer/abc:v1.13.10", ("factory.talos.dev/nocloud-installer/abc", "v1.13.10")),
+    ("registry:5000/talos/installer:v1.13.9@sha256:00ff", ("registry:5000/talos/installer", "v1.13.9")),
+    ("registry:5000/talos/installer", ("registry:5000/talos/installer", "")),
+    ("", ("", "")),
+])
+def test_image_version(image, expected):
+    assert T.image_version(image) == expected
