@@ -1809,19 +1809,13 @@ def hosted_gitops_repo(url, dns_domain):
     return (match.group(1), match.group(2)) if match else None
 
 
-def _unknown_keys(c, field, mapping, known):
-    extra = sorted(str(k) for k in mapping if k not in known)
-    if extra:
-        c.add(field, extra, "has unknown key(s) %s" % ", ".join(extra),
-              "use only %s (docs/variables.md)." % ", ".join(known))
-
-
+# Unknown keys inside these settings are reported by the preflight's schema check
+# (plugin_utils/inventory_check.py, generated from cell_schema.py), not here.
 def _check_database(c, field, value):
     db = c.want_dict(field, value, "set %s: {instances: 2, storage_gib: 10}, or remove it for that default."
                      % field, required=False)
     if db is None:
         return
-    _unknown_keys(c, field, db, sorted(DATABASE_DEFAULTS))
     c.want_int(field + ".instances", c.sub(db, "instances"), 1, DATABASE_MAX_INSTANCES, required=False)
     c.want_int(field + ".storage_gib", c.sub(db, "storage_gib"), 1, SIZE_GIB_MAX, required=False)
 
@@ -1838,7 +1832,6 @@ def _check_gitea(c):
                                              "hosted_gitops: true to host the GitOps repository there)." % field)
     if gitea is None:
         return
-    _unknown_keys(c, field, gitea, ["admin_email", "admin_user", "database", "hosted_gitops", "storage_gib"])
     user = c.sub(gitea, "admin_user")
     user_fix = "use a name such as gitea-admin (letters, digits, single '-', '_' or '.' between them)."
     if c.want_str(field + ".admin_user", user, user_fix) is not None and gitea_name_problem(user):
@@ -1878,7 +1871,6 @@ def _check_harbor(c):
                                               "docker-hub, url: https://hub.docker.com}]}." % field)
     if harbor is None:
         return
-    _unknown_keys(c, field, harbor, ["ci_project", "database", "proxy_caches", "storage"])
     project_fix = "use a lowercase name of letters and digits with single '.', '_' or '-' between them, e.g. ci."
     ci_project = c.sub(harbor, "ci_project")
     if c.want_str(field + ".ci_project", ci_project, project_fix, required=False) is not None \
@@ -1887,7 +1879,6 @@ def _check_harbor(c):
     storage = c.want_dict(field + ".storage", c.sub(harbor, "storage"), "set %s.storage: {registry_gib: 50, "
                           "trivy_gib: 5}, or remove it for the defaults." % field, required=False)
     if storage is not None:
-        _unknown_keys(c, field + ".storage", storage, sorted(HARBOR_STORAGE_DEFAULTS))
         for key in sorted(HARBOR_STORAGE_DEFAULTS):
             c.want_int("%s.storage.%s" % (field, key), c.sub(storage, key), 1, SIZE_GIB_MAX, required=False)
     _check_database(c, field + ".database", c.sub(harbor, "database"))
@@ -1900,7 +1891,6 @@ def _check_harbor(c):
         cache = c.want_dict(where, cache, "write each proxy cache as {name, type, url}.")
         if cache is None:
             continue
-        _unknown_keys(c, where, cache, ["name", "type", "url"])
         name = c.sub(cache, "name")
         if c.want_str(where + ".name", name, project_fix) is not None:
             if not _HARBOR_PROJECT_RE.match(name):
@@ -1954,6 +1944,9 @@ def harbor_model(v):
         "storage": _sized(harbor.get("storage"), HARBOR_STORAGE_DEFAULTS),
         "database": _sized(harbor.get("database"), DATABASE_DEFAULTS),
     }
+
+
+# =============================================================================================
 # Observability (L4): the Talos log receiver's address (L0 renders the Talos logging patch from
 # it), retention and volume sizes, whether those volumes fit the cell's storage, and the
 # LoadBalancer addresses reserved for fixed Services (the Gateway and the log receiver).

@@ -41,8 +41,8 @@ description:
     step also the machine configs of the build tree; a legacy C(.age) file the run would migrate
     is opened as the migration opens it); every key of C(platform.sops.yaml) the chosen options need
     (the Proxmox token only with a Terraform step or Karpenter, the TSIG secret only with RFC2136 or
-    the ACME issuer, the Gitea/Harbor admin passwords with L3, Grafana's admin with L4, ...; values are never shown); the work and secrets directories; a kubeconfig
-    named in the inventory; Linkerd certificates and the internal CA in pairs.
+    the ACME issuer, the Gitea/Harbor admin passwords with L3, Grafana's admin with L4, ...;
+    values are never shown); the work and secrets directories; a kubeconfig named in the inventory; Linkerd certificates and the internal CA in pairs.
   - Reports every problem at once, each naming the field, the value and the fix, and fails
     before anything is touched. When everything is in order it sets the fact C(cellplatform_cell),
     the normalised cell model every role uses.

@@ -427,9 +427,10 @@ def check_sops():
     pinned = tuple(int(x) for x in sops_runner.PINNED_VERSION.split("."))
     warnings = []
     if runner.version[:2] != pinned[:2]:
+        found, lowest = ".".join(map(str, runner.version)), ".".join(map(str, sops_runner.MIN_VERSION))
         warnings.append("sops %s at %s is not the pinned release %s; it works (3.x from %s on), but the collection "
-                        "is tested with %s" % (".".join(map(str, runner.version)), binary, sops_runner.PINNED_VERSION,
-                                                ".".join(map(str, sops_runner.MIN_VERSION)), sops_runner.PINNED_VERSION))
+                        "is tested with %s" % (found, binary, sops_runner.PINNED_VERSION, lowest,
+                                               sops_runner.PINNED_VERSION))
     return [], warnings, runner
 
 

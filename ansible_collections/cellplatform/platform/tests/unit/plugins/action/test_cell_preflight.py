@@ -194,6 +194,8 @@ def test_mode_option(tmp_path):
     assert calls[1]["talosctl_path"] == "/opt/talosctl"
     assert calls[1]["ids"] == ["sops", "identity", "work_dir", "secrets_dir", "talosctl", "machine_configs", "terraform",
                                "helm", "pairs:tls_ca", "pairs:linkerd", "secret:external_dns_tsig_secret",
+                               "secret:gitea_admin_password", "secret:grafana_admin_password",
+                               "secret:grafana_admin_user", "secret:harbor_admin_password",
                                "secret:proxmox_api_token"]
 
 
