@@ -14,6 +14,7 @@ Run inside scripts/netns-run (loopback only), e.g.:
 import functools
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -32,6 +33,9 @@ RECORDERS = pc.RECORDERS
 RECORDED_TOOLS = ("talosctl", "terraform", "helm", "kubectl")
 # The only commands a preflight may run: the tools' version questions (read-only, no node, no network).
 VERSION_QUESTIONS = {"talosctl version --client --short", "terraform version -json", "helm version"}
+# The layers site.yml runs, in order (its lN.yml imports).
+with open(os.path.join(pc.REPO, "playbooks", "site.yml"), encoding="utf-8") as _site:
+    SITE_LAYERS = re.findall(r"import_playbook: (l\d)\.yml", _site.read())
 # validate.yml's layers (cellplatform_validate_layers)
 VALIDATE_LAYERS = ["l0", "l1", "l2", "l3", "l4", "l5", "l6", "l7"]
 # An age X25519 public key with a valid checksum (public keys are not secrets).
@@ -351,7 +355,9 @@ def test_apply_mode_from_extra_vars(tmp_path):
     assert result["cell"]["mode"] == "apply"
     assert result["prerequisites"] == ["sops", "identity", "work_dir", "secrets_dir", "talosctl", "machine_configs",
                                        "terraform", "helm", "pairs:tls_ca", "pairs:linkerd",
-                                       "secret:external_dns_tsig_secret", "secret:proxmox_api_token"]
+                                       "secret:external_dns_tsig_secret", "secret:gitea_admin_password",
+                                       "secret:grafana_admin_password", "secret:grafana_admin_user",
+                                       "secret:harbor_admin_password", "secret:proxmox_api_token"]
     assert sorted(recorded(setup["log"])) == sorted(VERSION_QUESTIONS)
     assert len(result["warnings"]) == 1 and "reference cell's example names" in result["warnings"][0]
     assert not os.path.exists(setup["vars"]["cellplatform_work_dir"])  # checked, not created
@@ -392,7 +398,7 @@ def test_accepted_inventories_render_through_site(name, tmp_path):
     assert recorded(log) == []
     build = tmp_path / "build" / case["vars"].get("cellplatform_cell_name", "cell")
     plan = json.loads((build / "plan.json").read_text())
-    assert plan["layers_rendered"] == ["l0", "l1", "l2"]
+    assert plan["layers_rendered"] == SITE_LAYERS
     assert (build / "terraform" / "cell.auto.tfvars.json").exists() == (name != "bare_metal")
 
 
