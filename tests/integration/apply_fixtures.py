@@ -170,7 +170,7 @@ def gateway_class():
 
 def _post(api, obj):
     group_version = obj["apiVersion"]
-    plural = {"CustomResourceDefinition": "customresourcedefinitions"}.get(obj["kind"]) or next(
+    plural = {"CustomResourceDefinition": "customresourcedefinitions", "Namespace": "namespaces"}.get(obj["kind"]) or next(
         p for k, p, _s in GATEWAY_API_KINDS if k == obj["kind"])
     prefix = "/api/" if "/" not in group_version else "/apis/"
     ns = obj["metadata"].get("namespace")

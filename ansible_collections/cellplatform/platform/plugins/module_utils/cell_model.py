@@ -1574,8 +1574,6 @@ def _platform_namespaces(c):
     for value in (c.sub(gitops, "namespace"), c.sub(gateway, "namespace")):
         if isinstance(value, str):
             names.add(value)
-    if isinstance(c.top("cellplatform_observability"), Mapping):
-        names.update(("monitoring", "observability"))
     return names
 
 
