@@ -68,4 +68,6 @@ REFERENCE_VARS = {
     "cellplatform_policy_mode": "audit",
     "cellplatform_linkerd": {"trust_anchor_lifetime_days": 3650, "issuer_lifetime_days": 365,
                              "issuer_renew_before_days": 30},
+    "cellplatform_security": {"admin_groups": ["platform-admins"], "operator_groups": ["platform-operators"],
+                              "teams": [{"name": "shop", "groups": ["shop-developers"], "namespaces": ["shop"]}]},
 }

@@ -91,7 +91,11 @@ def test_model_of_the_reference_cell(ref):
                                    "proxmox", "node_sizes", "dns_domain", "external_dns", "metallb", "karpenter",
                                    "gitops", "argocd_domain", "policy_mode", "linkerd",
                                    # storage, the shared Gateway and TLS
-                                   "storage", "gateway", "tls"])
+                                   "storage", "gateway", "tls",
+                                   # security (L6)
+                                   "security"])
+    assert cell["security"] == {"admin_groups": ["platform-admins"], "operator_groups": ["platform-operators"],
+                                "teams": [{"name": "shop", "groups": ["shop-developers"], "namespaces": ["shop"]}]}
 
 
 def test_model_is_deterministic(ref):
