@@ -170,8 +170,10 @@ def _labels(extra=None):
 def _baseline(namespace):
     dns = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": DNS_SELECTOR["namespace"]}},
            "podSelector": {"matchLabels": dict(DNS_SELECTOR["labels"])}}
-    meta = lambda name: {"name": name, "namespace": namespace,  # noqa: E731 - three one-line objects
-                         "labels": _labels({"cellplatform.io/policy": "baseline"})}
+
+    def meta(name):
+        return {"name": name, "namespace": namespace, "labels": _labels({"cellplatform.io/policy": "baseline"})}
+
     return [
         {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": meta("default-deny"),
          "spec": {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}},
@@ -375,8 +377,8 @@ def matrix_markdown(needs, cell, documents, extra_namespaces=()):
     ]
     for ns, docs in documents.items():
         comps = [n["name"] for n in needs if n["namespace"] == ns]
-        lines.append("| `%s` | %s | %s |" % (ns, ", ".join(comps) or "(team namespace)",
-                                            ", ".join("`%s`" % d["metadata"]["name"] for d in docs)))
+        policies = ", ".join("`%s`" % d["metadata"]["name"] for d in docs)
+        lines.append("| `%s` | %s | %s |" % (ns, ", ".join(comps) or "(team namespace)", policies))
     lines += ["", "## Not isolated", "", "| namespace | components | why |", "|---|---|---|"]
     for ns, why in EXEMPT_NAMESPACES.items():
         comps = [n["name"] for n in needs if n["namespace"] == ns]

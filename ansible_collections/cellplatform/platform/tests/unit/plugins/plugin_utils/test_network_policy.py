@@ -22,9 +22,9 @@ DB = {"name": "db", "namespace": "db", "network": {"ingress": [{"peer": "namespa
 OFF = {"name": "off", "enabled": False, "namespace": "off", "network": {"ingress": [{"peer": "world"}]}}
 
 
-def build(*records, cell=CELL, extra=()):
+def build(*records, cell=None, extra=()):
     needs = npol.component_needs([{"layer": "l3", "records": list(records)}])
-    return needs, npol.policy_documents(needs, cell, extra)
+    return needs, npol.policy_documents(needs, CELL if cell is None else cell, extra)
 
 
 def flat(by_ns):
@@ -32,7 +32,7 @@ def flat(by_ns):
 
 
 def test_needs_skip_disabled_records_and_normalise_ports():
-    needs, _ = build(WEB, DB, OFF, {"name": "sys", "namespace": "kube-system", "manifests": ["x"]})
+    needs = build(WEB, DB, OFF, {"name": "sys", "namespace": "kube-system", "manifests": ["x"]})[0]
     assert [n["name"] for n in needs] == ["web", "db", "sys"]
     metrics = [r for r in needs[0]["rules"] if r["peer"] == "monitoring"][0]
     assert metrics == {"direction": "ingress", "peer": "monitoring", "ports": [9090], "protocol": "TCP", "why": "metrics"}
@@ -55,8 +55,8 @@ def test_a_component_listed_by_two_layers_is_an_error():
 
 
 def test_every_namespace_gets_the_baseline_and_system_namespaces_none():
-    _, by_ns = build(WEB, DB, {"name": "sys", "namespace": "kube-system", "network": {"ingress": [{"peer": "world"}]}},
-                     extra=["team-a"])
+    by_ns = build(WEB, DB, {"name": "sys", "namespace": "kube-system", "network": {"ingress": [{"peer": "world"}]}},
+                  extra=["team-a"])[1]
     assert list(by_ns) == ["shop", "db", "team-a"]
     for ns, docs in by_ns.items():
         assert [d["metadata"]["name"] for d in docs][:3] == list(npol.POLICY_NAMES)
@@ -64,7 +64,7 @@ def test_every_namespace_gets_the_baseline_and_system_namespaces_none():
 
 
 def test_peers_become_cilium_entities_endpoints_and_cidrs():
-    _, by_ns = build(WEB, DB)
+    by_ns = build(WEB, DB)[1]
     (cnp,) = [d for d in by_ns["shop"] if d["kind"] == "CiliumNetworkPolicy"]
     assert cnp["metadata"]["name"] == "web" and cnp["spec"]["endpointSelector"] == {}
     assert cnp["spec"]["ingress"] == [
@@ -81,7 +81,7 @@ def test_peers_become_cilium_entities_endpoints_and_cidrs():
 
 
 def test_monitoring_rules_vanish_without_l4():
-    _, by_ns = build(WEB, cell={"api": {"port": 6443}, "observability": None})
+    by_ns = build(WEB, cell={"api": {"port": 6443}, "observability": None})[1]
     (cnp,) = [d for d in by_ns["shop"] if d["kind"] == "CiliumNetworkPolicy"]
     assert not any("fromEndpoints" in r for r in cnp["spec"]["ingress"])
 
