@@ -7,8 +7,10 @@ against the needs they were generated from (``l6/network-policies/needs.json``):
 
 * every platform namespace is isolated (default-deny, both directions) and reaches CoreDNS;
 * every rule of every record is allowed by that component's policy, in its direction, on its ports;
-* nothing else: each CiliumNetworkPolicy rule traces back to exactly one declared rule, and
-  probes of undeclared flows (the world, other namespaces, the API server, other ports) are denied;
+* nothing else: each CiliumNetworkPolicy rule traces back to exactly one declared rule, a
+  component's policy admits its declared peers only on the declared ports and no stranger (a pod
+  of an unrelated namespace, an outside address) on them, and probes of undeclared flows (the
+  world, other namespaces, the API server, nodes, the Gateway) are denied;
 * a component's egress to another namespace is accepted there (that namespace's components declare
   the ingress), so neither end drops it;
 * every object is valid against the upstream schemas (core kinds, the Cilium CRD);
@@ -131,6 +133,54 @@ def test_each_cilium_rule_is_one_declared_rule(rendered):
 
 def _declared(need, direction, peer_test):
     return any(r["direction"] == direction and peer_test(r["peer"]) for r in need["rules"])
+
+
+def _covers(portless_peer, peer):
+    """Whether a rule without ports to ``portless_peer`` also allows any port of ``peer``."""
+    return portless_peer == peer or (portless_peer == "cluster" and peer != "world" and not peer.startswith("cidr:"))
+
+
+def test_declared_ports_only(rendered):
+    """A component's policy allows a declared peer on the declared ports, not on others."""
+    docs, cell = rendered["docs"], rendered["cell"]
+    checked = 0
+    for need in rendered["needs"]:
+        if need["namespace"] in npol.EXEMPT_NAMESPACES:
+            continue
+        for rule in need["rules"]:
+            ep = npol.need_endpoint(rule, cell)
+            if ep is None or not rule["ports"]:
+                continue
+            portless = [r["peer"] for r in need["rules"] if r["direction"] == rule["direction"] and not r["ports"]]
+            if any(_covers(p, rule["peer"]) for p in portless):
+                continue
+            _allowed, by = npol.evaluate(docs, need["namespace"], rule["direction"], ep, UNDECLARED_PORT,
+                                         rule["protocol"])
+            assert need["name"] not in by, (need["name"], rule)
+            checked += 1
+    assert checked > 10
+
+
+def test_declared_peers_only(rendered):
+    """On a declared port, a component's policy admits its declared peers, not a stranger of another kind."""
+    docs, cell = rendered["docs"], rendered["cell"]
+    strangers = {"pod": npol.endpoint("pod", namespace="unrelated-probe"),
+                 "world": npol.endpoint("world", address="198.51.100.99")}
+    for need in rendered["needs"]:
+        if need["namespace"] in npol.EXEMPT_NAMESPACES:
+            continue
+        peers = {r["peer"] for r in need["rules"]}
+        for rule in need["rules"]:
+            if npol.need_endpoint(rule, cell) is None:
+                continue
+            for kind, stranger in strangers.items():
+                if kind == "pod" and "cluster" in peers or kind == "world" and (
+                        "world" in peers or any(p.startswith("cidr:") for p in peers)):
+                    continue
+                for port in rule["ports"] or [UNDECLARED_PORT]:
+                    _allowed, by = npol.evaluate(docs, need["namespace"], rule["direction"], stranger, port,
+                                                 rule["protocol"])
+                    assert need["name"] not in by, (need["name"], rule, kind)
 
 
 def test_undeclared_flows_are_denied(rendered):
