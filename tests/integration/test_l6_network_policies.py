@@ -90,22 +90,28 @@ def test_every_platform_namespace_is_isolated_and_reaches_dns(rendered):
         assert npol.evaluate(docs, ns, "ingress", npol.endpoint("pod", namespace=ns), UNDECLARED_PORT)[0], ns
 
 
-def test_every_declared_need_is_allowed_by_its_component_policy(rendered):
-    docs, cell = rendered["docs"], rendered["cell"]
-    checked = 0
+def _isolated_rules(rendered):
+    """(need, rule, representative peer endpoint) of every rule of a component in an isolated namespace
+    whose peer exists in the cell (monitoring without L4 does not)."""
     for need in rendered["needs"]:
         if need["namespace"] in npol.EXEMPT_NAMESPACES:
             continue
         for rule in need["rules"]:
-            ep = npol.need_endpoint(rule, cell)
-            if ep is None:      # monitoring without L4: no such peer in the cell
-                continue
-            ports = rule["ports"] or ([6443] if rule["peer"] == "apiserver" and rule["direction"] == "egress"
-                                      else [UNDECLARED_PORT])
-            for port in ports:
-                allowed, by = npol.evaluate(docs, need["namespace"], rule["direction"], ep, port, rule["protocol"])
-                assert allowed and need["name"] in by, (need["name"], rule, by)
-                checked += 1
+            ep = npol.need_endpoint(rule, rendered["cell"])
+            if ep is not None:
+                yield need, rule, ep
+
+
+def test_every_declared_need_is_allowed_by_its_component_policy(rendered):
+    docs = rendered["docs"]
+    checked = 0
+    for need, rule, ep in _isolated_rules(rendered):
+        ports = rule["ports"] or ([6443] if rule["peer"] == "apiserver" and rule["direction"] == "egress"
+                                  else [UNDECLARED_PORT])
+        for port in ports:
+            allowed, by = npol.evaluate(docs, need["namespace"], rule["direction"], ep, port, rule["protocol"])
+            assert allowed and need["name"] in by, (need["name"], rule, by)
+            checked += 1
     assert checked > 20
 
 
@@ -142,45 +148,32 @@ def _covers(portless_peer, peer):
 
 def test_declared_ports_only(rendered):
     """A component's policy allows a declared peer on the declared ports, not on others."""
-    docs, cell = rendered["docs"], rendered["cell"]
+    docs = rendered["docs"]
     checked = 0
-    for need in rendered["needs"]:
-        if need["namespace"] in npol.EXEMPT_NAMESPACES:
+    for need, rule, ep in _isolated_rules(rendered):
+        portless = [r["peer"] for r in need["rules"] if r["direction"] == rule["direction"] and not r["ports"]]
+        if not rule["ports"] or any(_covers(p, rule["peer"]) for p in portless):
             continue
-        for rule in need["rules"]:
-            ep = npol.need_endpoint(rule, cell)
-            if ep is None or not rule["ports"]:
-                continue
-            portless = [r["peer"] for r in need["rules"] if r["direction"] == rule["direction"] and not r["ports"]]
-            if any(_covers(p, rule["peer"]) for p in portless):
-                continue
-            _allowed, by = npol.evaluate(docs, need["namespace"], rule["direction"], ep, UNDECLARED_PORT,
-                                         rule["protocol"])
-            assert need["name"] not in by, (need["name"], rule)
-            checked += 1
+        _allowed, by = npol.evaluate(docs, need["namespace"], rule["direction"], ep, UNDECLARED_PORT, rule["protocol"])
+        assert need["name"] not in by, (need["name"], rule)
+        checked += 1
     assert checked > 10
 
 
 def test_declared_peers_only(rendered):
     """On a declared port, a component's policy admits its declared peers, not a stranger of another kind."""
-    docs, cell = rendered["docs"], rendered["cell"]
+    docs = rendered["docs"]
     strangers = {"pod": npol.endpoint("pod", namespace="unrelated-probe"),
                  "world": npol.endpoint("world", address="198.51.100.99")}
-    for need in rendered["needs"]:
-        if need["namespace"] in npol.EXEMPT_NAMESPACES:
-            continue
+    for need, rule, _ep in _isolated_rules(rendered):
         peers = {r["peer"] for r in need["rules"]}
-        for rule in need["rules"]:
-            if npol.need_endpoint(rule, cell) is None:
+        for kind, stranger in strangers.items():
+            if kind == "pod" and "cluster" in peers or kind == "world" and (
+                    "world" in peers or any(p.startswith("cidr:") for p in peers)):
                 continue
-            for kind, stranger in strangers.items():
-                if kind == "pod" and "cluster" in peers or kind == "world" and (
-                        "world" in peers or any(p.startswith("cidr:") for p in peers)):
-                    continue
-                for port in rule["ports"] or [UNDECLARED_PORT]:
-                    _allowed, by = npol.evaluate(docs, need["namespace"], rule["direction"], stranger, port,
-                                                 rule["protocol"])
-                    assert need["name"] not in by, (need["name"], rule, kind)
+            for port in rule["ports"] or [UNDECLARED_PORT]:
+                _allowed, by = npol.evaluate(docs, need["namespace"], rule["direction"], stranger, port, rule["protocol"])
+                assert need["name"] not in by, (need["name"], rule, kind)
 
 
 def test_undeclared_flows_are_denied(rendered):

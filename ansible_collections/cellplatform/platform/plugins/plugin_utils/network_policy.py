@@ -30,6 +30,7 @@ from collections.abc import Mapping
 
 from ansible_collections.cellplatform.platform.plugins.plugin_utils.component import (
     ComponentError, NETWORK_PEERS, PART_OF, _check_network, _coerce)
+from ansible_collections.cellplatform.platform.plugins.plugin_utils.render import to_plain
 
 # Namespaces that get no policy, and why (docs/l6-security.md, the matrix): Kubernetes' own.
 EXEMPT_NAMESPACES = {
@@ -62,14 +63,6 @@ MONITORING_NONE = "no monitoring in this cell (cellplatform_observability unset)
 
 class NetworkPolicyError(ValueError):
     """Records that cannot be turned into policies; the message names the component and the fix."""
-
-
-def _plain(value):
-    if isinstance(value, Mapping):
-        return dict((str(k), _plain(v)) for k, v in value.items())
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
 
 
 def _rules(name, network):
@@ -112,7 +105,7 @@ def component_needs(layers):
             if name in seen:
                 raise NetworkPolicyError("component %s is listed by layer %s and layer %s" % (name, seen[name], layer))
             seen[name] = layer
-            network = _plain(record.get("network") or {})
+            network = to_plain(record.get("network") or {})
             if not isinstance(network, Mapping):
                 raise NetworkPolicyError("component %s: network must be {ingress: [rule], egress: [rule]}" % name)
             needs.append({"name": name, "layer": layer, "namespace": namespace,
