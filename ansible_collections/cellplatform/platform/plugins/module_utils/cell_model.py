@@ -1975,10 +1975,7 @@ def _check_security(c):
     sec = c.want_dict(field, c.top(field), "set %s: %s." % (field, SECURITY_EXAMPLE))
     if sec is None:
         return
-    known = {"admin_groups", "operator_groups", "teams"}
-    for key in sorted(set(sec) - known):
-        c.add("%s.%s" % (field, key), sec[key], "is not a setting of %s" % field,
-              "remove it; the settings are %s." % ", ".join(sorted(known)))
+    # Unknown keys (here and in a team) are reported by the schema check (inventory_check).
     _groups(c, field + ".admin_groups", c.sub(sec, "admin_groups"), required=True)
     _groups(c, field + ".operator_groups", c.sub(sec, "operator_groups"), required=False)
     teams = c.want_list(field + ".teams", c.sub(sec, "teams"), "list teams as %s." % SECURITY_EXAMPLE, required=False)
@@ -1989,8 +1986,6 @@ def _check_security(c):
         team = c.want_dict(where, team, "write a team as {name, groups, namespaces}.")
         if team is None:
             continue
-        for key in sorted(set(team) - {"name", "groups", "namespaces"}):
-            c.add("%s.%s" % (where, key), team[key], "is not a team setting", "a team is {name, groups, namespaces}.")
         name = c.want_str(where + ".name", c.sub(team, "name"), "name the team with a DNS label, e.g. shop.")
         if name is not None:
             if not is_dns_label(name):
