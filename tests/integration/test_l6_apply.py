@@ -5,7 +5,8 @@ The cluster holds what L0-L2 left (the platform namespaces, the CiliumNetworkPol
 Cilium's chart). Checks what a real cluster would have been asked to do:
 
 * Falco's pinned release (modern eBPF driver) into its privileged namespace, created first, with
-  exactly the rendered values; no Falcosidekick in a cell without L4 (no observability settings);
+  exactly the rendered values, sending its events to Falcosidekick, whose release posts them to
+  L4's Alertmanager and Loki (the reference cell has L4);
 * the RBAC baseline: ClusterRoles platform-admin / platform-operator / platform-team, their bindings
   to the inventory's groups, the team namespace (restricted) with its RoleBinding;
 * every rendered NetworkPolicy and CiliumNetworkPolicy in the API, after the CRD is Established
@@ -22,13 +23,14 @@ import time
 import pytest
 import yaml
 
-from apply_fixtures import (apply_run_setup, crd, daemonset, helm_calls, preinstall, recap, run_playbook,
+from apply_fixtures import (apply_run_setup, crd, daemonset, deployment, helm_calls, preinstall, recap, run_playbook,
                             SecretsDir, write_chart)
 from fake_kube_api import FakeKubeAPI
 
-# Namespaces the lower layers created for the reference cell (L0-L2).
+# Namespaces the lower layers created for the reference cell (L0-L4).
 LOWER_NAMESPACES = ("longhorn-system", "metallb-system", "external-dns", "cert-manager", "gateway", "argocd",
-                    "kyverno", "linkerd", "linkerd-cni")
+                    "kyverno", "linkerd", "linkerd-cni", "cnpg-system", "gitea", "harbor", "tekton-operator",
+                    "tekton-pipelines", "ci", "monitoring", "observability")
 CNP_CRD = crd("cilium.io", "CiliumNetworkPolicy", "ciliumnetworkpolicies", ("v2",))
 
 
@@ -40,6 +42,7 @@ def l6_run(tmp_path_factory):
         secrets = SecretsDir(tmp, api.kubeconfig())
         charts = tmp / "charts"
         write_chart(charts, "falco", "9.1.0", "0.44.1", [daemonset("falco")])
+        write_chart(charts, "falcosidekick", "0.14.0", "2.32.0", [deployment("falcosidekick", 2)])
         env, extra, state, build_root = apply_run_setup(
             tmp, secrets, charts, component_wait_timeout=60, component_poll_interval=1)
         env["ANSIBLE_PIPELINING"] = "1"
@@ -81,15 +84,20 @@ def test_first_run_succeeds_quickly(l6_run):
 def test_falco_release_with_the_rendered_values_in_its_privileged_namespace(l6_run):
     api = l6_run["api"]
     upgrades = [c for c in l6_run["calls1"] if c["command"] == "upgrade"]
-    assert [(c["argv"][-2], c["namespace"]) for c in upgrades] == [("falco", "falco")]
+    assert [(c["argv"][-2], c["namespace"]) for c in upgrades] == [("falco", "falco"), ("falcosidekick", "falco")]
     argv = upgrades[0]["argv"]
     assert argv[-1] == "falco" and "--version=9.1.0" in argv and "--repo=https://falcosecurity.github.io/charts" in argv
     given = yaml.safe_load(list(upgrades[0]["values_files"].values())[0])
     assert given == yaml.safe_load((l6_run["build"] / "l6/falco/values.yaml").read_text())
     assert given["driver"]["kind"] == "modern_ebpf" and given["falcosidekick"]["enabled"] is False
-    # no L4 in the reference cell: Falco keeps its events in its log
-    assert given["falco"]["http_output"]["enabled"] is False
-    assert not (l6_run["build"] / "l6/falcosidekick").exists()
+    # L4 is in the reference cell: events go to Falcosidekick, which posts to Alertmanager and Loki
+    assert given["falco"]["http_output"] == {"enabled": True,
+                                             "url": "http://falcosidekick.falco.svc.cluster.local:2801/"}
+    sidekick = yaml.safe_load(list(upgrades[1]["values_files"].values())[0])
+    assert sidekick == yaml.safe_load((l6_run["build"] / "l6/falcosidekick/values.yaml").read_text())
+    assert sidekick["config"]["alertmanager"]["hostport"] == \
+        "http://kube-prometheus-stack-alertmanager.monitoring.svc.cluster.local:9093"
+    assert sidekick["config"]["loki"]["hostport"] == "http://loki.observability.svc.cluster.local:3100"
     ns = api.get("v1", "Namespace", "falco")
     assert ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "privileged"
     helm_first = min(e["seq"] for e in api.writes() if e["field_manager"] == "helm")
