@@ -392,7 +392,7 @@ def test_accepted_inventories_render_through_site(name, tmp_path):
     assert recorded(log) == []
     build = tmp_path / "build" / case["vars"].get("cellplatform_cell_name", "cell")
     plan = json.loads((build / "plan.json").read_text())
-    assert plan["layers_rendered"] == ["l0", "l1", "l2", "l3", "l6"]
+    assert plan["layers_rendered"] == ["l0", "l1", "l2", "l3", "l4", "l6"]
     assert (build / "terraform" / "cell.auto.tfvars.json").exists() == (name != "bare_metal")
 
 
