@@ -1158,6 +1158,8 @@ def validate(variables, hosts, layers=None, mode=None):
         _check_l3(checker)
     _check_observability(checker, hosts, network, gateway, vip, pool, node_ips, l4="l4" in selected)
     _check_day2(checker)
+    if "l6" in selected:
+        _check_security(checker)
     return checker.problems
 
 
@@ -1396,6 +1398,8 @@ def _layer_inputs(v):
         # observability (L4) and the LoadBalancer addresses reserved for fixed Services
         "observability": observability_model(v),
         "lb_reserved": lb_reserved_model(v),
+        # security (L6): RBAC groups and teams
+        "security": security_model(v),
     }
 
 
@@ -1943,6 +1947,99 @@ def harbor_model(v):
         "proxy_caches": caches,
         "storage": _sized(harbor.get("storage"), HARBOR_STORAGE_DEFAULTS),
         "database": _sized(harbor.get("database"), DATABASE_DEFAULTS),
+    }
+
+
+# =============================================================================================
+# Security (L6): the RBAC baseline's groups and the teams with their namespaces.
+
+SECURITY_EXAMPLE = ("{admin_groups: [platform-admins], operator_groups: [platform-operators], teams: [{name: shop, "
+                    "groups: [shop-developers], namespaces: [shop]}]}")
+# Namespaces a team can never own: Kubernetes' own and the platform's that the cell model names.
+_RESERVED_NAMESPACE_PREFIXES = ("kube-",)
+
+
+def _groups(c, field, value, required):
+    fix = "list group names as the API server's authenticator reports them, e.g. [platform-admins]."
+    groups = c.want_list(field, value, fix, required=required, non_empty=required)
+    if groups is None:
+        return []
+    out = []
+    for idx, group in enumerate(groups):
+        if c.want_str("%s[%d]" % (field, idx), group, fix) is None:
+            continue
+        if group in out:
+            c.add("%s[%d]" % (field, idx), group, "is listed twice", "list each group once.")
+        out.append(group)
+    return out
+
+
+def _platform_namespaces(c):
+    gitops = c.top("cellplatform_gitops")
+    gateway = c.top("cellplatform_gateway")
+    names = {"default", ARGOCD_NAMESPACE, GATEWAY_DEFAULTS["namespace"]}
+    for value in (c.sub(gitops, "namespace"), c.sub(gateway, "namespace")):
+        if isinstance(value, str):
+            names.add(value)
+    if isinstance(c.top("cellplatform_observability"), Mapping):
+        names.update((OBSERVABILITY_NAMESPACE, MONITORING_NAMESPACE))
+    return names
+
+
+def _check_security(c):
+    field = "cellplatform_security"
+    sec = c.want_dict(field, c.top(field), "set %s: %s." % (field, SECURITY_EXAMPLE))
+    if sec is None:
+        return
+    # Unknown keys (here and in a team) are reported by the schema check (inventory_check).
+    _groups(c, field + ".admin_groups", c.sub(sec, "admin_groups"), required=True)
+    _groups(c, field + ".operator_groups", c.sub(sec, "operator_groups"), required=False)
+    teams = c.want_list(field + ".teams", c.sub(sec, "teams"), "list teams as %s." % SECURITY_EXAMPLE, required=False)
+    reserved = _platform_namespaces(c)
+    names, owners = [], {}
+    for idx, team in enumerate(teams or []):
+        where = "%s.teams[%d]" % (field, idx)
+        team = c.want_dict(where, team, "write a team as {name, groups, namespaces}.")
+        if team is None:
+            continue
+        name = c.want_str(where + ".name", c.sub(team, "name"), "name the team with a DNS label, e.g. shop.")
+        if name is not None:
+            if not is_dns_label(name):
+                c.add(where + ".name", name, "is not a DNS label (lowercase a-z, 0-9, '-')",
+                      "name the team with a DNS label, e.g. shop.")
+            elif name in names:
+                c.add(where + ".name", name, "names a second team", "give every team its own name.")
+            names.append(name)
+        _groups(c, where + ".groups", c.sub(team, "groups"), required=True)
+        ns_fix = "list the team's namespaces as DNS labels, e.g. [%s]." % (name or "shop")
+        namespaces = c.want_list(where + ".namespaces", c.sub(team, "namespaces"), ns_fix, non_empty=True)
+        for jdx, ns in enumerate(namespaces or []):
+            sub = "%s.namespaces[%d]" % (where, jdx)
+            if c.want_str(sub, ns, ns_fix) is None:
+                continue
+            if not is_dns_label(ns):
+                c.add(sub, ns, "is not a DNS label (lowercase a-z, 0-9, '-')", ns_fix)
+            elif ns in reserved or ns.startswith(_RESERVED_NAMESPACE_PREFIXES):
+                c.add(sub, ns, "is a namespace of the platform or of Kubernetes",
+                      "give the team a namespace of its own, e.g. %s-apps." % (name or "shop"))
+            elif ns in owners:
+                c.add(sub, ns, "is already a namespace of team %s" % owners[ns],
+                      "give each namespace to exactly one team.")
+            else:
+                owners[ns] = name
+
+
+def security_model(v):
+    """cellplatform_cell.security: {admin_groups, operator_groups, teams: [{name, groups, namespaces}]} or None."""
+    sec = v.get("cellplatform_security")
+    if not isinstance(sec, Mapping):
+        return None
+    return {
+        "admin_groups": [str(g) for g in sec.get("admin_groups") or []],
+        "operator_groups": [str(g) for g in sec.get("operator_groups") or []],
+        "teams": [{"name": str(t["name"]), "groups": [str(g) for g in t.get("groups") or []],
+                   "namespaces": [str(n) for n in t.get("namespaces") or []]}
+                  for t in sec.get("teams") or [] if isinstance(t, Mapping)],
     }
 
 

@@ -746,6 +746,41 @@ cellplatform_observability:
         volume_gib:
           type: int
           description: Size of its volume in GiB (its SQLite database).
+# --- security (L6 security work) -------------------------------------------------------------------
+cellplatform_security:
+  layer: l6
+  type: dict
+  description:
+    - 'The RBAC baseline of the cell (L6): the groups bound to the ClusterRoles C(platform-admin) (everything) and
+      C(platform-operator) (read everything but Secrets, sync Argo CD Applications), and the teams, each with its
+      namespaces (created with the baseline network policies) and the groups bound to C(platform-team) there.'
+    - Group names are what the API server's authenticator reports (OIDC groups claim, client certificate O=).
+  options:
+    admin_groups:
+      type: list
+      elements: str
+      description: Groups bound to C(platform-admin) (cluster-wide, every verb); at least one.
+    operator_groups:
+      type: list
+      elements: str
+      description: Groups bound to C(platform-operator) (cluster-wide read without Secrets, Argo CD sync).
+    teams:
+      type: list
+      elements: dict
+      description: The teams; each gets its namespaces and a RoleBinding of C(platform-team) per namespace.
+      options:
+        name:
+          type: str
+          description: The team's name (a DNS label, unique).
+        groups:
+          type: list
+          elements: str
+          description: Groups of the team's members (at least one).
+        namespaces:
+          type: list
+          elements: str
+          description: The team's namespaces (DNS labels, at least one, each owned by one team, none of the
+            platform's or Kubernetes' own).
 """)
 
 HOST_VARIABLES = tuple(name for name, spec in INVENTORY_SCHEMA.items() if spec.get("scope") == "host")

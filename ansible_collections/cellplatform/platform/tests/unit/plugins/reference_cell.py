@@ -86,4 +86,6 @@ REFERENCE_VARS = {
         "loki": {"retention_days": 14, "volume_gib": 15}, "tempo": {"retention_days": 7, "volume_gib": 5},
         "grafana": {"volume_gib": 1},
     },
+    "cellplatform_security": {"admin_groups": ["platform-admins"], "operator_groups": ["platform-operators"],
+                              "teams": [{"name": "shop", "groups": ["shop-developers"], "namespaces": ["shop"]}]},
 }

@@ -98,7 +98,11 @@ def test_model_of_the_reference_cell(ref):
                                    # observability and the reserved LoadBalancer addresses
                                    "observability", "lb_reserved",
                                    # the day-2 playbooks' inputs
-                                   "upgrade"])
+                                   "upgrade",
+                                   # security (L6)
+                                   "security"])
+    assert cell["security"] == {"admin_groups": ["platform-admins"], "operator_groups": ["platform-operators"],
+                                "teams": [{"name": "shop", "groups": ["shop-developers"], "namespaces": ["shop"]}]}
 
 
 def test_model_is_deterministic(ref):
