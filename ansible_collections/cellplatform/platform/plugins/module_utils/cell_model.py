@@ -1004,6 +1004,8 @@ def validate(variables, hosts, layers=None, mode=None):
     if "l2" in selected:
         _check_l2(checker)
         _check_ui_names(checker)
+    if "l7" in selected:
+        _check_l7(checker)
     return checker.problems
 
 
@@ -1175,6 +1177,8 @@ def _layer_inputs(v):
         "storage": storage_model(v),
         "gateway": gateway_model(v),
         "tls": tls_model(v),
+        # L7 developer portal (L7 work)
+        "backstage": backstage_model(v),
     }
 
 
@@ -1537,3 +1541,105 @@ def tls_model(v):
         "tsig_algorithm": CERT_MANAGER_TSIG.get(rfc.get("tsig_algorithm")),
     }
     return out
+
+
+# =============================================================================================
+# L7 developer portal (Backstage): its checks (called from validate() for layer l7) and its model
+# section (backstage).
+
+# The image the Backstage chart runs by default: a demo app without the platform's plugins.
+BACKSTAGE_DEMO_IMAGE = "ghcr.io/backstage/backstage"
+BACKSTAGE_DATABASE_DEFAULTS = {"instances": 2, "storage_gib": 5}
+BACKSTAGE_DATABASE_MAX_INSTANCES = 9
+BACKSTAGE_KEYS = ("database", "image")
+BACKSTAGE_IMAGE_KEYS = ("digest", "registry", "repository", "tag")
+# OCI distribution spec: repository path components and tags; a registry is host[:port].
+_IMAGE_REPOSITORY_RE = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$")
+_IMAGE_TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+_IMAGE_DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
+
+
+def _registry_ok(value):
+    host, _sep, port = value.partition(":")
+    return is_host(host.lower()) and (not _sep or (port.isdigit() and 0 < int(port) < 65536))
+
+
+def _check_l7(c):
+    field = "cellplatform_backstage"
+    example = ("set %s: {image: {registry: harbor.<dns domain>, repository: ci/backstage, tag: 1.0.0}} with the "
+               "Backstage app image you built (docs/l7-developer-portal.md, \"Building the app image\")." % field)
+    backstage = c.want_dict(field, c.top(field), example)
+    if backstage is None:
+        return
+    extra = sorted(str(k) for k in backstage if k not in BACKSTAGE_KEYS)
+    if extra:
+        c.add(field, extra, "has unknown key(s) %s" % ", ".join(extra),
+              "use only %s (docs/variables.md)." % ", ".join(BACKSTAGE_KEYS))
+    _check_backstage_image(c, field + ".image", c.sub(backstage, "image"), example)
+    db_field = field + ".database"
+    database = c.want_dict(db_field, c.sub(backstage, "database"), "set %s: {instances: 2, storage_gib: 5}, or remove "
+                           "it for that default." % db_field, required=False)
+    if database is not None:
+        extra = sorted(str(k) for k in database if k not in BACKSTAGE_DATABASE_DEFAULTS)
+        if extra:
+            c.add(db_field, extra, "has unknown key(s) %s" % ", ".join(extra),
+                  "use only %s." % ", ".join(sorted(BACKSTAGE_DATABASE_DEFAULTS)))
+        c.want_int(db_field + ".instances", c.sub(database, "instances"), 1, BACKSTAGE_DATABASE_MAX_INSTANCES,
+                   required=False)
+        c.want_int(db_field + ".storage_gib", c.sub(database, "storage_gib"), 1, SIZE_GIB_MAX, required=False)
+
+
+def _check_backstage_image(c, field, value, example):
+    image = c.want_dict(field, value, example)
+    if image is None:
+        return
+    extra = sorted(str(k) for k in image if k not in BACKSTAGE_IMAGE_KEYS)
+    if extra:
+        c.add(field, extra, "has unknown key(s) %s" % ", ".join(extra),
+              "use only %s." % ", ".join(BACKSTAGE_IMAGE_KEYS))
+    registry = c.sub(image, "registry")
+    reg_fix = "set the registry host of your Backstage image, e.g. harbor.cell.lan (host[:port], no scheme)."
+    if c.want_str(field + ".registry", registry, reg_fix) is not None and not _registry_ok(registry):
+        c.add(field + ".registry", registry, "is not a registry host[:port]", reg_fix)
+        registry = None
+    repository = c.sub(image, "repository")
+    repo_fix = "set the repository path of your Backstage image, e.g. ci/backstage (lowercase, '/' between parts)."
+    if c.want_str(field + ".repository", repository, repo_fix) is not None:
+        if not _IMAGE_REPOSITORY_RE.match(repository):
+            c.add(field + ".repository", repository, "is not an image repository path", repo_fix)
+        elif isinstance(registry, str) and "%s/%s" % (registry.lower(), repository) == BACKSTAGE_DEMO_IMAGE:
+            c.add(field + ".repository", repository, "with registry %s is the Backstage chart's demo image (it has "
+                  "neither the OIDC sign-in nor the Gitea scaffolder modules the platform configures)" % registry,
+                  "build your own Backstage app image (docs/l7-developer-portal.md, \"Building the app image\") and "
+                  "name it here.")
+    tag = c.sub(image, "tag")
+    tag_fix = "set an exact tag of your image, e.g. 1.0.0 (a YAML string; never latest)."
+    if c.want_str(field + ".tag", tag, tag_fix) is not None:
+        if not _IMAGE_TAG_RE.match(tag):
+            c.add(field + ".tag", tag, "is not an image tag", tag_fix)
+        elif tag == "latest":
+            c.add(field + ".tag", tag, "is not pinned (latest moves)", tag_fix)
+    digest = c.sub(image, "digest")
+    digest_fix = "write the digest as sha256:<64 lowercase hex digits>, or leave it out."
+    if c.want_str(field + ".digest", digest, digest_fix, required=False) is not None \
+            and not _IMAGE_DIGEST_RE.match(digest):
+        c.add(field + ".digest", digest, "is not a sha256 digest", digest_fix)
+
+
+def backstage_model(v):
+    """cellplatform_cell.backstage: {image: {registry, repository, tag, digest, reference}, database: {instances,
+    storage_gib}}, or None when not set."""
+    backstage = v.get("cellplatform_backstage")
+    if not isinstance(backstage, Mapping):
+        return None
+    image = backstage.get("image") if isinstance(backstage.get("image"), Mapping) else {}
+    registry, repository = str(image.get("registry") or ""), str(image.get("repository") or "")
+    tag, digest = str(image.get("tag") or ""), str(image.get("digest") or "")
+    database = backstage.get("database") if isinstance(backstage.get("database"), Mapping) else {}
+    return {
+        "image": {"registry": registry, "repository": repository, "tag": tag, "digest": digest,
+                  "reference": "%s/%s:%s%s" % (registry, repository, tag, "@" + digest if digest else "")},
+        "database": dict((key, _int_or_none(database.get(key)) or default)
+                         for key, default in sorted(BACKSTAGE_DATABASE_DEFAULTS.items())),
+    }
+
