@@ -68,4 +68,7 @@ REFERENCE_VARS = {
     "cellplatform_policy_mode": "audit",
     "cellplatform_linkerd": {"trust_anchor_lifetime_days": 3650, "issuer_lifetime_days": 365,
                              "issuer_renew_before_days": 30},
+    # L7 developer portal
+    "cellplatform_backstage": {"image": {"registry": "harbor.cell.lan", "repository": "ci/backstage", "tag": "1.0.0"},
+                               "database": {"instances": 2, "storage_gib": 5}},
 }

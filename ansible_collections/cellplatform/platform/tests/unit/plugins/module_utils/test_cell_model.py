@@ -91,7 +91,13 @@ def test_model_of_the_reference_cell(ref):
                                    "proxmox", "node_sizes", "dns_domain", "external_dns", "metallb", "karpenter",
                                    "gitops", "argocd_domain", "policy_mode", "linkerd",
                                    # storage, the shared Gateway and TLS
-                                   "storage", "gateway", "tls"])
+                                   "storage", "gateway", "tls",
+                                   # L7 developer portal
+                                   "backstage"])
+    assert cell["backstage"] == {
+        "image": {"registry": "harbor.cell.lan", "repository": "ci/backstage", "tag": "1.0.0", "digest": "",
+                  "reference": "harbor.cell.lan/ci/backstage:1.0.0"},
+        "database": {"instances": 2, "storage_gib": 5}}
 
 
 def test_model_is_deterministic(ref):
@@ -565,3 +571,47 @@ def test_tls_is_an_l1_input_and_ui_names_an_l2_check(ref):
     assert cm.validate(variables, hosts, layers=["l0"]) == []
     assert fields(cm.validate(variables, hosts, layers=["l1"])) == ["cellplatform_tls.issuer"]
     assert fields(cm.validate(variables, hosts, layers=["l2"])) == ["cellplatform_argocd_domain"]
+
+
+# --- L7 developer portal ------------------------------------------------------------------------
+
+def _backstage(ref, **image):
+    variables, hosts = ref
+    variables = dict(variables)
+    variables["cellplatform_backstage"] = {"image": dict(variables["cellplatform_backstage"]["image"], **image)}
+    return variables, hosts
+
+
+def test_backstage_is_required_only_when_l7_is_selected(ref):
+    variables, hosts = ref
+    variables = dict(variables)
+    del variables["cellplatform_backstage"]
+    assert cm.validate(variables, hosts, layers=["l0", "l1", "l2"]) == []
+    problems = cm.validate(variables, hosts, layers=["l7"])
+    assert [p["field"] for p in problems] == ["cellplatform_backstage"]
+    assert "Building the app image" in problems[0]["fix"]
+    assert cm.build_cell_model(variables, hosts)["backstage"] is None
+
+
+def test_backstage_image_pinned_by_digest_is_in_the_reference(ref):
+    digest = "sha256:" + "ab" * 32
+    variables, hosts = _backstage(ref, digest=digest, registry="harbor.cell.lan:8443")
+    assert cm.validate(variables, hosts, layers=["l7"]) == []
+    assert cm.build_cell_model(variables, hosts)["backstage"]["image"]["reference"] == \
+        "harbor.cell.lan:8443/ci/backstage:1.0.0@" + digest
+
+
+@pytest.mark.parametrize("image, field, words", [
+    ({"registry": "ghcr.io", "repository": "backstage/backstage"}, "repository", "demo image"),
+    ({"registry": "GHCR.io", "repository": "backstage/backstage"}, "repository", "demo image"),
+    ({"repository": "CI/Backstage"}, "repository", "not an image repository path"),
+    ({"tag": "latest"}, "tag", "not pinned"),
+    ({"tag": "v1 .0"}, "tag", "not an image tag"),
+    ({"registry": "harbor.cell.lan:99999"}, "registry", "not a registry host"),
+    ({"digest": "sha256:XYZ"}, "digest", "not a sha256 digest"),
+])
+def test_backstage_image_problems_name_the_field(ref, image, field, words):
+    problems = cm.validate(*_backstage(ref, **image), layers=["l7"])
+    assert [p["field"] for p in problems] == ["cellplatform_backstage.image." + field], problems
+    assert words in problems[0]["message"]
+
