@@ -1642,4 +1642,3 @@ def backstage_model(v):
         "database": dict((key, _int_or_none(database.get(key)) or default)
                          for key, default in sorted(BACKSTAGE_DATABASE_DEFAULTS.items())),
     }
-

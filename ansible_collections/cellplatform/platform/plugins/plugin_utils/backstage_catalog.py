@@ -111,8 +111,8 @@ def _links(entry, cell, grafana_base, grafana):
     links = [{"url": ui["url"], "title": ui.get("title") or entry["name"], "icon": "dashboard"}
              for ui in entry.get("ui") or []]
     if grafana_base and grafana.get("dashboard_uid"):
-        links.append({"url": "%s/d/%s/?%s=%s" % (grafana_base, grafana["dashboard_uid"], NAMESPACE_VARIABLE,
-                                                    entry["namespace"]),
+        url = "%s/d/%s/?%s=%s" % (grafana_base, grafana["dashboard_uid"], NAMESPACE_VARIABLE, entry["namespace"])
+        links.append({"url": url,
                       "title": "Grafana: namespace %s" % entry["namespace"], "icon": "dashboard"})
     argocd_domain = (cell or {}).get("argocd_domain")
     if argocd_domain:

@@ -221,9 +221,9 @@ def _secret_entry(name, idx, secret):
     if source is not None and not _SECRET_FILE_RE.match(str(source)):
         raise ComponentError("%s: file %r must be the name of a SOPS YAML file in the secrets directory "
                              "(<name>.sops.yaml, no directories)" % (where, source))
-    return {"file": source and str(source),"name": str(secret["name"]), "namespace": secret.get("namespace"), "type": secret.get("type") or "Opaque",
-            "labels": dict(secret.get("labels") or {}), "string_data": dict(secret.get("string_data") or {}),
-            "optional": optional, "keys": dict((str(k), str(v)) for k, v in secret["keys"].items())}
+    return {"name": str(secret["name"]), "namespace": secret.get("namespace"), "type": secret.get("type") or "Opaque",
+            "file": source and str(source), "labels": dict(secret.get("labels") or {}),
+            "string_data": dict(secret.get("string_data") or {}), "optional": optional, "keys": dict((str(k), str(v)) for k, v in secret["keys"].items())}
 
 
 def _check_argocd(name, extras):

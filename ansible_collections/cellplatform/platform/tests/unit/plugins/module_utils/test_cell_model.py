@@ -614,4 +614,3 @@ def test_backstage_image_problems_name_the_field(ref, image, field, words):
     problems = cm.validate(*_backstage(ref, **image), layers=["l7"])
     assert [p["field"] for p in problems] == ["cellplatform_backstage.image." + field], problems
     assert words in problems[0]["message"]
-
