@@ -223,7 +223,8 @@ def _secret_entry(name, idx, secret):
                              "(<name>.sops.yaml, no directories)" % (where, source))
     return {"name": str(secret["name"]), "namespace": secret.get("namespace"), "type": secret.get("type") or "Opaque",
             "file": source and str(source), "labels": dict(secret.get("labels") or {}),
-            "string_data": dict(secret.get("string_data") or {}), "optional": optional, "keys": dict((str(k), str(v)) for k, v in secret["keys"].items())}
+            "string_data": dict(secret.get("string_data") or {}), "optional": optional,
+            "keys": dict((str(k), str(v)) for k, v in secret["keys"].items())}
 
 
 def _check_argocd(name, extras):
