@@ -37,8 +37,9 @@ TEMPLATE = {"dir": "l7/backstage-catalog", "owner": "platform-team", "name": "se
             "argocd_domain": "argocd.cell.lan", "argocd_namespace": "argocd", "application_prefix": "service-"}
 
 
-def render(plan=PLAN, records=RECORDS, options=OPTIONS):
-    files = bc.catalog_files(copy.deepcopy(plan), copy.deepcopy(records), CELL, options, bc.service_template(TEMPLATE))
+def render(plan=None, records=None, options=None):
+    files = bc.catalog_files(copy.deepcopy(plan or PLAN), copy.deepcopy(records or RECORDS), CELL, options or OPTIONS,
+                             bc.service_template(TEMPLATE))
     return dict((f["path"], f) for f in files)
 
 
