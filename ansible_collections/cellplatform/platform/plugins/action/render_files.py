@@ -162,7 +162,7 @@ class GitOpsSecrets:
                 missing.append(path)
         if not missing:
             return files
-        if self.cell.get("mode") == "apply":
+        if self.cell.get("mode") == "apply" and not self.check_mode:
             raise AnsibleActionFail(
                 "render_files: the Secrets of %s read %s, which does not exist. Its layer creates that file before it "
                 "renders (restore it from backup if it was lost)." % (rec["name"], ", ".join(missing)))
