@@ -1942,7 +1942,6 @@ def harbor_model(v):
 
 # The image the Backstage chart runs by default: a demo app without the platform's plugins.
 BACKSTAGE_DEMO_IMAGE = "ghcr.io/backstage/backstage"
-BACKSTAGE_DATABASE_DEFAULTS = {"instances": 2, "storage_gib": 5}
 BACKSTAGE_KEYS = ("database", "image")
 BACKSTAGE_IMAGE_KEYS = ("digest", "registry", "repository", "tag")
 # OCI distribution spec: repository path components and tags; a registry is host[:port].
@@ -2028,5 +2027,5 @@ def backstage_model(v):
     return {
         "image": {"registry": registry, "repository": repository, "tag": tag, "digest": digest,
                   "reference": "%s/%s:%s%s" % (registry, repository, tag, "@" + digest if digest else "")},
-        "database": _sized(backstage.get("database"), BACKSTAGE_DATABASE_DEFAULTS),
+        "database": _sized(backstage.get("database"), DATABASE_DEFAULTS),
     }

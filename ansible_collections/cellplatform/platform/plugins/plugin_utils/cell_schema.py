@@ -701,16 +701,7 @@ cellplatform_backstage:
         digest:
           type: str
           description: Optional C(sha256:<64 hex digits>) the tag must resolve to.
-    database:
-      type: dict
-      description: Its PostgreSQL cluster (CloudNativePG) on the cell's StorageClass.
-      options:
-        instances:
-          type: int
-          description: PostgreSQL instances (1-9, default 2; one primary, the rest streaming replicas).
-        storage_gib:
-          type: int
-          description: Volume size of each instance in GiB (1-65536, default 5).
+    database: *l3_database
 """)
 
 HOST_VARIABLES = tuple(name for name, spec in INVENTORY_SCHEMA.items() if spec.get("scope") == "host")
