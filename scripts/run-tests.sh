@@ -45,13 +45,30 @@ stage_pytest() {
   "$NETNS" "$BIN/pytest" -q -p no:cacheprovider -n 2 --dist loadfile "$COLL/tests/unit" tests
 }
 
+# Scenarios are independent (each renders into its own ephemeral directory) and mostly
+# single-threaded Ansible, so they run MOLECULE_JOBS at a time (default: the CPU count); each
+# one's output is printed whole when it ends, and the stage fails if any scenario failed.
 stage_molecule() {
-  local scenario
+  local jobs=${MOLECULE_JOBS:-$(nproc)} logs scenario failed=()
+  logs=$(mktemp -d)
+  local scenarios=()
   for scenario in molecule/*/; do
     scenario=$(basename "$scenario")
-    [ -f "molecule/$scenario/molecule.yml" ] || continue
-    "$NETNS" "$BIN/molecule" test -s "$scenario"
+    if [ -f "molecule/$scenario/molecule.yml" ]; then scenarios+=("$scenario"); fi
   done
+  printf '%s\n' "${scenarios[@]}" | xargs -P "$jobs" -I{} bash -c \
+    '"$0" "$1" test -s "$2" >"$3/$2.log" 2>&1; echo $? >"$3/$2.rc"; echo "--- molecule $2: exit $(cat "$3/$2.rc")"' \
+    "$NETNS" "$BIN/molecule" {} "$logs"
+  for scenario in "${scenarios[@]}"; do
+    echo "=== molecule $scenario ==="
+    cat "$logs/$scenario.log"
+    [ "$(cat "$logs/$scenario.rc" 2>/dev/null)" = 0 ] || failed+=("$scenario")
+  done
+  rm -rf "$logs"
+  if [ ${#failed[@]} -gt 0 ]; then
+    echo "molecule scenarios failed: ${failed[*]}" >&2
+    return 1
+  fi
 }
 
 stage_sanity() {

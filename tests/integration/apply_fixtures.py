@@ -14,8 +14,9 @@ Reusable by every layer's apply test (L1 here, L2 next):
   one of them, ``read`` decrypts one.
 * ``run_playbook(...)`` runs ansible-playbook with the doubles first on PATH and returns
   (rc, combined output).
-* ``gateway_api_crds()``, ``preinstall(api, objects)`` put into the fake API what a lower layer
-  left there (the Gateway API CRDs and GatewayClass of L0 for L1 and L2); ``Conditions`` plays
+* ``gateway_api_crds()``, ``prometheus_operator_crds()``, ``preinstall(api, objects)`` put into the
+  fake API what a lower layer left there (the Gateway API and prometheus-operator CRDs and the
+  GatewayClass of L0 for L1 and up); ``Conditions`` plays
   the controllers that report a condition on objects once they exist (cert-manager, Cilium);
   ``Player`` is the base of such background players.
 """
@@ -161,6 +162,21 @@ GATEWAY_API_KINDS = [("GatewayClass", "gatewayclasses", "Cluster"), ("Gateway", 
 
 def gateway_api_crds():
     return [crd("gateway.networking.k8s.io", kind, plural, ("v1",), scope) for kind, plural, scope in GATEWAY_API_KINDS]
+
+
+# The prometheus-operator kinds L0 installs (prometheus-operator-crds: our own minimal CRDs of the
+# same names, not upstream's files), with the scopes and versions upstream serves.
+PROMETHEUS_OPERATOR_KINDS = [("Alertmanager", "alertmanagers", ("v1",)), ("PodMonitor", "podmonitors", ("v1",)),
+                             ("Probe", "probes", ("v1",)), ("Prometheus", "prometheuses", ("v1",)),
+                             ("PrometheusRule", "prometheusrules", ("v1",)),
+                             ("ServiceMonitor", "servicemonitors", ("v1",)), ("ThanosRuler", "thanosrulers", ("v1",)),
+                             ("AlertmanagerConfig", "alertmanagerconfigs", ("v1alpha1",)),
+                             ("PrometheusAgent", "prometheusagents", ("v1alpha1",)),
+                             ("ScrapeConfig", "scrapeconfigs", ("v1alpha1",))]
+
+
+def prometheus_operator_crds():
+    return [crd("monitoring.coreos.com", kind, plural, versions) for kind, plural, versions in PROMETHEUS_OPERATOR_KINDS]
 
 
 def gateway_class():

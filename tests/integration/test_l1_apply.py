@@ -9,7 +9,7 @@ root CA created once (community.crypto, stored age-encrypted) as the CA issuer's
 shared Gateway at its reserved address only after the ClusterIssuer is Ready and gated on its
 certificate and on Cilium programming it, check mode without any write, a second run that
 changes nothing, and no secret value in build/ or any output. The cluster starts with what L0
-leaves: the Gateway API CRDs and Cilium's GatewayClass.
+leaves: the Gateway API and prometheus-operator CRDs and Cilium's GatewayClass.
 
 Run inside scripts/netns-run (loopback only):
     scripts/netns-run python -m pytest tests/integration/test_l1_apply.py -q
@@ -28,7 +28,7 @@ import yaml
 from cryptography import x509
 
 from apply_fixtures import (apply_run_setup, Conditions, gateway_api_crds, gateway_class, helm_calls, l1_charts,
-                            preinstall, recap, REPO, run_playbook, SecretsDir)
+                            preinstall, prometheus_operator_crds, recap, REPO, run_playbook, SecretsDir)
 from fake_kube_api import FakeKubeAPI
 
 # Conditions the controllers of the cell report (cert-manager, Cilium): played by Conditions.
@@ -53,7 +53,7 @@ def l1_run(tmp_path_factory):
         env, extra, state, build_root = apply_run_setup(
             tmp, secrets, charts, component_poll_interval=1, component_wait_timeout=30,
             l1_cluster_platform_tls_wait_timeout=30)
-        preinstall(api, gateway_api_crds() + [gateway_class()])
+        preinstall(api, gateway_api_crds() + prometheus_operator_crds() + [gateway_class()])
         # check mode on the fresh cluster first: must succeed and change nothing anywhere
         writes_before = len(api.writes())
         rc0, out0 = run_playbook("playbooks/l1.yml", env, extra, ["--check", "--diff"])
@@ -166,11 +166,14 @@ def check_custom_resources_only_after_crds_established_and_webhook(l1_run):
     assert rejected == []
     # The LoadBalancer pool without the Gateway's address, and that address in a pool of its own.
     pool = api.get("metallb.io/v1beta1", "IPAddressPool", "cell-pool", "metallb-system")
-    assert pool["spec"]["addresses"] == ["192.168.100.201-192.168.100.250"] and pool["spec"]["autoAssign"] is True
+    assert pool["spec"]["addresses"] == ["192.168.100.202-192.168.100.250"] and pool["spec"]["autoAssign"] is True
     reserved = api.get("metallb.io/v1beta1", "IPAddressPool", "cell-gateway", "metallb-system")
     assert reserved["spec"]["addresses"] == ["192.168.100.200/32"] and reserved["spec"]["autoAssign"] is False
     l2 = api.get("metallb.io/v1beta1", "L2Advertisement", "cell-l2", "metallb-system")
-    assert l2["spec"]["ipAddressPools"] == ["cell-pool", "cell-gateway"]
+    assert l2["spec"]["ipAddressPools"] == ["cell-pool", "cell-gateway", "cell-reserved"]
+    # the Talos log receiver's address (L4) is reserved the same way
+    reserved = api.get("metallb.io/v1beta1", "IPAddressPool", "cell-reserved", "metallb-system")
+    assert reserved["spec"]["addresses"] == ["192.168.100.201/32"] and reserved["spec"]["autoAssign"] is False
     nodepool = api.get("karpenter.sh/v1", "NodePool", "dynamic")
     assert nodepool["spec"]["limits"] == {"cpu": "40", "memory": "81920Mi"}
     dnse = api.get("externaldns.k8s.io/v1alpha1", "DNSEndpoint", "kubernetes-api", "external-dns")

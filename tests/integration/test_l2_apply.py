@@ -29,8 +29,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from apply_fixtures import (apply_run_setup, crd, daemonset, deployment, gateway_api_crds, helm_calls, preinstall,
-                            recap, run_playbook, SecretsDir, statefulset, webhook, write_chart)
+from apply_fixtures import (apply_run_setup, crd, daemonset, deployment, gateway_api_crds, gateway_class, helm_calls,
+                            preinstall, prometheus_operator_crds, recap, run_playbook, SecretsDir, statefulset, webhook,
+                            write_chart)
 from fake_kube_api import FakeKubeAPI
 from ansible_collections.cellplatform.platform.plugins.module_utils import sops as sops_utils
 
@@ -97,7 +98,9 @@ def l2_run(tmp_path_factory):
         env, extra, state, build_root = apply_run_setup(
             tmp, secrets, charts, component_wait_timeout=60, component_poll_interval=1)
         env["ANSIBLE_PIPELINING"] = "1"
-        preinstall(api, gateway_api_crds())
+        # what L0 left: the Gateway API CRDs and GatewayClass (Argo CD's UI route) and the
+        # prometheus-operator CRDs the charts' ServiceMonitors and PodMonitors need
+        preinstall(api, gateway_api_crds() + prometheus_operator_crds() + [gateway_class()])
         rc1, out1 = run_playbook("playbooks/l2.yml", env, extra, ["-vvv"])
         writes1 = len(api.writes())
         calls1 = helm_calls(state)

@@ -20,12 +20,13 @@ Every layer renders its own records, so a few promises can only be checked on th
 
 from __future__ import annotations
 
+import ipaddress
 import json
 
 import pytest
 import yaml
 
-from apply_fixtures import run_playbook
+from apply_fixtures import REPO, run_playbook
 
 
 @pytest.fixture(scope="module")
@@ -140,6 +141,79 @@ def test_every_pvc_is_on_the_cells_storage_class(site):
     assert not wrong, "PVCs on another StorageClass than the cell's %s: %s" % (wanted, wrong)
 
 
+# Components that run no pods of their own or serve no metrics, and why (docs/l4-observability.md).
+UNMONITORED = {
+    "gateway-api-crds": "CRDs only",
+    "prometheus-operator-crds": "CRDs only",
+    "gateway": "no pods: Cilium's Envoy serves it (cilium's ServiceMonitors)",
+    "local-path-provisioner": "no metrics endpoint",
+    "kyverno-policies": "policies only",
+    "linkerd-crds": "CRDs only",
+    "linkerd-cni": "no metrics endpoint",
+}
+
+
+def test_every_platform_component_is_monitored(site):
+    """Every component of L0-L2 and L4 that runs pods declares the prometheus-operator objects its
+    chart or manifests create (record field monitors), so Prometheus scrapes it; L4 scrapes them all."""
+    comps = [c for c in site["plan"]["components"] if c["layer"] in ("l0", "l1", "l2", "l4")]
+    missing = sorted(c["name"] for c in comps if not c.get("monitors") and c["name"] not in UNMONITORED)
+    assert not missing, "components without monitors (and no reason in UNMONITORED): %s" % missing
+    # (local-path-provisioner is not rendered with the reference cell's Longhorn)
+    stale = sorted(c["name"] for c in comps if c.get("monitors") and c["name"] in UNMONITORED)
+    assert not stale, "UNMONITORED lists components that are monitored now: %s" % stale
+    # one owner of the prometheus-operator CRDs: L0, before anything that renders a monitor
+    plan = {c["name"]: c for c in comps}
+    crds = plan["prometheus-operator-crds"]
+    assert crds["layer"] == "l0" and all(c["sync_wave"] >= crds["sync_wave"] for c in comps if c.get("monitors"))
+    kps = yaml.safe_load((site["build"] / plan["kube-prometheus-stack"]["values_file"]).read_text())
+    assert kps["crds"]["enabled"] is False
+
+
+def test_talos_logs_go_to_the_reserved_receiver_address(site):
+    """L0's per-node patches point machine.logging at the address L4's receiver Service asks MetalLB
+    for, which L1 reserves (never auto-assigned) and the plan's network picture shows."""
+    build, cell = site["build"], site["plan"]["cell"]
+    receiver = cell["observability"]["log_receiver"]
+    for node in cell["nodes"]:
+        docs = _docs(build / ("talos/nodes/%s.yaml" % node["name"]))
+        logging = next(d["machine"]["logging"] for d in docs if "logging" in d.get("machine", {}))
+        assert logging["destinations"] == [{"endpoint": receiver["endpoint"], "format": "json_lines",
+                                            "extraTags": {"node": node["name"], "cluster": cell["name"]}}]
+    service = next(d for d in _docs(build / "l4/fluent-bit/manifests.yaml") if d["kind"] == "Service")
+    assert service["metadata"]["annotations"]["metallb.io/loadBalancerIPs"] == receiver["address"]
+    assert service["spec"]["ports"][0]["port"] == receiver["port"]
+    pools = {d["metadata"]["name"]: d for d in _docs(build / "l1/metallb/manifests.yaml") if d["kind"] == "IPAddressPool"}
+    reserved = [p for p in pools.values() if receiver["address"] + "/32" in p["spec"]["addresses"]]
+    assert len(reserved) == 1 and reserved[0]["spec"]["autoAssign"] is False
+    address = ipaddress.ip_address(receiver["address"])
+    auto = [r.split("-") for p in pools.values() if p["spec"]["autoAssign"] for r in p["spec"]["addresses"]]
+    assert auto and all(not ipaddress.ip_address(low) <= address <= ipaddress.ip_address(high) for low, high in auto), \
+        "the receiver's address is handed out automatically"
+    assert receiver["address"] in (build / "PLAN.md").read_text()
+
+
+def test_linkerd_sends_spans_to_the_l4_collector(site):
+    build, cell = site["build"], site["plan"]["cell"]
+    linkerd = yaml.safe_load((build / "l2/linkerd-control-plane/values.yaml").read_text())
+    assert linkerd["proxy"]["tracing"]["collector"]["endpoint"] == cell["observability"]["otlp"]["grpc"]
+    otel = next(c for c in site["plan"]["components"] if c["name"] == "opentelemetry-collector")
+    assert otel["release"] == cell["observability"]["otlp"]["service"]
+    assert otel["namespace"] == cell["observability"]["namespace"]
+
+
+def test_prometheus_operator_crds_are_pinned_to_the_upstream_files(schema_root):
+    """The sha256 L0 pins for each CRD file is the upstream file's (the store holds the same files,
+    verbatim, from prometheus-community/helm-charts at the tag), and the ten files are all of them."""
+    import hashlib
+    defaults = yaml.safe_load((REPO / "ansible_collections/cellplatform/platform/roles/l0_infrastructure/defaults/main.yml")
+                              .read_text())["l0_infrastructure_prometheus_operator_crds"]
+    stored = schema_root / "prometheus-operator" / "v0.93.1" / "crds"
+    assert sorted(m["file"] for m in defaults["manifests"]) == sorted(p.name for p in stored.iterdir())
+    for item in defaults["manifests"]:
+        digest = hashlib.sha256((stored / item["file"]).read_bytes()).hexdigest()
+        assert item["checksum"] == "sha256:" + digest, item["file"]
+    assert defaults["url"].endswith("/%s/%s" % (defaults["version"], defaults["path"]))
 def _routes(build, comp):
     return [d for m in comp["manifests"] if m.endswith("/routes.yaml") for d in _docs(build / m)]
 
@@ -148,7 +222,7 @@ def test_every_ui_has_its_own_name_and_a_route_on_the_shared_gateway(site):
     build, plan = site["build"], site["plan"]
     gateway, domain = plan["cell"]["gateway"], plan["cell"]["dns_domain"]
     urls = [ui["url"] for comp in plan["components"] for ui in comp.get("ui", [])]
-    hosts = ("argocd", "backstage", "gitea", "harbor", "hubble", "tekton")
+    hosts = ("argocd", "backstage", "gitea", "grafana", "harbor", "hubble", "tekton")
     assert sorted(urls) == ["https://%s.%s" % (host, domain) for host in hosts]
     assert len(set(urls)) == len(urls)
     for comp in plan["components"]:

@@ -146,6 +146,10 @@ def controller_setup(case, directory):
     platform = spec.get("secrets", {
         "proxmox_api_token": "terraform@pve!cell=%s" % pysecrets.token_hex(8),
         "external_dns_tsig_secret": pysecrets.token_hex(16),
+        "gitea_admin_password": pysecrets.token_hex(12),
+        "harbor_admin_password": pysecrets.token_hex(12),
+        "grafana_admin_user": "admin",
+        "grafana_admin_password": pysecrets.token_hex(12),
     })
     if platform is not None:
         encrypt("platform.sops.yaml", yaml.safe_dump(platform), mine)

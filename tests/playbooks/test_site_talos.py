@@ -474,25 +474,50 @@ def _post(url, body):
         return json.loads(resp.read())
 
 
+def _sha256(path):
+    import hashlib
+    return 'sha256:' + hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _apply_fixtures():
+    sys.path.insert(0, str(REPO / 'tests' / 'integration'))
+    import apply_fixtures  # noqa: E402  pylint: disable=import-outside-toplevel
+    return apply_fixtures
+
+
 def gateway_api_bundle(directory):
     """Stand-ins for the pinned Gateway API files (our own minimal CRDs of the same names, two files,
     file:// URLs with their sha256): the role knob l0_infrastructure_gateway_api of a test run."""
-    import hashlib
-    sys.path.insert(0, str(REPO / 'tests' / 'integration'))
-    from apply_fixtures import gateway_api_crds  # noqa: E402  pylint: disable=import-outside-toplevel
-    crds = gateway_api_crds()
+    crds = _apply_fixtures().gateway_api_crds()
     manifests = []
     for idx, part in enumerate((crds[:5], crds[5:])):
         path = directory / ('standard-%d.yaml' % idx)
         path.write_text(''.join('---\n' + yaml.safe_dump(doc) for doc in part))
-        manifests.append({'url': path.as_uri(), 'checksum': 'sha256:' + hashlib.sha256(path.read_bytes()).hexdigest()})
+        manifests.append({'url': path.as_uri(), 'checksum': _sha256(path)})
     return {'version': 'v1.6.1', 'repo': 'https://github.com/kubernetes-sigs/gateway-api.git',
             'path': 'config/crd/standard', 'manifests': manifests}, [c['metadata']['name'] for c in crds]
 
 
+def prometheus_operator_crds_bundle(directory):
+    """Stand-ins for the pinned prometheus-operator CRD files (our own minimal CRDs of the same names,
+    one file each, named as upstream's, under a file:// base URL with their sha256): the role knob
+    l0_infrastructure_prometheus_operator_crds of a test run, so nothing is downloaded."""
+    crds = _apply_fixtures().prometheus_operator_crds()
+    base = directory / 'prometheus-operator-crds'
+    base.mkdir()
+    manifests = []
+    for doc in crds:
+        path = base / ('crd-%s.yaml' % doc['spec']['names']['plural'])
+        path.write_text('---\n' + yaml.safe_dump(doc))
+        manifests.append({'file': path.name, 'checksum': _sha256(path)})
+    return {'version': 'kube-prometheus-stack-88.5.3', 'repo': 'https://github.com/prometheus-community/helm-charts.git',
+            'path': 'charts/kube-prometheus-stack/charts/crds/crds', 'url': base.as_uri(),
+            'manifests': manifests}, [c['metadata']['name'] for c in crds]
+
+
 def test_cilium_and_gate_against_helm_and_kube_doubles(cell, second_run, tmp_path):
-    """-t cilium after the Talos run: the Gateway API CRDs (pinned files, checksums checked) are
-    applied and Established first, then the pinned Cilium chart is installed with the rendered
+    """-t cilium after the Talos run: the prometheus-operator and Gateway API CRDs (pinned files,
+    checksums checked; local stand-ins, nothing downloaded) are applied and Established first, then the pinned Cilium chart is installed with the rendered
     values into kube-system, the gate waits for Talos health, every node Ready and the Cilium
     DaemonSet on all six nodes, and the Hubble UI's HTTPRoute goes on the shared Gateway; a
     rerun changes nothing."""
@@ -501,7 +526,9 @@ def test_cilium_and_gate_against_helm_and_kube_doubles(cell, second_run, tmp_pat
 
     charts = tmp_path / 'charts'
     charts.mkdir()
-    bundle, crd_names = gateway_api_bundle(tmp_path)
+    bundle, gateway_crd_names = gateway_api_bundle(tmp_path)
+    monitoring_bundle, monitoring_crd_names = prometheus_operator_crds_bundle(tmp_path)
+    crd_names = gateway_crd_names + monitoring_crd_names
     daemonset = {'apiVersion': 'apps/v1', 'kind': 'DaemonSet',
                  'metadata': {'name': 'cilium', 'namespace': '{{NAMESPACE}}'},
                  'spec': {'selector': {'matchLabels': {'k8s-app': 'cilium'}},
@@ -558,6 +585,7 @@ def test_cilium_and_gate_against_helm_and_kube_doubles(cell, second_run, tmp_pat
         cell['env'].update({'HELM_DOUBLE_STATE': str(helm_state), 'HELM_DOUBLE_CHARTS': str(charts)})
         cell['extra']['cellplatform_kubeconfig'] = str(kubeconfig)
         cell['extra']['l0_infrastructure_gateway_api'] = bundle
+        cell['extra']['l0_infrastructure_prometheus_operator_crds'] = monitoring_bundle
         try:
             runs = []
             for _ in range(2):

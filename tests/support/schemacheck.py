@@ -77,6 +77,19 @@ UNSTORED_CRD_GROUPS = {
 }
 
 
+# Corrections of the stored Talos schema where it contradicts Talos itself (the store is pinned
+# and verbatim, so the checker corrects, and names what it corrects and why). Each entry replaces
+# one ``$defs`` entry while validating; test_schemacheck.py proves the stored entry is wrong.
+TALOS_SCHEMA_CORRECTIONS = {
+    # machine.logging.destinations[].endpoint: the schema generator saw the Go struct Endpoint
+    # {*url.URL} and wrote an object with no properties (nothing can satisfy it), but Talos reads
+    # and writes it as a URL string (Endpoint.UnmarshalYAML/MarshalYAML, pkg/machinery/config/types/
+    # v1alpha1/v1alpha1_types.go at v1.13.9), e.g. "tcp://192.168.100.201:5170/".
+    'v1alpha1.Endpoint': {'type': 'string', 'pattern': '^(tcp|udp)://[^/]+:[0-9]+/?$',
+                          'description': 'URL of a log destination (cellplatform correction, see schemacheck.py)'},
+}
+
+
 class SchemaStoreError(RuntimeError):
     """The configured or cached schema store cannot be used (an error, not a skip)."""
 
@@ -251,7 +264,8 @@ class SchemaStore(object):
         defname = pointer.rsplit('/', 1)[-1]
         key = ('talos-def', rel, defname)
         if key not in self._cache:
-            schema = {'$schema': root['$schema'], '$defs': root['$defs'], '$ref': '#/$defs/%s' % defname}
+            defs = dict(root['$defs'], **{k: v for k, v in TALOS_SCHEMA_CORRECTIONS.items() if k in root['$defs']})
+            schema = {'$schema': root['$schema'], '$defs': defs, '$ref': '#/$defs/%s' % defname}
             self._cache[key] = re2_validator_class(schema)(schema)
         return _messages(self._cache[key], doc)
 

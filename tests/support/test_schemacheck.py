@@ -131,6 +131,26 @@ def test_talos_unquoted_off_is_caught(store):
     assert errors and errors[0].startswith('auto:')
 
 
+def test_talos_log_destination_endpoint_is_a_url_string(store):
+    """The stored schema types machine.logging.destinations[].endpoint as an empty closed object,
+    which no real config can satisfy; Talos reads it as a URL string. The checker's correction
+    (TALOS_SCHEMA_CORRECTIONS) accepts exactly that and still refuses what Talos would refuse."""
+    stored = json.loads((store.root / 'talos' / 'v1.13.9' / 'config.schema.json').read_text())['$defs']
+    assert stored['v1alpha1.Endpoint'] == dict(stored['v1alpha1.Endpoint'], type='object', properties={},
+                                               additionalProperties=False)
+
+    def doc(endpoint):
+        return {'machine': {'logging': {'destinations': [{'endpoint': endpoint, 'format': 'json_lines',
+                                                          'extraTags': {'node': 'cp-1'}}]}}}
+    assert store.talos_document(doc('tcp://192.168.100.201:5170/')) == []
+    assert store.talos_document(doc('udp://10.0.0.1:514')) == []
+    for bad in ({}, 'http://10.0.0.1:80/', 'tcp://10.0.0.1/'):
+        assert any('machine.logging.destinations.0.endpoint' in e for e in store.talos_document(doc(bad))), bad
+    bad_format = doc('tcp://10.0.0.1:5170/')
+    bad_format['machine']['logging']['destinations'][0]['format'] = 'json'
+    assert store.talos_document(bad_format)
+
+
 def test_talos_legacy_machine_network_is_rejected(store):
     errors = store.talos_document({'machine': {'network': {'hostname': 'cp-1'}}})
     assert any('network' in e for e in errors)

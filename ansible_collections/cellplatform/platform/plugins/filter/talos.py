@@ -17,13 +17,23 @@ def node_documents(cell, node):
 
     HostnameConfig always carries ``auto: "off"`` next to the hostname (talos#12891); the NIC is
     found through a LinkAliasConfig selector, addressed by a LinkConfig; the API VIP
-    (Layer2VIPConfig) exists only on control planes. No legacy ``machine.network``.
+    (Layer2VIPConfig) exists only on control planes. No legacy ``machine.network``. With a Talos log
+    receiver (``cell.observability.log_receiver``) the node sends its service logs there as
+    json_lines over TCP, tagged with its own name (Talos' messages carry no host name). One v1alpha1
+    document holds both node-specific machine settings: a patch may touch a document only once.
     """
     network = cell["network"]
     talos = cell["talos"]
     docs = []
+    machine = {}
     if node["install_disk"] != talos["install_disk"]:
-        docs.append({"machine": {"install": {"disk": node["install_disk"]}}})
+        machine["install"] = {"disk": node["install_disk"]}
+    receiver = (cell.get("observability") or {}).get("log_receiver")
+    if receiver:
+        machine["logging"] = {"destinations": [{"endpoint": receiver["endpoint"], "format": "json_lines",
+                                                "extraTags": {"node": node["name"], "cluster": cell["name"]}}]}
+    if machine:
+        docs.append({"machine": machine})
     docs.append({"apiVersion": "v1alpha1", "kind": "HostnameConfig", "auto": "off", "hostname": node["name"]})
     docs.append({"apiVersion": "v1alpha1", "kind": "LinkAliasConfig", "name": LINK_ALIAS,
                  "selector": {"match": network["link_selector"]}})

@@ -54,7 +54,8 @@ MODES = ("render", "apply")
 # the model plan.json carries. Everything else (directories, identities, per-layer inputs) is
 # either machine-specific or already rendered into the layer's own files.
 PLAN_CELL_KEYS = ("name", "network", "api", "lb_pool", "pod_cidr", "service_cidr", "talos", "nodes",
-                  "controlplane", "workers", "bootstrap_node", "talos_endpoints", "dns_domain", "storage", "gateway", "tls")
+                  "controlplane", "workers", "bootstrap_node", "talos_endpoints", "dns_domain", "storage", "gateway", "tls",
+                  "observability", "lb_reserved")
 DEFAULT_WORK_DIR = "~/.cache/cellplatform/%s"
 # The per-run directory of decrypted files, inside the work directory (cellplatform_cell.plaintext_dir).
 PLAINTEXT_DIR = "plaintext"
@@ -1138,6 +1139,7 @@ def validate(variables, hosts, layers=None, mode=None):
         _check_terraform_inputs(checker)
     if "l3" in selected:
         _check_l3(checker)
+    _check_observability(checker, hosts, network, gateway, vip, pool, node_ips, l4="l4" in selected)
     if "l7" in selected:
         _check_l7(checker, l3_checked="l3" in selected)
     return checker.problems
@@ -1374,8 +1376,11 @@ def _layer_inputs(v):
         "gitea": gitea_model(v),
         "harbor": harbor_model(v),
         "image_policy": str(v.get("cellplatform_image_policy") or "audit").lower(),
+        # observability (L4) and the LoadBalancer addresses reserved for fixed Services
+        "observability": observability_model(v),
         # L7 developer portal (L7 work)
         "backstage": backstage_model(v),
+        "lb_reserved": lb_reserved_model(v),
     }
 
 
@@ -1934,6 +1939,203 @@ def harbor_model(v):
         "storage": _sized(harbor.get("storage"), HARBOR_STORAGE_DEFAULTS),
         "database": _sized(harbor.get("database"), DATABASE_DEFAULTS),
     }
+# Observability (L4): the Talos log receiver's address (L0 renders the Talos logging patch from
+# it), retention and volume sizes, whether those volumes fit the cell's storage, and the
+# LoadBalancer addresses reserved for fixed Services (the Gateway and the log receiver).
+
+# Where L4 runs and what other layers point at (Linkerd's trace exporter, the monitoring peer).
+OBSERVABILITY_NAMESPACE = "observability"
+MONITORING_NAMESPACE = "monitoring"
+OTEL_COLLECTOR_SERVICE = "opentelemetry-collector"
+LOG_RECEIVER_PORT = 5170
+# component -> (retention in days allowed (low, high) or None, what the volume holds)
+OBSERVABILITY_VOLUMES = (
+    ("prometheus", (1, 3650), "Prometheus TSDB"),
+    ("alertmanager", None, "Alertmanager silences and notification log"),
+    ("loki", (1, 3650), "Loki chunks and index"),
+    ("tempo", (1, 365), "Tempo trace blocks"),
+    ("grafana", None, "Grafana's SQLite database"),
+)
+OBSERVABILITY_EXAMPLE = ("{log_receiver: {address: <a free address of the LoadBalancer pool>}, prometheus: "
+                         "{retention_days: 15, volume_gib: 50}, alertmanager: {volume_gib: 2}, loki: {retention_days: "
+                         "14, volume_gib: 50}, tempo: {retention_days: 7, volume_gib: 20}, grafana: {volume_gib: 5}}")
+
+
+def _check_observability(c, hosts, network, gateway, vip, pool, node_ips, l4):
+    """L0: the log receiver's address (when set); L4: the whole setting and whether it fits the storage."""
+    field = "cellplatform_observability"
+    obs = c.want_dict(field, c.top(field), "set %s: %s." % (field, OBSERVABILITY_EXAMPLE), required=l4)
+    if obs is None:
+        return
+    _check_log_receiver(c, obs, network, gateway, vip, pool, node_ips)
+    if not l4:
+        return
+    sizes = {}
+    for name, retention, _what in OBSERVABILITY_VOLUMES:
+        sub = "%s.%s" % (field, name)
+        fix = "set %s: {%svolume_gib: <GiB>}." % (sub, "retention_days: <days>, " if retention else "")
+        item = c.want_dict(sub, c.sub(obs, name), fix)
+        if item is None:
+            continue
+        if retention:
+            c.want_int(sub + ".retention_days", c.sub(item, "retention_days"), retention[0], retention[1])
+        size = c.want_int(sub + ".volume_gib", c.sub(item, "volume_gib"), 1, SIZE_GIB_MAX)
+        if size is not None:
+            sizes[name] = size
+    if len(sizes) == len(OBSERVABILITY_VOLUMES):
+        _check_observability_fits_storage(c, hosts, sizes)
+
+
+def _check_log_receiver(c, obs, network, gateway, vip, pool, node_ips):
+    field = "cellplatform_observability.log_receiver"
+    gateway_address = parse_ip(c.sub(c.top("cellplatform_gateway"), "address"))
+    suggestion = None
+    if pool:
+        suggestion = pool[1] if pool[1] != gateway_address or pool[0] == pool[1] else pool[1] - 1
+    example = (" e.g. %s" % suggestion) if suggestion else ""
+    fix = "pick a free address inside the LoadBalancer pool%s other than the Gateway's%s." % (
+        (" %s-%s" % pool) if pool else "", ("," + example) if example else "")
+    rec = c.want_dict(field, c.sub(obs, "log_receiver"), "set %s: {address: <a free address of the LoadBalancer "
+                                                         "pool>, port: %d}." % (field, LOG_RECEIVER_PORT))
+    if rec is None:
+        return
+    c.want_int(field + ".port", c.sub(rec, "port"), 1, 65535, required=False)
+    value = c.sub(rec, "address")
+    addr = c.want_ipv4(field + ".address", value, fix)
+    if addr is None:
+        return
+    if vip is not None and addr == vip:
+        problem = "is the API VIP"
+    elif gateway_address is not None and addr == gateway_address:
+        problem = "is the shared Gateway's address (cellplatform_gateway.address)"
+    else:
+        problem = _placement_problem(addr, network, gateway, dict((ip, name) for name, ip in node_ips))
+    if problem is None and pool and not pool[0] <= addr <= pool[1]:
+        problem = "is outside the LoadBalancer pool %s-%s (MetalLB assigns only pool addresses)" % pool
+    if problem:
+        c.add(field + ".address", value, problem, fix)
+
+
+def storage_capacity(v, hosts=None):
+    """What the cell's storage offers the observability volumes, or None when it cannot be known.
+
+    {provider, replicas, per_node_gib, nodes, total_gib, basis}: ``per_node_gib`` is what one static
+    worker's user volume holds for volumes (Longhorn: minus its reserved share), ``total_gib`` what all
+    of them hold together. A partition counts with its guaranteed size: max_size_gib when set, else
+    the data disk Terraform gives each worker (proxmox), else min_size_gib. A directory on EPHEMERAL
+    has no size of its own: None.
+    """
+    st = v.get("cellplatform_storage")
+    if not isinstance(st, Mapping) or st.get("provider") not in STORAGE_PROVIDER_NAMES:
+        return None
+    vol = st.get("volume") if isinstance(st.get("volume"), Mapping) else {}
+    if vol.get("type") != "partition":
+        return None
+    workers = len(_workers(hosts)) if hosts is not None else None
+    low, high = _int_or_none(vol.get("min_size_gib")), _int_or_none(vol.get("max_size_gib"))
+    disk = None
+    if v.get("cellplatform_provisioner") == "proxmox":
+        sizes = v.get("cellplatform_node_sizes") if isinstance(v.get("cellplatform_node_sizes"), Mapping) else {}
+        worker = sizes.get("worker") if isinstance(sizes.get("worker"), Mapping) else {}
+        disk = _int_or_none(worker.get("data_disk_gib"))
+    if high:
+        size, basis = high, "its max_size_gib %d GiB" % high
+    elif disk:
+        size, basis = disk, "the %d GiB data disk of each worker VM" % disk
+    elif low:
+        size, basis = low, "its min_size_gib %d GiB" % low
+    else:
+        return None
+    replicas, reserved = 1, 0
+    if st["provider"] == "longhorn":
+        lh = st.get("longhorn") if isinstance(st.get("longhorn"), Mapping) else {}
+        replicas = _int_or_none(lh.get("replicas")) or 1
+        reserved = _int_or_none(lh.get("reserved_percent")) or 0
+    per_node = size * (100 - reserved) // 100
+    return {"provider": st["provider"], "replicas": replicas, "per_node_gib": per_node, "nodes": workers,
+            "total_gib": per_node * workers if workers is not None else None,
+            "basis": "a partition of %s%s" % (basis, ", %d%% of it reserved by Longhorn" % reserved if reserved else "")}
+
+
+def _check_observability_fits_storage(c, hosts, sizes):
+    # A storage setting that is itself wrong is reported as such; its capacity would be a guess.
+    if any(p["field"].startswith(("cellplatform_storage", "cellplatform_node_sizes")) for p in c.problems):
+        return
+    cap = storage_capacity(c.vars, hosts)
+    if cap is None or not cap["nodes"]:
+        return   # a directory volume has no size of its own; no workers is already a storage problem
+    field = "cellplatform_observability"
+    for name, _retention, _what in OBSERVABILITY_VOLUMES:
+        if sizes[name] > cap["per_node_gib"]:
+            c.add("%s.%s.volume_gib" % (field, name), sizes[name],
+                  "does not fit on one static worker: a volume lives whole on a node (each of its %d replica(s) on "
+                  "another), and a worker's user volume holds %d GiB for volumes (%s)"
+                  % (cap["replicas"], cap["per_node_gib"], cap["basis"]),
+                  "lower volume_gib to at most %d, or give the storage user volume more space "
+                  "(cellplatform_storage.volume, cellplatform_node_sizes.worker.data_disk_gib)." % cap["per_node_gib"])
+    need = sum(sizes.values()) * cap["replicas"]
+    if need > cap["total_gib"]:
+        c.add(field, ", ".join("%s %d GiB" % (name, sizes[name]) for name, _r, _w in OBSERVABILITY_VOLUMES),
+              "needs %d GiB of storage (%d GiB x %d replica(s)), more than the %d GiB the %d static worker(s) offer "
+              "(%d GiB each: %s)" % (need, sum(sizes.values()), cap["replicas"], cap["total_gib"], cap["nodes"],
+                                     cap["per_node_gib"], cap["basis"]),
+              "lower the volume sizes (or the Longhorn replicas), give the storage user volume more space, or add "
+              "static workers.")
+
+
+def observability_model(v):
+    """cellplatform_cell.observability: namespaces, the log receiver, the in-cluster OTLP endpoint, sizes."""
+    obs = v.get("cellplatform_observability")
+    if not isinstance(obs, Mapping):
+        return None
+    domain = str(v.get("cellplatform_cluster_dns_domain") or "cluster.local")
+    rec = obs.get("log_receiver") if isinstance(obs.get("log_receiver"), Mapping) else {}
+    address = parse_ip(rec.get("address"))
+    port = _int_or_none(rec.get("port")) or LOG_RECEIVER_PORT
+    collector = "%s.%s.svc.%s" % (OTEL_COLLECTOR_SERVICE, OBSERVABILITY_NAMESPACE, domain)
+    out = {
+        "namespace": OBSERVABILITY_NAMESPACE,
+        "monitoring_namespace": MONITORING_NAMESPACE,
+        "log_receiver": {"address": str(address), "port": port, "endpoint": "tcp://%s:%d/" % (address, port)}
+        if address is not None else None,
+        "otlp": {"service": OTEL_COLLECTOR_SERVICE, "grpc": "%s:4317" % collector, "http": "http://%s:4318" % collector},
+    }
+    for name, retention, _what in OBSERVABILITY_VOLUMES:
+        item = obs.get(name) if isinstance(obs.get(name), Mapping) else {}
+        out[name] = {"volume_gib": _int_or_none(item.get("volume_gib"))}
+        if retention:
+            out[name]["retention_days"] = _int_or_none(item.get("retention_days"))
+    return out
+
+
+def lb_reserved_model(v):
+    """cellplatform_cell.lb_reserved: LoadBalancer addresses fixed Services ask MetalLB for, and the rest.
+
+    {addresses: [{address, owner}], auto_assign_ranges: ['a-b', ...]}: MetalLB hands out only the
+    auto-assign ranges by itself; each reserved address sits in a pool of its own (autoAssign off) that
+    only its owner's Service names.
+    """
+    pool = v.get("cellplatform_lb_pool") if isinstance(v.get("cellplatform_lb_pool"), Mapping) else {}
+    start, end = parse_ip(pool.get("start")), parse_ip(pool.get("end"))
+    reserved = []
+    gw = v.get("cellplatform_gateway") if isinstance(v.get("cellplatform_gateway"), Mapping) else {}
+    obs = v.get("cellplatform_observability") if isinstance(v.get("cellplatform_observability"), Mapping) else {}
+    rec = obs.get("log_receiver") if isinstance(obs.get("log_receiver"), Mapping) else {}
+    for owner, value in (("gateway", gw.get("address")), ("log-receiver", rec.get("address"))):
+        addr = parse_ip(value)
+        if addr is not None and start is not None and end is not None and start <= addr <= end \
+                and addr not in [r[0] for r in reserved]:
+            reserved.append((addr, owner))
+    ranges = []
+    if start is not None and end is not None and start <= end:
+        low = start
+        for addr in sorted(r[0] for r in reserved):
+            if low < addr:
+                ranges.append("%s-%s" % (low, addr - 1))
+            low = addr + 1
+        if low <= end:
+            ranges.append("%s-%s" % (low, end))
+    return {"addresses": [{"address": str(a), "owner": o} for a, o in reserved], "auto_assign_ranges": ranges}
 
 
 # =============================================================================================

@@ -41,7 +41,7 @@ description:
     step also the machine configs of the build tree; a legacy C(.age) file the run would migrate
     is opened as the migration opens it); every key of C(platform.sops.yaml) the chosen options need
     (the Proxmox token only with a Terraform step or Karpenter, the TSIG secret only with RFC2136 or
-    the ACME issuer, ...; values are never shown); the work and secrets directories; a kubeconfig
+    the ACME issuer, the Gitea/Harbor admin passwords with L3, Grafana's admin with L4, ...; values are never shown); the work and secrets directories; a kubeconfig
     named in the inventory; Linkerd certificates and the internal CA in pairs.
   - Reports every problem at once, each naming the field, the value and the fix, and fails
     before anything is touched. When everything is in order it sets the fact C(cellplatform_cell),
@@ -72,10 +72,11 @@ options:
     description:
       - The layers whose apply prerequisites are checked on this controller in C(apply) mode
         (default O(layers)). A layer role passes its own layer, so that a run of L1 alone does not
-        need talosctl.
+        need talosctl. C(l3) needs the Gitea and Harbor admin passwords, C(l4) Grafana's admin user
+        and password (keys of C(platform.sops.yaml)); C(l5) to C(l7) add only what every layer needs.
     type: list
     elements: str
-    choices: [l0, l1, l2]
+    choices: [l0, l1, l2, l3, l4, l5, l6, l7]
   talosctl_path:
     description:
       - The talosctl binary to check (the role variable C(l0_infrastructure_talosctl_path)); empty
@@ -177,7 +178,7 @@ def main():
             layers=dict(type="list", elements="str", choices=["l0", "l1", "l2", "l3", "l4", "l5", "l6", "l7"],
                         default=["l0", "l1", "l2", "l3", "l4", "l5", "l6", "l7"]),
             mode=dict(type="str", choices=["render", "apply"]),
-            prerequisites=dict(type="list", elements="str", choices=["l0", "l1", "l2"]),
+            prerequisites=dict(type="list", elements="str", choices=["l0", "l1", "l2", "l3", "l4", "l5", "l6", "l7"]),
             talosctl_path=dict(type="str", default=""),
         ),
         supports_check_mode=True,

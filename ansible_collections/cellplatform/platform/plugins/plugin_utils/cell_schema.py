@@ -673,6 +673,72 @@ cellplatform_image_policy:
   description:
     - 'C(audit) or C(enforce): the Kyverno ImageValidatingPolicy that requires a valid Tekton Chains signature on
       every image of the Harbor CI project (C(enforce) denies unsigned images).'
+# --- observability (L4 observability work) ----------------------------------------------------------
+cellplatform_observability:
+  layer: l0
+  type: dict
+  description:
+    - 'Observability of the cell (L4): the fixed LoadBalancer address Talos sends its service logs to, and the
+      retention and volume size of every store (Prometheus, Alertmanager, Loki, Tempo, Grafana) on the cell''s
+      default StorageClass.'
+    - L0 renders the Talos logging patch (C(machine.logging)) from C(log_receiver) when it is set; L4 needs the whole
+      setting, and the preflight checks that the volumes fit the storage (C(cellplatform_storage)).
+  options:
+    log_receiver:
+      type: dict
+      description: The Talos log receiver (Fluent Bit's TCP input behind a MetalLB LoadBalancer Service).
+      options:
+        address:
+          type: str
+          description: Its IPv4 address, inside C(cellplatform_lb_pool) and not the Gateway's (reserved there, never
+            handed out automatically); every node sends its service logs to it from the host network.
+        port:
+          type: int
+          description: TCP port of the receiver (default 5170).
+    prometheus:
+      type: dict
+      description: Prometheus (kube-prometheus-stack).
+      options:
+        retention_days:
+          type: int
+          description: Days of metrics kept (1-3650); Prometheus also stops at 90% of the volume.
+        volume_gib:
+          type: int
+          description: Size of its volume in GiB.
+    alertmanager:
+      type: dict
+      description: Alertmanager (kube-prometheus-stack).
+      options:
+        volume_gib:
+          type: int
+          description: Size of its volume in GiB (silences and the notification log).
+    loki:
+      type: dict
+      description: Loki (logs of every pod and every Talos service).
+      options:
+        retention_days:
+          type: int
+          description: Days of logs kept (1-3650; the compactor deletes older chunks).
+        volume_gib:
+          type: int
+          description: Size of its volume in GiB.
+    tempo:
+      type: dict
+      description: Tempo (traces).
+      options:
+        retention_days:
+          type: int
+          description: Days of traces kept (1-365).
+        volume_gib:
+          type: int
+          description: Size of its volume in GiB.
+    grafana:
+      type: dict
+      description: Grafana.
+      options:
+        volume_gib:
+          type: int
+          description: Size of its volume in GiB (its SQLite database).
 # --- L7 developer portal: Backstage (L7 work) ------------------------------------------------------
 cellplatform_backstage:
   layer: l7

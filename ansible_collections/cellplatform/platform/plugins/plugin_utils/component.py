@@ -80,6 +80,9 @@ RECORD_FIELDS = {
                      "to <layer>/<name>/routes.yaml and applied after the manifests"),
     "network": (dict, {}, "{ingress: [rule], egress: [rule]}, rule {peer, ports, protocol}: the traffic the "
                           "component needs, from which its network policy is generated"),
+    "monitors": (list, [], "prometheus-operator kinds its chart or manifests create (ServiceMonitor, PodMonitor, "
+                           "PrometheusRule, Probe, ScrapeConfig): their CRDs must be Established before the release "
+                           "(added to requires_crds), and a scraped component needs an ingress rule from monitoring"),
 }
 
 # Peers a network rule may name: the Kubernetes API server, the shared Gateway's proxies, the
@@ -88,6 +91,12 @@ RECORD_FIELDS = {
 NETWORK_PEERS = ("apiserver", "gateway", "monitoring", "cluster", "nodes", "world")
 NETWORK_PEER_PREFIXES = ("namespace:", "cidr:")
 ARGOCD_EXTRAS = ("ignore_differences", "sync_options", "sources")
+# prometheus-operator kinds a component may create -> their CRDs (installed by L0's
+# prometheus-operator-crds before any chart that renders one); the first two are scrape targets.
+MONITORING_GROUP = "monitoring.coreos.com"
+MONITOR_KINDS = {"ServiceMonitor": "servicemonitors", "PodMonitor": "podmonitors", "PrometheusRule": "prometheusrules",
+                 "Probe": "probes", "ScrapeConfig": "scrapeconfigs"}
+SCRAPE_KINDS = ("ServiceMonitor", "PodMonitor")
 GATEWAY_API = "gateway.networking.k8s.io"
 
 
@@ -195,7 +204,37 @@ def normalise(record, layer=None):
                              % (name, next(h for h in hosts if hosts.count(h) > 1)))
     _check_network(name, out["network"])
     _check_argocd(name, out["argocd"])
+    _apply_monitors(name, out)
     return out
+
+
+def _apply_monitors(name, out):
+    """Validate ``monitors`` and require the CRDs of those kinds before the release.
+
+    Charts only render a ServiceMonitor when the API server already serves monitoring.coreos.com/v1
+    (``.Capabilities.APIVersions.Has``), so the CRDs must exist first; a scrape target whose metrics port
+    the monitoring peer may not reach would be a silent gap once network policies are generated.
+    """
+    kinds = []
+    for kind in out["monitors"]:
+        if kind not in MONITOR_KINDS:
+            raise ComponentError("component %s: monitors lists %r; known kinds: %s"
+                                 % (name, kind, ", ".join(MONITOR_KINDS)))
+        if kind not in kinds:
+            kinds.append(kind)
+    out["monitors"] = kinds
+    crds = list(out["requires_crds"])
+    for kind in kinds:
+        crd = "%s.%s" % (MONITOR_KINDS[kind], MONITORING_GROUP)
+        if crd not in crds:
+            crds.append(crd)
+    out["requires_crds"] = crds
+    scraped = [kind for kind in kinds if kind in SCRAPE_KINDS]
+    ingress = (out["network"].get("ingress") or []) if isinstance(out["network"], Mapping) else []
+    if scraped and not any(isinstance(rule, Mapping) and rule.get("peer") == "monitoring" for rule in ingress):
+        raise ComponentError("component %s: monitors lists %s, but network.ingress has no rule from peer monitoring "
+                             "(add {peer: monitoring, ports: [<metrics port>], why: metrics})"
+                             % (name, " and ".join(scraped)))
 
 
 def _secret_entry(name, idx, secret):
@@ -428,6 +467,8 @@ def plan_entry(rec, gitops, cell=None):
         entry["remote_manifests"] = [item["url"] for item in rec["remote_manifests"]]
     if rec["ui"]:
         entry["ui"] = ui_urls(rec, cell)
+    if rec["monitors"]:
+        entry["monitors"] = list(rec["monitors"])
     entry.update(dict(rec["plan"]))
     return entry
 
@@ -552,8 +593,9 @@ def application(rec, gitops, destination_server="https://kubernetes.default.svc"
         raise ComponentError("component %s: its Argo CD Application would have no source; give remote_manifests "
                              "an argocd.sources entry (where Argo CD finds the same manifests)" % rec["name"])
     sync_options = ["CreateNamespace=true", "ServerSideApply=true"]
-    if _manifest_files(rec):
-        # Custom resources of a chart's own CRDs: skip the dry run until the CRDs exist.
+    if _manifest_files(rec) or rec["monitors"]:
+        # Custom resources of a chart's own CRDs (or of the prometheus-operator CRDs an earlier
+        # Application installs): skip the dry run until the CRDs exist.
         sync_options.append("SkipDryRunOnMissingResource=true")
     sync_options.extend(o for o in rec["argocd"].get("sync_options") or [] if o not in sync_options)
     sync_policy = {

@@ -81,6 +81,11 @@ SECRET_KEYS = {
     "ccm_proxmox_token": ("l1_cluster_platform_platform_secret_keys", "ccm_proxmox_token", "proxmox_api_token"),
     "acme_tsig_secret": ("l1_cluster_platform_platform_secret_keys", "tsig_secret", "external_dns_tsig_secret"),
     "gitops_repo_ssh_key": (None, None, "gitops_repo_ssh_key"),
+    "gitea_admin_password": ("l3_delivery_platform_secret_keys", "gitea_admin_password", "gitea_admin_password"),
+    "harbor_admin_password": ("l3_delivery_platform_secret_keys", "harbor_admin_password", "harbor_admin_password"),
+    "grafana_admin_user": ("l4_observability_platform_secret_keys", "grafana_admin_user", "grafana_admin_user"),
+    "grafana_admin_password": ("l4_observability_platform_secret_keys", "grafana_admin_password",
+                               "grafana_admin_password"),
 }
 # Who reads each key (for the messages).
 PURPOSES = {
@@ -91,6 +96,10 @@ PURPOSES = {
     "ccm_proxmox_token": "the Proxmox cloud-controller-manager",
     "acme_tsig_secret": "cert-manager (ACME DNS-01, RFC2136 TSIG secret)",
     "gitops_repo_ssh_key": "Argo CD (SSH key of the ssh:// GitOps repository)",
+    "gitea_admin_password": "Gitea (its admin account, L3)",
+    "harbor_admin_password": "Harbor (its admin account, L3)",
+    "grafana_admin_user": "Grafana (its admin user name, L4)",
+    "grafana_admin_password": "Grafana (its admin password, L4)",
 }
 PROXMOX_TOKEN_PURPOSES = ("terraform_proxmox_token", "karpenter_proxmox_token", "ccm_proxmox_token")
 _PROXMOX_TOKEN_RE = re.compile(r"^[^@\s]+@[^!\s]+![^=\s]+=\S+$")
@@ -269,6 +278,13 @@ def requirements(variables, layers, run_tags=None, skip_tags=None, secret_keys=N
             purposes.append("gitops_repo_ssh_key")
         if _selected(("l2", "linkerd", "linkerd_control_plane"), run_tags, skip_tags):
             reqs.append({"id": "pairs:linkerd", "kind": "pairs", "name": "linkerd"})
+    if "l3" in layers:
+        if isinstance(v.get("cellplatform_gitea"), Mapping) and _selected(("l3", "gitea"), run_tags, skip_tags):
+            purposes.append("gitea_admin_password")
+        if isinstance(v.get("cellplatform_harbor"), Mapping) and _selected(("l3", "harbor"), run_tags, skip_tags):
+            purposes.append("harbor_admin_password")
+    if "l4" in layers and _selected(("l4", "grafana"), run_tags, skip_tags):
+        purposes.extend(("grafana_admin_user", "grafana_admin_password"))
     by_key = {}
     for purpose in purposes:
         by_key.setdefault(keys[purpose], []).append(purpose)

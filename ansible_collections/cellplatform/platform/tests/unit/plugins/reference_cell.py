@@ -80,6 +80,12 @@ REFERENCE_VARS = {
         "database": {"instances": 2, "storage_gib": 10},
     },
     "cellplatform_image_policy": "audit",
+    "cellplatform_observability": {
+        "log_receiver": {"address": "192.168.100.201", "port": 5170},
+        "prometheus": {"retention_days": 15, "volume_gib": 15}, "alertmanager": {"volume_gib": 1},
+        "loki": {"retention_days": 14, "volume_gib": 15}, "tempo": {"retention_days": 7, "volume_gib": 5},
+        "grafana": {"volume_gib": 1},
+    },
     # L7 developer portal
     "cellplatform_backstage": {"image": {"registry": "harbor.cell.lan", "repository": "ci/backstage", "tag": "1.0.0"},
                                "database": {"instances": 2, "storage_gib": 5}},

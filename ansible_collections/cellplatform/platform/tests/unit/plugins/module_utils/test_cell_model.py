@@ -95,6 +95,8 @@ def test_model_of_the_reference_cell(ref):
                                    "storage", "gateway", "tls",
                                    # L3 delivery
                                    "gitea", "harbor", "image_policy",
+                                   # observability and the reserved LoadBalancer addresses
+                                   "observability", "lb_reserved",
                                    # L7 developer portal
                                    "backstage"])
     assert cell["backstage"] == {
@@ -271,6 +273,7 @@ def test_free_address_suggestion_skips_used_and_pool(ref):
     hosts = {"controlplane": {"cp-1": {"cellplatform_node_ip": "192.168.100.3"}},
              "workers": {"worker-1": {"cellplatform_node_ip": "192.168.100.2"}}}
     del variables["cellplatform_karpenter"]
+    del variables["cellplatform_observability"]   # its log receiver would need a second pool address
     problems = cm.validate(variables, hosts, layers=["l0"])
     assert fields(problems) == ["cellplatform_api_vip"]
     assert problems[0]["fix"].endswith("e.g. 192.168.100.4.")

@@ -122,13 +122,26 @@ def test_tags_select_what_is_needed(run_tags, skip_tags, layers, expected):
 
 def test_secret_key_names_follow_the_role_knobs_and_their_defaults():
     defaults = {}
-    for role in ("l0_infrastructure", "l1_cluster_platform"):
+    for role in ("l0_infrastructure", "l1_cluster_platform", "l3_delivery", "l4_observability"):
         defaults.update(yaml.safe_load((ROLES / role / "defaults" / "main.yml").read_text()))
     assert pr.secret_key_names(defaults) == pr.secret_key_names({}), "SECRET_KEYS defaults must equal the role defaults"
     names = pr.secret_key_names({"l0_infrastructure_proxmox_token_key": "pve_terraform",
                                  "l1_cluster_platform_platform_secret_keys": {"tsig_secret": "tsig"}})
     assert names["terraform_proxmox_token"] == "pve_terraform" and names["tsig_secret"] == "tsig"
     assert names["karpenter_proxmox_token"] == "proxmox_api_token"
+
+
+def test_l3_needs_the_admin_passwords_of_what_it_deploys_and_l4_grafanas_admin():
+    def keys(variables, layers, run_tags=None):
+        return [r["key"] for r in pr.requirements(variables, layers, run_tags) if r["kind"] == "secret"]
+    assert keys(apply_vars(), ["l3"]) == ["gitea_admin_password", "harbor_admin_password"]
+    assert keys(apply_vars(), ["l3"], ["harbor"]) == ["harbor_admin_password"]
+    assert keys(apply_vars(cellplatform_harbor=None), ["l3"]) == ["gitea_admin_password"]
+    assert keys(apply_vars(), ["l4"]) == ["grafana_admin_password", "grafana_admin_user"]
+    assert keys(apply_vars(), ["l4"], ["loki"]) == []
+    renamed = pr.secret_key_names({"l4_observability_platform_secret_keys": {"grafana_admin_password": "grafana_pw"}})
+    assert [r["key"] for r in pr.requirements(apply_vars(), ["l4"], secret_keys=renamed)
+            if r["kind"] == "secret"] == ["grafana_admin_user", "grafana_pw"]
 
 
 # --- the tools ---------------------------------------------------------------------------------
