@@ -3,8 +3,8 @@
 The whole site is rendered once (L7 last, so plan.json holds every layer), then:
 
 * the catalog has every plan.json component exactly once (a chart as a Component, manifests only as a
-  Resource) and nothing else, in its layer's System, with links to its UIs and its Argo CD
-  Application; every entity has the right apiVersion, a kind, a DNS-safe name, and every owner,
+  Resource) and nothing else, in its layer's System, with links to its UIs, its Grafana dashboard
+  (L4's Grafana is in the reference cell) and its Argo CD Application; every entity has the right apiVersion, a kind, a DNS-safe name, and every owner,
   system, domain and dependency names an entity of the catalog; the Location lists every file;
 * the software template is a scaffolder.backstage.io/v1beta3 Template whose parameters are a valid
   JSON Schema, whose skeleton exists and uses only the values it is given, and which publishes to
@@ -66,7 +66,7 @@ def test_the_catalog_is_every_component_of_the_plan(site):
     entities = [e for docs in _catalog(build).values() for e in docs]
     parts = [e for e in entities if e["kind"] in ("Component", "Resource")]
     assert sorted(e["metadata"]["name"] for e in parts) == sorted(c["name"] for c in plan["components"])
-    assert {c["layer"] for c in plan["components"]} >= {"l0", "l1", "l2", "l3", "l7"}
+    assert {c["layer"] for c in plan["components"]} >= {"l0", "l1", "l2", "l3", "l4", "l7"}
     for comp in plan["components"]:
         (entity,) = [e for e in parts if e["metadata"]["name"] == comp["name"]]
         assert entity["kind"] == ("Component" if comp.get("chart") else "Resource"), comp["name"]
@@ -76,6 +76,8 @@ def test_the_catalog_is_every_component_of_the_plan(site):
         assert "https://argocd.cell.lan/applications/argocd/%s" % comp["name"] in urls
         for ui in comp.get("ui") or []:
             assert ui["url"] in urls
+        # L4's Grafana is in this cell: its namespace dashboard for every component
+        assert "https://grafana.cell.lan/d/85a562078cdf77779eaa1add43ccec1e/?var-namespace=%s" % comp["namespace"] in urls
         for dep in comp.get("depends_on") or []:
             if any(c["name"] == dep for c in plan["components"]):
                 assert any(ref.endswith(":" + dep) for ref in entity["spec"]["dependsOn"]), (comp["name"], dep)
