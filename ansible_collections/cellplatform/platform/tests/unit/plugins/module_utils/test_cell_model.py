@@ -651,6 +651,8 @@ def test_l3_problems_all_at_once_with_fixes(ref):
                                 "cellplatform_harbor.proxy_caches[0].url", "cellplatform_harbor.proxy_caches[1]"]
     assert all(p["fix"] for p in problems)
     assert "unknown key(s) size" in problems[0]["message"]
+
+
 # --- L7 developer portal ------------------------------------------------------------------------
 
 def _backstage(ref, **image):
