@@ -24,7 +24,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 ROLES = ("l0_infrastructure", "l1_cluster_platform", "l2_core_platform", "l3_delivery", "l4_observability",
-         "l6_security", "component")
+         "l6_security", "l7_developer_portal", "component")
 ROLES_DIR = Path("ansible_collections/cellplatform/platform/roles")
 INVENTORY = Path("inventories/production")
 OUTPUT = Path("docs/variables.md")
@@ -62,12 +62,12 @@ this page is stale.
   declares, defaults or re-reads them.
 - **Role knobs** (`l0_infrastructure_*`, `l1_cluster_platform_*`, `l2_core_platform_*`,
   `l3_delivery_*`, `l4_observability_*`,
-  `l6_security_*`, `component_*`) live in each role's `defaults/main.yml`: pinned charts, timeouts, replicas,
+  `l6_security_*`, `l7_developer_portal_*`, `component_*`) live in each role's `defaults/main.yml`: pinned charts, timeouts, replicas,
   names, extra values. Override them in the inventory (`group_vars`) or with `-e`.
 - **Internal values** are not settings: the cell model `cellplatform_cell` and each role's derived
   data in `vars/main.yml` (`__l0_infrastructure_*`, `l1_cluster_platform_*` names defined there,
   `l2_core_platform__*`, `l3_delivery__*`, `l4_observability__*`,
-  `l6_security__*`, the component records). Change the inputs instead.
+  `l6_security__*`, `l7_developer_portal__*`, the component records). Change the inputs instead.
 
 ## Validation
 

@@ -21,6 +21,11 @@ credentials):
   a hook is stored but never returned (``config`` holds ``url`` and ``content_type`` only);
 * ``GET|POST /api/v1/users/{user}/tokens``: a token's ``sha1`` is returned only by the POST that
   creates it (400 "access token name has been used already" for a name in use);
+* ``GET|POST /api/v1/user/applications/oauth2``, ``GET|PATCH /api/v1/user/applications/oauth2/{id}``:
+  the admin account's OAuth2 applications; a client secret is returned only by the POST that creates
+  the application and by the PATCH that updates it (Gitea issues a new secret on every update), never by
+  a GET; names are not unique (Gitea accepts a second application of the same name); 422 without
+  ``name`` or ``redirect_uris``;
 * git over HTTPS at ``/{owner}/{repo}.git/...``: the real ``git http-backend`` (CGI) serves
   ``info/refs``, ``git-upload-pack`` and ``git-receive-pack`` on the bare repositories.
 
@@ -181,7 +186,7 @@ class GiteaDouble(_Double):
     def __init__(self, cert, key, username, password, git_root):
         super().__init__(cert, key, username, password)
         self.git_root = str(git_root)
-        self.state = {"orgs": {}, "repos": {}, "hooks": {}, "tokens": {}}
+        self.state = {"orgs": {}, "repos": {}, "hooks": {}, "tokens": {}, "oauth2": {}}
         self._ids = 0
 
     def _next(self):
@@ -293,7 +298,45 @@ class GiteaDouble(_Double):
                          "scopes": list(body.get("scopes") or [])}
                 tokens[name] = token
                 return _Reply(201, dict(token, token_last_eight=token["sha1"][-8:]))
+        if path.startswith("/api/v1/user/applications/oauth2"):
+            return self._oauth2(method, path, raw)
         raise _Reply(404, {"message": "not found (%s %s is not part of the Gitea API double)" % (method, path)})
+
+    def _oauth2(self, method, path, raw):
+        """The admin account's OAuth2 applications (routers/api/v1/user/app.go)."""
+        apps = self.state["oauth2"]
+        match = re.match(r"^/api/v1/user/applications/oauth2(?:/(\d+))?$", path)
+        if not match:
+            raise _Reply(404, {"message": "not found"})
+        if match.group(1):
+            app = apps.get(int(match.group(1)))
+            if app is None:
+                raise _Reply(404, {"message": "The target couldn't be found.", "errors": []})
+            if method == "GET":
+                return _Reply(200, dict(app, client_secret=""))
+            if method == "PATCH":
+                body = self._oauth2_body(raw)
+                app.update(body, client_secret="gto_" + secrets.token_hex(24))
+                return _Reply(200, dict(app))
+            raise _Reply(405, {"message": "method not allowed"})
+        if method == "GET":
+            return _Reply(200, [dict(app, client_secret="") for app in sorted(apps.values(), key=lambda a: a["id"])])
+        if method == "POST":
+            body = self._oauth2_body(raw)
+            app = dict(body, id=self._next(), client_id=str(__import__("uuid").uuid4()),
+                       client_secret="gto_" + secrets.token_hex(24), created="2026-12-07T00:00:00Z")
+            apps[app["id"]] = app
+            return _Reply(201, dict(app))
+        raise _Reply(405, {"message": "method not allowed"})
+
+    def _oauth2_body(self, raw):
+        body = self.json_body(raw)
+        if not body.get("name") or not isinstance(body.get("redirect_uris"), list):
+            raise _Reply(422, [{"fieldNames": ["Name", "RedirectURIs"], "classification": "RequiredError",
+                                "message": "Required"}])
+        return {"name": str(body["name"]), "redirect_uris": [str(u) for u in body["redirect_uris"]],
+                "confidential_client": bool(body.get("confidential_client", True)),
+                "skip_secondary_authorization": bool(body.get("skip_secondary_authorization", False))}
 
     @staticmethod
     def _public_hook(hook):

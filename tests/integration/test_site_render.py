@@ -107,8 +107,10 @@ def test_the_collection_is_the_only_source_of_the_tree(site):
     other = sorted(str(p.relative_to(build)) for p in build.rglob("*") if p.is_file()
                    and str(p.relative_to(build)) not in owned)
     # layer files that are not a component's: Talos patches and node documents, Terraform, Karpenter,
-    # the network-policy matrix and the needs it was generated from (never in an Application's source)
-    unexplained = [p for p in other if not p.startswith(("talos/", "terraform/", "l1/karpenter/"))
+    # the network-policy matrix and the needs it was generated from (never in an Application's source),
+    # the Backstage catalog (read by Backstage from the GitOps repository, not by Argo CD)
+    unexplained = [p for p in other if not p.startswith(("talos/", "terraform/", "l1/karpenter/",
+                                                          "l7/backstage-catalog/"))
                    and p not in ("l6/network-policies/matrix.md", "l6/network-policies/needs.json")]
     assert not unexplained, unexplained
 
@@ -222,7 +224,8 @@ def test_every_ui_has_its_own_name_and_a_route_on_the_shared_gateway(site):
     build, plan = site["build"], site["plan"]
     gateway, domain = plan["cell"]["gateway"], plan["cell"]["dns_domain"]
     urls = [ui["url"] for comp in plan["components"] for ui in comp.get("ui", [])]
-    assert sorted(urls) == ["https://%s.%s" % (host, domain) for host in ("argocd", "gitea", "grafana", "harbor", "hubble", "tekton")]
+    hosts = ("argocd", "backstage", "gitea", "grafana", "harbor", "hubble", "tekton")
+    assert sorted(urls) == ["https://%s.%s" % (host, domain) for host in hosts]
     assert len(set(urls)) == len(urls)
     for comp in plan["components"]:
         routes = _routes(build, comp)

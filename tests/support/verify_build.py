@@ -20,6 +20,9 @@ For the chosen layer (default: every layer in plan.json plus the Talos and Terra
   schema-checked like any manifest;
 * a component's KSOPS directory: ``kustomization.yaml`` generators and the ``ksops`` generator's
   files exist, and each generator file is a SOPS file;
+* Backstage catalog files (L7, ``backstage.io``/``scaffolder.backstage.io`` entities): kind,
+  apiVersion and a DNS-safe name (no schema is published); a software template's ``skeleton/``
+  (Nunjucks templates Backstage renders) is counted, not parsed;
 * every file of the layer: no private key material.
 
 Without a schema store (``$CELLPLATFORM_SCHEMAS`` unset and no ``.cache/schemas``; see
@@ -211,6 +214,30 @@ def _kustomize_kind(docs):
         or (d.get('apiVersion') == 'viaduct.ai/v1' and d.get('kind') == 'ksops')) for d in docs)
 
 
+# Backstage catalog entities and software templates (L7's catalog): not Kubernetes objects, no schema in
+# the store; apiVersion, kind and a DNS-safe metadata.name are checked here, the references between the
+# entities by the catalog generator and tests/integration/test_l7_render.py.
+BACKSTAGE_APIS = {'backstage.io/v1alpha1', 'scaffolder.backstage.io/v1beta3'}
+BACKSTAGE_KINDS = {'Component', 'Resource', 'System', 'Domain', 'Group', 'User', 'Location', 'Template', 'API'}
+_ENTITY_NAME_RE = re.compile(r'^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$')
+
+
+def _backstage_kind(docs):
+    return bool(docs) and all(isinstance(d, dict) and d.get('apiVersion') in BACKSTAGE_APIS for d in docs)
+
+
+def check_backstage_file(docs, rel, report):
+    report.count('Backstage catalog files', schema_checked=False)
+    for doc in docs:
+        name = (doc.get('metadata') or {}).get('name')
+        if doc.get('kind') not in BACKSTAGE_KINDS:
+            report.fail(rel, 'kind %r is not a Backstage catalog kind' % doc.get('kind'))
+        if (doc.get('kind') == 'Template') != (doc.get('apiVersion') == 'scaffolder.backstage.io/v1beta3'):
+            report.fail(rel, '%s %s has apiVersion %s' % (doc.get('kind'), name, doc.get('apiVersion')))
+        if not isinstance(name, str) or not _ENTITY_NAME_RE.match(name):
+            report.fail(rel, 'metadata.name %r is not DNS-safe' % (name,))
+
+
 def check_json_file(path, rel, report):
     report.count('json files')
     try:
@@ -289,6 +316,11 @@ def verify(build, layer=None, store=None, report=None):
             continue
         if _PRIVATE_KEY_RE.search(text):
             report.fail(rel, 'private key material in the build tree')
+        if '/skeleton/' in rel:
+            # The files of a Backstage software template: Nunjucks templates that Backstage renders.
+            claimed.add(rel)
+            report.count('software template skeleton files', schema_checked=False)
+            continue
         if rel not in claimed and path.suffix in ('.yaml', '.yml'):
             docs = _read_docs(path, rel, report)
             if docs is None:
@@ -300,6 +332,10 @@ def verify(build, layer=None, store=None, report=None):
             if _kustomize_kind(docs):
                 claimed.add(rel)
                 check_kustomize_file(path, docs, rel, report)
+                continue
+            if _backstage_kind(docs):
+                claimed.add(rel)
+                check_backstage_file(docs, rel, report)
                 continue
             claimed.add(rel)
             check_manifest_file(store, path, rel, report)

@@ -39,6 +39,7 @@ from ansible_collections.cellplatform.platform.plugins.plugin_utils.component im
     render_files_for,
     secret_documents,
     secret_file,
+    secret_files,
     secrets_files,
 )
 from ansible_collections.cellplatform.platform.plugins.plugin_utils.render import (
@@ -136,15 +137,38 @@ class GitOpsSecrets:
             sops = Sops(identity)
         except SopsError as exc:
             raise _Unavailable(str(exc))
+        return sops, self._decrypt(sops, platform), platform
+
+    @staticmethod
+    def _decrypt(sops, path):
         try:
-            plaintext = sops.decrypt_file(platform)
-            mapping = yaml.safe_load(plaintext)
+            mapping = yaml.safe_load(sops.decrypt_file(path))
         except SopsError as exc:
             raise AnsibleActionFail("render_files: the component Secrets cannot be rendered: %s" % exc)
         except yaml.YAMLError as exc:
             raise AnsibleActionFail("render_files: %s decrypts, but is not valid YAML (%s); fix it with sops edit %s"
-                                    % (platform, getattr(exc, "problem", exc), platform))
-        return sops, mapping if mapping is not None else {}, platform
+                                    % (path, getattr(exc, "problem", exc), path))
+        return mapping if mapping is not None else {}
+
+    def _generated(self, rec):
+        """{file: (mapping, path)} of the generated SOPS files the record's Secrets read, or None when one
+        does not exist yet (render mode keeps what an earlier render wrote; apply mode fails)."""
+        files, missing = {}, []
+        for name in secret_files(rec):
+            path = os.path.join(self.cell.get("secrets_dir") or "", name)
+            if os.path.isfile(path):
+                files[name] = (self._decrypt(self.sops, path), path)
+            else:
+                missing.append(path)
+        if not missing:
+            return files
+        if self.cell.get("mode") == "apply" and not self.check_mode:
+            raise AnsibleActionFail(
+                "render_files: the Secrets of %s read %s, which does not exist. Its layer creates that file before it "
+                "renders (restore it from backup if it was lost)." % (rec["name"], ", ".join(missing)))
+        if os.path.isfile(os.path.join(self.root, component_paths(rec)["secrets"], KUSTOMIZATION)):
+            self.with_secrets.add(rec["name"])
+        return None
 
     def _build(self):
         try:
@@ -163,9 +187,12 @@ class GitOpsSecrets:
                     self.with_secrets.add(rec["name"])
             return
         for rec in self.records:
+            files = self._generated(rec)
+            if files is None:
+                continue
             self.prune.append(component_paths(rec)["secrets"])
             try:
-                docs = secret_documents(rec, mapping, source)
+                docs = secret_documents(rec, mapping, source, files)
             except ComponentError as exc:
                 raise AnsibleActionFail("render_files: %s" % exc) from exc
             if not docs:

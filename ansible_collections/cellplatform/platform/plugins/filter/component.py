@@ -38,14 +38,17 @@ def component_run(records, layer, run_tags=None, skip_tags=None, cell=None):
     return selected
 
 
-def component_secrets(component, platform, source):
+def component_secrets(component, platform, source, files=None, secrets_dir=None):
     """The Secret objects of a (normalised) component, values from the decrypted platform secrets.
 
     ``platform`` is the mapping ``community.sops.sops`` decrypted from ``source`` (its path, named in
-    errors). The same objects the render step writes SOPS-encrypted for Argo CD.
+    errors); ``files`` maps the generated SOPS files its Secrets name (``file``) to their decrypted
+    mappings, in ``secrets_dir``. The same objects the render step writes SOPS-encrypted for Argo CD.
     """
     try:
-        return secret_documents(to_plain(component), to_plain(platform), str(source))
+        generated = dict((str(name), (to_plain(mapping), "%s/%s" % (secrets_dir, name)))
+                         for name, mapping in (to_plain(files) or {}).items())
+        return secret_documents(to_plain(component), to_plain(platform), str(source), generated)
     except ComponentError as exc:
         raise AnsibleFilterError("component_secrets: %s" % exc)
 

@@ -1160,6 +1160,8 @@ def validate(variables, hosts, layers=None, mode=None):
     _check_day2(checker)
     if "l6" in selected:
         _check_security(checker)
+    if "l7" in selected:
+        _check_l7(checker, l3_checked="l3" in selected)
     return checker.problems
 
 
@@ -1397,6 +1399,8 @@ def _layer_inputs(v):
         "image_policy": str(v.get("cellplatform_image_policy") or "audit").lower(),
         # observability (L4) and the LoadBalancer addresses reserved for fixed Services
         "observability": observability_model(v),
+        # L7 developer portal (L7 work)
+        "backstage": backstage_model(v),
         "lb_reserved": lb_reserved_model(v),
         # security (L6): RBAC groups and teams
         "security": security_model(v),
@@ -2241,3 +2245,94 @@ def lb_reserved_model(v):
         if low <= end:
             ranges.append("%s-%s" % (low, end))
     return {"addresses": [{"address": str(a), "owner": o} for a, o in reserved], "auto_assign_ranges": ranges}
+
+
+# =============================================================================================
+# L7 developer portal (Backstage): its checks (called from validate() for layer l7) and its model
+# section (backstage).
+
+# The image the Backstage chart runs by default: a demo app without the platform's plugins.
+BACKSTAGE_DEMO_IMAGE = "ghcr.io/backstage/backstage"
+# OCI distribution spec: repository path components and tags; a registry is host[:port].
+_IMAGE_REPOSITORY_RE = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$")
+_IMAGE_TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+_IMAGE_DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
+
+
+def _registry_ok(value):
+    host, _sep, port = value.partition(":")
+    return is_host(host.lower()) and (not _sep or (port.isdigit() and 0 < int(port) < 65536))
+
+
+def _check_l7(c, l3_checked=False):
+    field = "cellplatform_backstage"
+    example = ("set %s: {image: {registry: harbor.<dns domain>, repository: ci/backstage, tag: 1.0.0}} with the "
+               "Backstage app image you built (docs/l7-developer-portal.md, \"Building the app image\")." % field)
+    backstage = c.want_dict(field, c.top(field), example)
+    if backstage is not None:
+        _check_backstage_image(c, field + ".image", c.sub(backstage, "image"), example)
+        _check_database(c, field + ".database", c.sub(backstage, "database"))
+    # Backstage signs in through the cell's Gitea and reads its catalog from the GitOps repository there.
+    gitea = c.top("cellplatform_gitea")
+    if not isinstance(gitea, Mapping):
+        if not l3_checked:
+            c.add("cellplatform_gitea", gitea, "is required by L7 (Backstage signs in through the cell's Gitea)",
+                  "set cellplatform_gitea (docs/l3-delivery.md) and run L3 before L7.")
+        return
+    hosted = c.sub(gitea, "hosted_gitops")
+    if hosted is not MISSING and not isinstance(hosted, bool):
+        return   # reported by the L3 checks
+    if not _as_bool(hosted, GITEA_DEFAULTS["hosted_gitops"]):
+        c.add("cellplatform_gitea.hosted_gitops", hosted if hosted is not MISSING else False,
+              "is false, but Backstage reads the catalog L7 renders from the GitOps repository in the cell's Gitea",
+              "host the GitOps repository in Gitea: hosted_gitops: true with cellplatform_gitops.repo_url "
+              "https://%s.<dns domain>/<org>/<repo>.git." % GITEA_HOST)
+
+
+def _check_backstage_image(c, field, value, example):
+    image = c.want_dict(field, value, example)
+    if image is None:
+        return
+    registry = c.sub(image, "registry")
+    reg_fix = "set the registry host of your Backstage image, e.g. harbor.cell.lan (host[:port], no scheme)."
+    if c.want_str(field + ".registry", registry, reg_fix) is not None and not _registry_ok(registry):
+        c.add(field + ".registry", registry, "is not a registry host[:port]", reg_fix)
+        registry = None
+    repository = c.sub(image, "repository")
+    repo_fix = "set the repository path of your Backstage image, e.g. ci/backstage (lowercase, '/' between parts)."
+    if c.want_str(field + ".repository", repository, repo_fix) is not None:
+        if not _IMAGE_REPOSITORY_RE.match(repository):
+            c.add(field + ".repository", repository, "is not an image repository path", repo_fix)
+        elif isinstance(registry, str) and "%s/%s" % (registry.lower(), repository) == BACKSTAGE_DEMO_IMAGE:
+            c.add(field + ".repository", repository, "with registry %s is the Backstage chart's demo image (it has "
+                  "neither the OIDC sign-in nor the Gitea scaffolder modules the platform configures)" % registry,
+                  "build your own Backstage app image (docs/l7-developer-portal.md, \"Building the app image\") and "
+                  "name it here.")
+    tag = c.sub(image, "tag")
+    tag_fix = "set an exact tag of your image, e.g. 1.0.0 (a YAML string; never latest)."
+    if c.want_str(field + ".tag", tag, tag_fix) is not None:
+        if not _IMAGE_TAG_RE.match(tag):
+            c.add(field + ".tag", tag, "is not an image tag", tag_fix)
+        elif tag == "latest":
+            c.add(field + ".tag", tag, "is not pinned (latest moves)", tag_fix)
+    digest = c.sub(image, "digest")
+    digest_fix = "write the digest as sha256:<64 lowercase hex digits>, or leave it out."
+    if c.want_str(field + ".digest", digest, digest_fix, required=False) is not None \
+            and not _IMAGE_DIGEST_RE.match(digest):
+        c.add(field + ".digest", digest, "is not a sha256 digest", digest_fix)
+
+
+def backstage_model(v):
+    """cellplatform_cell.backstage: {image: {registry, repository, tag, digest, reference}, database: {instances,
+    storage_gib}}, or None when not set."""
+    backstage = v.get("cellplatform_backstage")
+    if not isinstance(backstage, Mapping):
+        return None
+    image = backstage.get("image") if isinstance(backstage.get("image"), Mapping) else {}
+    registry, repository = str(image.get("registry") or ""), str(image.get("repository") or "")
+    tag, digest = str(image.get("tag") or ""), str(image.get("digest") or "")
+    return {
+        "image": {"registry": registry, "repository": repository, "tag": tag, "digest": digest,
+                  "reference": "%s/%s:%s%s" % (registry, repository, tag, "@" + digest if digest else "")},
+        "database": _sized(backstage.get("database"), DATABASE_DEFAULTS),
+    }

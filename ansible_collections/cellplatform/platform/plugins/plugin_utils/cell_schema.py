@@ -781,6 +781,35 @@ cellplatform_security:
           elements: str
           description: The team's namespaces (DNS labels, at least one, each owned by one team, none of the
             platform's or Kubernetes' own).
+# --- L7 developer portal: Backstage (L7 work) ------------------------------------------------------
+cellplatform_backstage:
+  layer: l7
+  type: dict
+  description:
+    - 'Backstage (https://backstage.<dns domain>): the app image to run and its CloudNativePG database. The chart''s
+      default image is a demo without the plugins the platform configures, so the image is required: build your own
+      Backstage app (docs/l7-developer-portal.md, "Building the app image") and push it, e.g. to Harbor''s CI project.'
+    - Backstage signs users in through the cell's Gitea and reads its catalog from the GitOps repository there, so
+      C(cellplatform_gitea.hosted_gitops) must be true.
+  options:
+    image:
+      type: dict
+      description: The Backstage app image (C(<registry>/<repository>:<tag>), optionally pinned by digest).
+      options:
+        registry:
+          type: str
+          description: Registry host (and port), e.g. C(harbor.cell.lan).
+        repository:
+          type: str
+          description: Repository path in the registry, e.g. C(ci/backstage); not the chart's demo image
+            C(ghcr.io/backstage/backstage).
+        tag:
+          type: str
+          description: An exact tag (not C(latest)), e.g. C(1.0.0).
+        digest:
+          type: str
+          description: Optional C(sha256:<64 hex digits>) the tag must resolve to.
+    database: *l3_database
 """)
 
 HOST_VARIABLES = tuple(name for name, spec in INVENTORY_SCHEMA.items() if spec.get("scope") == "host")

@@ -29,7 +29,10 @@ SYSTEM_NAMESPACES = ("kube-system", "kube-public", "kube-node-lease", "default")
 POD_SECURITY_LEVELS = ("privileged", "baseline", "restricted")
 GATE_KINDS = ("crds", "deployments", "daemonsets", "statefulsets", "webhooks", "jobs", "conditions", "exists")
 PART_OF = "cellplatform"
-SECRET_FIELDS = ("name", "namespace", "type", "labels", "string_data", "optional", "keys")
+SECRET_FIELDS = ("name", "namespace", "type", "labels", "string_data", "optional", "keys", "file")
+# A Secret's values come from the platform secrets, or from a SOPS file the platform generated in the
+# secrets directory (``file``: its name, e.g. backstage-gitea.sops.yaml).
+_SECRET_FILE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*\.sops\.yaml$")
 # The KSOPS exec KRM function (viaduct-ai/kustomize-sops v4) that decrypts a component's Secrets
 # in Argo CD's repo-server; its generator file sits next to the encrypted Secrets.
 KSOPS_GENERATOR = "ksops.yaml"
@@ -57,8 +60,8 @@ RECORD_FIELDS = {
                                    "server-side before the release"),
     "requires_crds": (list, [], "CRDs that must be Established before the release is installed"),
     "secrets": (list, [], "[{name, namespace, type, labels, string_data, optional, keys: {key: <platform secret "
-                          "key>}}]: Secrets built from the platform secrets, created at apply time and rendered "
-                          "SOPS-encrypted for Argo CD (KSOPS)"),
+                          "key>}, file}]: Secrets built from the platform secrets (or from the generated SOPS file "
+                          "<secrets_dir>/<file>), created at apply time and rendered SOPS-encrypted for Argo CD (KSOPS)"),
     "prepare": ((dict, _NONE), None, "{role, tasks_from}: a layer task file run after the namespace and "
                                      "before the release (certificates, composite Secrets)"),
     "gate": (dict, {}, "what says the release is ready: crds, deployments, daemonsets, statefulsets, "
@@ -253,9 +256,14 @@ def _secret_entry(name, idx, secret):
     optional = _coerce(secret.get("optional", False), bool)
     if not isinstance(optional, bool):
         raise ComponentError("%s: optional must be true or false" % where)
+    source = secret.get("file") or None
+    if source is not None and not _SECRET_FILE_RE.match(str(source)):
+        raise ComponentError("%s: file %r must be the name of a SOPS YAML file in the secrets directory "
+                             "(<name>.sops.yaml, no directories)" % (where, source))
     return {"name": str(secret["name"]), "namespace": secret.get("namespace"), "type": secret.get("type") or "Opaque",
-            "labels": dict(secret.get("labels") or {}), "string_data": dict(secret.get("string_data") or {}),
-            "optional": optional, "keys": dict((str(k), str(v)) for k, v in secret["keys"].items())}
+            "file": source and str(source), "labels": dict(secret.get("labels") or {}),
+            "string_data": dict(secret.get("string_data") or {}), "optional": optional,
+            "keys": dict((str(k), str(v)) for k, v in secret["keys"].items())}
 
 
 def _check_argocd(name, extras):
@@ -472,24 +480,36 @@ PSA_PRIVILEGED = {
 }
 
 
-def secret_documents(rec, platform, source):
+def secret_files(rec):
+    """The generated SOPS files (names in the secrets directory) the component's Secrets read."""
+    return sorted(set(secret["file"] for secret in rec["secrets"] if secret["file"]))
+
+
+def secret_documents(rec, platform, source, files=None):
     """The Secret objects of a component, values from the decrypted platform secrets ``platform``.
 
-    The same objects the apply creates (filter component_secrets) and the render writes encrypted.
-    A Secret marked ``optional`` leaves out keys the platform secrets do not have and is dropped when
-    none of them is there (e.g. repository credentials of a public repository).
+    ``files``: {file name: (decrypted mapping, path)} of the generated SOPS files its Secrets name
+    (``secret_files``). The same objects the apply creates (filter component_secrets) and the render
+    writes encrypted. A Secret marked ``optional`` leaves out keys the platform secrets do not have and
+    is dropped when none of them is there (e.g. repository credentials of a public repository).
     """
     docs = []
     for secret in rec["secrets"]:
         refs = list(secret["keys"].items())
+        mapping, where = platform, source
+        if secret["file"]:
+            if secret["file"] not in (files or {}):
+                raise ComponentError("component %s, Secret %s: the SOPS file %s was not read"
+                                     % (rec["name"], secret["name"], secret["file"]))
+            mapping, where = files[secret["file"]]
         try:
-            values = pick(platform, [ref for _key, ref in refs], source, optional=secret["optional"])
+            values = pick(mapping, [ref for _key, ref in refs], where, optional=secret["optional"])
             data = dict(secret["string_data"])
             found = 0
             for (key, ref), value in zip(refs, values):
                 if value is MISSING:
                     continue
-                data[key] = as_string(value, ref, source)
+                data[key] = as_string(value, ref, where)
                 found += 1
         except SecretValueError as exc:
             raise ComponentError("component %s, Secret %s: %s" % (rec["name"], secret["name"], exc))

@@ -88,4 +88,7 @@ REFERENCE_VARS = {
     },
     "cellplatform_security": {"admin_groups": ["platform-admins"], "operator_groups": ["platform-operators"],
                               "teams": [{"name": "shop", "groups": ["shop-developers"], "namespaces": ["shop"]}]},
+    # L7 developer portal
+    "cellplatform_backstage": {"image": {"registry": "harbor.cell.lan", "repository": "ci/backstage", "tag": "1.0.0"},
+                               "database": {"instances": 2, "storage_gib": 5}},
 }

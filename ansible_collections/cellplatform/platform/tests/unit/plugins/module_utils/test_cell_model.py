@@ -100,9 +100,15 @@ def test_model_of_the_reference_cell(ref):
                                    # the day-2 playbooks' inputs
                                    "upgrade",
                                    # security (L6)
-                                   "security"])
+                                   "security",
+                                   # L7 developer portal
+                                   "backstage"])
     assert cell["security"] == {"admin_groups": ["platform-admins"], "operator_groups": ["platform-operators"],
                                 "teams": [{"name": "shop", "groups": ["shop-developers"], "namespaces": ["shop"]}]}
+    assert cell["backstage"] == {
+        "image": {"registry": "harbor.cell.lan", "repository": "ci/backstage", "tag": "1.0.0", "digest": "",
+                  "reference": "harbor.cell.lan/ci/backstage:1.0.0"},
+        "database": {"instances": 2, "storage_gib": 5}}
 
 
 def test_model_is_deterministic(ref):
@@ -337,7 +343,8 @@ def test_gitops_urls(ref, url, ok):
     variables, hosts = ref
     variables["cellplatform_gitea"]["hosted_gitops"] = False   # any Git URL, not only this cell's Gitea
     variables["cellplatform_gitops"]["repo_url"] = url
-    assert (cm.validate(variables, hosts) == []) is ok
+    # (L7 reads its catalog from the GitOps repository in Gitea: tests/playbooks/inventories/l7_gitops_not_in_gitea.yml)
+    assert (cm.validate(variables, hosts, layers=["l0", "l1", "l2", "l3"]) == []) is ok
 
 
 def test_pdns_provider_ignores_rfc2136_block(ref):
@@ -665,3 +672,46 @@ def test_upgrade_batch_size_defaults_to_one_and_is_checked(ref):
         problems = cm.validate(variables, hosts)
         assert [p["field"] for p in problems] == ["cellplatform_upgrade_batch_size"], problems
         assert why in problems[0]["message"] and "how many workers upgrade.yml upgrades at once" in problems[0]["fix"]
+
+
+# --- L7 developer portal ------------------------------------------------------------------------
+
+def _backstage(ref, **image):
+    variables, hosts = ref
+    variables = dict(variables)
+    variables["cellplatform_backstage"] = {"image": dict(variables["cellplatform_backstage"]["image"], **image)}
+    return variables, hosts
+
+
+def test_backstage_is_required_only_when_l7_is_selected(ref):
+    variables, hosts = ref
+    variables = dict(variables)
+    del variables["cellplatform_backstage"]
+    assert cm.validate(variables, hosts, layers=["l0", "l1", "l2"]) == []
+    problems = cm.validate(variables, hosts, layers=["l7"])
+    assert [p["field"] for p in problems] == ["cellplatform_backstage"]
+    assert "Building the app image" in problems[0]["fix"]
+    assert cm.build_cell_model(variables, hosts)["backstage"] is None
+
+
+def test_backstage_image_pinned_by_digest_is_in_the_reference(ref):
+    digest = "sha256:" + "ab" * 32
+    variables, hosts = _backstage(ref, digest=digest, registry="harbor.cell.lan:8443")
+    assert cm.validate(variables, hosts, layers=["l7"]) == []
+    assert cm.build_cell_model(variables, hosts)["backstage"]["image"]["reference"] == \
+        "harbor.cell.lan:8443/ci/backstage:1.0.0@" + digest
+
+
+@pytest.mark.parametrize("image, field, words", [
+    ({"registry": "ghcr.io", "repository": "backstage/backstage"}, "repository", "demo image"),
+    ({"registry": "GHCR.io", "repository": "backstage/backstage"}, "repository", "demo image"),
+    ({"repository": "CI/Backstage"}, "repository", "not an image repository path"),
+    ({"tag": "latest"}, "tag", "not pinned"),
+    ({"tag": "v1 .0"}, "tag", "not an image tag"),
+    ({"registry": "harbor.cell.lan:99999"}, "registry", "not a registry host"),
+    ({"digest": "sha256:XYZ"}, "digest", "not a sha256 digest"),
+])
+def test_backstage_image_problems_name_the_field(ref, image, field, words):
+    problems = cm.validate(*_backstage(ref, **image), layers=["l7"])
+    assert [p["field"] for p in problems] == ["cellplatform_backstage.image." + field], problems
+    assert words in problems[0]["message"]

@@ -255,7 +255,27 @@ def test_missing_keys_and_bad_values_name_key_file_and_fix_never_a_value():
     assert "git in %s is a dict" % SOURCE in str(err.value) and "GIT-PASSWORD" not in str(err.value)
 
 
+def test_secrets_from_a_generated_sops_file_read_that_file_only():
+    rec = comp.normalise(dict(METALLB, secrets=[
+        {"name": "tsig", "keys": {"tsig-secret": "external_dns_tsig_secret"}},
+        {"name": "oauth", "file": "backstage-gitea.sops.yaml", "keys": {"ID": "oauth_client_id"}}]), "l1")
+    assert comp.secret_files(rec) == ["backstage-gitea.sops.yaml"]
+    generated = {"backstage-gitea.sops.yaml": ({"oauth_client_id": "CLIENT-3"}, "/srv/inv/secrets/backstage-gitea.sops.yaml")}
+    docs = comp.secret_documents(rec, PLATFORM, SOURCE, generated)
+    assert [d["stringData"] for d in docs] == [{"tsig-secret": "TSIG-VALUE-1"}, {"ID": "CLIENT-3"}]
+    # a key that only the platform secrets have is not found in the generated file, and the error names that file
+    rec = comp.normalise(dict(METALLB, secrets=[
+        {"name": "oauth", "file": "backstage-gitea.sops.yaml", "keys": {"T": "external_dns_tsig_secret"}}]), "l1")
+    with pytest.raises(comp.ComponentError) as err:
+        comp.secret_documents(rec, PLATFORM, SOURCE, generated)
+    assert "backstage-gitea.sops.yaml" in str(err.value) and "TSIG-VALUE-1" not in str(err.value)
+    with pytest.raises(comp.ComponentError, match="was not read"):
+        comp.secret_documents(rec, PLATFORM, SOURCE)
+
+
 @pytest.mark.parametrize("secrets, message", [
+    ([{"name": "s", "keys": {"a": "b"}, "file": "../x.sops.yaml"}], "must be the name of a SOPS YAML file"),
+    ([{"name": "s", "keys": {"a": "b"}, "file": "plain.yaml"}], "must be the name of a SOPS YAML file"),
     ([{"name": "s", "keys": {"a": "b"}, "data": {}}], "secrets[0] has unknown key(s) data"),
     ([{"name": "S_1", "keys": {"a": "b"}}], "secrets[0]: name 'S_1' must be a DNS label"),
     ([{"name": "s", "keys": {"a": "b"}}, {"name": "s", "keys": {"c": "d"}}], "lists a Secret name twice"),
