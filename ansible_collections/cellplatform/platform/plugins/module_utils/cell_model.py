@@ -1587,7 +1587,7 @@ def _check_resilience(c, l5):
     enabled = c.want_bool(field + ".enabled", c.sub(res, "enabled"),
                           "set true to back up the cell (Velero, etcd snapshots) and install Chaos Mesh, false to "
                           "leave L5 out.")
-    if not enabled:
+    if not enabled or not l5:
         return
     _check_object_store(c, field + ".object_store", c.sub(res, "object_store"))
     sub = field + ".backups"

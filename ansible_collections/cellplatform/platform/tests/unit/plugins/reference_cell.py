@@ -68,4 +68,11 @@ REFERENCE_VARS = {
     "cellplatform_policy_mode": "audit",
     "cellplatform_linkerd": {"trust_anchor_lifetime_days": 3650, "issuer_lifetime_days": 365,
                              "issuer_renew_before_days": 30},
+    # L5 resilience
+    "cellplatform_resilience": {
+        "enabled": True,
+        "object_store": {"provider": "seaweedfs", "bucket": "cell-backups", "seaweedfs": {"volume_gib": 40}},
+        "backups": {"schedule": "0 2 * * *", "retention_days": 14},
+        "etcd_snapshots": {"schedule": "0 */6 * * *"},
+    },
 }

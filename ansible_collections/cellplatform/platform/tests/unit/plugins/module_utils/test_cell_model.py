@@ -91,7 +91,9 @@ def test_model_of_the_reference_cell(ref):
                                    "proxmox", "node_sizes", "dns_domain", "external_dns", "metallb", "karpenter",
                                    "gitops", "argocd_domain", "policy_mode", "linkerd",
                                    # storage, the shared Gateway and TLS
-                                   "storage", "gateway", "tls"])
+                                   "storage", "gateway", "tls",
+                                   # resilience (L5)
+                                   "resilience"])
 
 
 def test_model_is_deterministic(ref):
