@@ -23,7 +23,7 @@ from pathlib import Path
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-ROLES = ("l0_infrastructure", "l1_cluster_platform", "l2_core_platform", "component")
+ROLES = ("l0_infrastructure", "l1_cluster_platform", "l2_core_platform", "l5_resilience", "component")
 ROLES_DIR = Path("ansible_collections/cellplatform/platform/roles")
 INVENTORY = Path("inventories/production")
 OUTPUT = Path("docs/variables.md")

@@ -70,6 +70,9 @@ UNSTORED_CRD_GROUPS = {
     'cert-manager.io': 'cert-manager v1.21.1',
     'acme.cert-manager.io': 'cert-manager v1.21.1',
     'longhorn.io': 'Longhorn v1.12.1',
+    # Talos itself registers serviceaccounts.talos.dev (machine.features.kubernetesTalosAPIAccess);
+    # no upstream file of it exists to pin.
+    'talos.dev': 'Talos v1.13.9 (registered by Talos at runtime)',
 }
 
 
@@ -309,7 +312,19 @@ class SchemaStore(object):
 
     # Helm -----------------------------------------------------------------------------------
     def chart_files(self, chart, version):
-        return self.index['helm_charts'].get(chart, {}).get(str(version))
+        return self._chart_versions(chart).get(self._stored_version(chart, version))
+
+    def _chart_versions(self, chart):
+        return self.index['helm_charts'].get(chart, {})
+
+    def _stored_version(self, chart, version):
+        """The store's key of chart@version: the version itself, or ``v<version>`` for a chart the
+        store keys by its git tag (chaos-mesh: tag v2.8.3 is chart version 2.8.3 of its repository)."""
+        stored = self._chart_versions(chart)
+        version = str(version)
+        if version not in stored and 'v' + version in stored:
+            return 'v' + version
+        return version
 
     def values(self, values, chart, version):
         """(errors, notes) of a values mapping for chart@version.
@@ -320,7 +335,7 @@ class SchemaStore(object):
         charts = self.index['helm_charts']
         if chart not in charts:
             return [], ['chart %s is not in the schema store; values not checked' % chart]
-        files = charts[chart].get(str(version))
+        files = charts[chart].get(self._stored_version(chart, version))
         if files is None:
             stored = ', '.join(sorted(charts[chart]))
             if any('values.schema.json' in f for f in charts[chart].values()):
