@@ -190,7 +190,28 @@ def preinstall(api, objects):
             api.establish(obj["metadata"]["name"])
 
 
-class Conditions(object):
+class PlaysController(object):
+    """Base of the stand-ins for cluster controllers: ``_run`` runs in a daemon thread while the
+    ``with`` block lasts and ends when ``self.stop`` is set."""
+
+    def __init__(self, api):
+        self.api = api
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        raise NotImplementedError
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join(10)
+
+
+class Conditions(PlaysController):
     """Plays controllers: once an object exists, set its condition after ``delay`` seconds.
 
     ``wanted``: [(api_version, kind, name, namespace, condition type)]. Use as a context manager;
@@ -198,9 +219,8 @@ class Conditions(object):
     """
 
     def __init__(self, api, wanted, delay=1.0):
-        self.api, self.wanted, self.delay = api, list(wanted), delay
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
+        super().__init__(api)
+        self.wanted, self.delay = list(wanted), delay
         self.set_at = {}
 
     def _run(self):
@@ -216,14 +236,6 @@ class Conditions(object):
                         self.set_at[want] = len(self.api.events)
                         self.api.set_condition(*want)
             self.stop.wait(0.2)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop.set()
-        self.thread.join(5)
 
 
 class SecretsDir(object):

@@ -18,13 +18,13 @@ then AllRecovered, as chaos-controller-manager does (status.conditions). Cases:
 from __future__ import annotations
 
 import json
-import threading
 import time
 import urllib.request
 
 import pytest
 
-from apply_fixtures import apply_run_setup, crd, deployment, preinstall, recap, run_playbook, SecretsDir
+from apply_fixtures import (apply_run_setup, crd, deployment, PlaysController, preinstall, recap, run_playbook,
+                            SecretsDir)
 from fake_kube_api import FakeKubeAPI
 
 PAUSE = "experiment.chaos-mesh.org/pause"
@@ -39,14 +39,13 @@ def _create(api, path, obj):
         return json.loads(resp.read())
 
 
-class ChaosMeshPlays(object):
+class ChaosMeshPlays(PlaysController):
     """Plays chaos-controller-manager for run objects (label cellplatform.io/chaos-run-of):
     AllInjected ``delay`` seconds after the object appears, AllRecovered ``delay`` later."""
 
     def __init__(self, api, delay=0.5):
-        self.api, self.delay = api, delay
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
+        super().__init__(api)
+        self.delay = delay
         self.runs = {}
         # runs of earlier tests are history: only objects created from now on are played
         self.before = {o["metadata"]["name"] for o in api.list("chaos-mesh.org/v1alpha1", "PodChaos", "chaos-mesh")}
@@ -65,14 +64,6 @@ class ChaosMeshPlays(object):
                 if time.monotonic() - first >= 2 * self.delay:
                     self.api.set_condition("chaos-mesh.org/v1alpha1", "PodChaos", name, "chaos-mesh", "AllRecovered")
             self.stop.wait(0.1)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop.set()
-        self.thread.join(5)
 
 
 @pytest.fixture(scope="module")
@@ -164,23 +155,18 @@ def test_a_check_that_does_not_hold_fails_the_run(cell):
     assert api.get("chaos-mesh.org/v1alpha1", "PodChaos", name, "chaos-mesh")   # kept for the dashboard
 
 
-def test_unknown_experiment_is_refused_before_anything_is_written(cell):
+@pytest.mark.parametrize("experiment, expected", [
+    ("pod-kill-everything", ["experiment pod-kill-everything is not in the library", "pod-kill-kyverno",
+                             "worker-kubelet-cut-off"]),
+    ("pod-kill-cert-manager", ["PodChaos chaos-mesh/pod-kill-cert-manager does not exist in the cluster",
+                               "apply L5 first"]),
+], ids=["not-in-the-library", "library-not-applied"])
+def test_refused_with_the_fix_before_anything_is_written(cell, experiment, expected):
     api = cell["api"]
     writes = len(api.writes())
-    rc, out = _run(cell, {"experiment": "pod-kill-everything"})
+    rc, out = _run(cell, {"experiment": experiment})
     assert rc != 0
     text = " ".join(out.split())
-    assert "experiment pod-kill-everything is not in the library" in text
-    assert "pod-kill-kyverno" in text and "worker-kubelet-cut-off" in text
-    assert len(api.writes()) == writes
-
-
-def test_a_cell_without_the_library_is_refused(cell):
-    api = cell["api"]
-    writes = len(api.writes())
-    rc, out = _run(cell, {"experiment": "pod-kill-cert-manager"})
-    assert rc != 0
-    text = " ".join(out.split())
-    assert "PodChaos chaos-mesh/pod-kill-cert-manager does not exist in the cluster" in text
-    assert "apply L5 first" in text
+    for want in expected:
+        assert want in text, want
     assert len(api.writes()) == writes

@@ -27,14 +27,13 @@ from __future__ import annotations
 
 import base64
 import json
-import threading
 import urllib.request
 
 import pytest
 import yaml
 
 from apply_fixtures import (apply_run_setup, crd, daemonset, deployment, gateway_api_crds, gateway_class, helm_calls,
-                            preinstall, recap, run_playbook, SecretsDir, webhook, write_chart)
+                            PlaysController, preinstall, recap, run_playbook, SecretsDir, webhook, write_chart)
 from fake_kube_api import FakeKubeAPI
 from ansible_collections.cellplatform.platform.plugins.module_utils import sops as sops_utils
 
@@ -64,14 +63,13 @@ def l5_charts(charts_dir):
                           ["podchaos", "networkchaos"]))
 
 
-class TalosAnswers(object):
+class TalosAnswers(PlaysController):
     """Plays Talos' ServiceAccount controller: once a talos.dev ServiceAccount exists, write the
     Secret of the same name (key ``config``: a talosconfig) in its namespace, after ``delay``."""
 
     def __init__(self, api, namespace, name, delay=1.0):
-        self.api, self.namespace, self.name, self.delay = api, namespace, name, delay
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
+        super().__init__(api)
+        self.namespace, self.name, self.delay = namespace, name, delay
         self.answered_at = None
 
     def _run(self):
@@ -89,14 +87,6 @@ class TalosAnswers(object):
                 self.answered_at = len(self.api.events)
                 return
             self.stop.wait(0.1)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop.set()
-        self.thread.join(10)
 
 
 @pytest.fixture(scope="module")

@@ -1679,8 +1679,8 @@ def resilience_model(v):
                            "secret_access_key": OBJECT_STORE_SECRET_KEYS[1]}}
     if provider == "seaweedfs":
         sw = store.get("seaweedfs") if isinstance(store.get("seaweedfs"), Mapping) else {}
-        obj.update(endpoint="http://%s-all-in-one.%s.svc.%s:%d" % (SEAWEEDFS_RELEASE, RESILIENCE_NAMESPACES[
-                       "object_store"], domain, SEAWEEDFS_S3_PORT),
+        namespace = RESILIENCE_NAMESPACES["object_store"]
+        obj.update(endpoint="http://%s-all-in-one.%s.svc.%s:%d" % (SEAWEEDFS_RELEASE, namespace, domain, SEAWEEDFS_S3_PORT),
                    region=SEAWEEDFS_REGION, path_style=True, ca_bundle=None,
                    volume_gib=_int_or_none(sw.get("volume_gib")))
         obj["secret_keys"].update(read_access_key_id=OBJECT_STORE_READ_SECRET_KEYS[0],
