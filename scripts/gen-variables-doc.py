@@ -23,7 +23,7 @@ from pathlib import Path
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-ROLES = ("l0_infrastructure", "l1_cluster_platform", "l2_core_platform", "l5_resilience", "component")
+ROLES = ("l0_infrastructure", "l1_cluster_platform", "l2_core_platform", "l3_delivery", "l5_resilience", "component")
 ROLES_DIR = Path("ansible_collections/cellplatform/platform/roles")
 INVENTORY = Path("inventories/production")
 OUTPUT = Path("docs/variables.md")
@@ -34,7 +34,7 @@ REGENERATE = ".venv/bin/python scripts/gen-variables-doc.py"
 # the schema only when it is listed here (and so in docs/variables.md).
 OUTSIDE_ROLES = {
     "cellplatform_validate_layers": (
-        "list of str", "`[l0, l1, l2]`",
+        "list of str", "every layer, `[l0 .. l7]`",
         "Read by `playbooks/validate.yml` only: the layers the standalone preflight checks. "
         "Not an inventory setting; pass it with `-e` (as JSON: `-e '{\"cellplatform_validate_layers\": [l0]}'`)."),
 }
@@ -60,11 +60,11 @@ this page is stale.
   model** (`cellplatform_cell`, see `docs/development.md`), which is all the roles read. No role
   declares, defaults or re-reads them.
 - **Role knobs** (`l0_infrastructure_*`, `l1_cluster_platform_*`, `l2_core_platform_*`,
-  `component_*`) live in each role's `defaults/main.yml`: pinned charts, timeouts, replicas,
+  `l3_delivery_*`, `component_*`) live in each role's `defaults/main.yml`: pinned charts, timeouts, replicas,
   names, extra values. Override them in the inventory (`group_vars`) or with `-e`.
 - **Internal values** are not settings: the cell model `cellplatform_cell` and each role's derived
   data in `vars/main.yml` (`__l0_infrastructure_*`, `l1_cluster_platform_*` names defined there,
-  `l2_core_platform__*`, the component records). Change the inputs instead.
+  `l2_core_platform__*`, `l3_delivery__*`, the component records). Change the inputs instead.
 
 ## Validation
 

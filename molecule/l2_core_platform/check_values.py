@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
 """Check that every key the L2 values files set exists in the pinned chart's default values.
 
-    python check_values.py build/<cell> [--schemas DIR]
+    python check_values.py build/<cell> [--schemas DIR] [--layer l2]
 
-The L2 charts (argo-cd, kyverno, kyverno-policies, linkerd-*) ship no values.schema.json, so a
-typo such as ``admissionController.replica`` would be silently ignored by Helm. This walks each
-l2 values file of plan.json and fails on any key path that the chart's stored default
+The L2 charts (argo-cd, kyverno, kyverno-policies, linkerd-*) and L3's Harbor ship no
+values.schema.json, so a typo such as ``admissionController.replica`` would be silently ignored by
+Helm. This walks each values file of the layer (default l2) in plan.json and fails on any key path
+that the chart's stored default
 values.yaml (<schema store>/helm/<chart>/<version>/values.yaml) does not have, except below
 maps the chart documents as free-form. Linkerd charts are stored as version-2.20 (the source tag
 of the 2026.x edge charts); linkerd2-cni is not stored and is reported as unchecked.
@@ -53,9 +54,10 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument('build')
     ap.add_argument('--schemas', default=None, help='schema store (default: $CELLPLATFORM_SCHEMAS, then .cache/schemas)')
+    ap.add_argument('--layer', default='l2', help='the layer whose values files are checked (default l2)')
     args = ap.parse_args()
     plan = json.load(open(os.path.join(args.build, 'plan.json')))
-    l2_values = [c for c in plan['components'] if c.get('layer') == 'l2' and c.get('values_file')]
+    layer_values = [c for c in plan['components'] if c.get('layer') == args.layer and c.get('values_file')]
     try:
         schemas = str(schemas_root(args.schemas))
     except SchemaStoreError as exc:
@@ -65,11 +67,11 @@ def main():
         # Not added to the skip ledger: the same values files are counted by verify_build.py,
         # which the scenario runs on the same build (one document is counted once).
         print('check_values: SKIPPED, %d values file(s) not checked against the charts\' default values: %s'
-              % (len(l2_values), exc))
+              % (len(layer_values), exc))
         return 0
     index = json.load(open(os.path.join(schemas, 'INDEX.json')))['helm_charts']
     failures, checked = [], 0
-    for comp in l2_values:
+    for comp in layer_values:
         chart, version = comp['chart'], str(comp['version'])
         stored = index.get(chart, {})
         entry = stored.get(version) or stored.get(VERSION_FALLBACK.get(chart, ''))

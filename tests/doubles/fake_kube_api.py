@@ -54,10 +54,11 @@ import re
 import threading
 import time
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs, urlsplit
 
 import yaml
+from loopback_server import LoopbackServer
 
 KUBERNETES_VERSION = "v1.36.3"
 
@@ -170,7 +171,7 @@ def _selector_matches(labels, selector):
     return True
 
 
-class FakeKubeAPI(object):
+class FakeKubeAPI(LoopbackServer):
     """In-process Kubernetes API test double; see the module docstring."""
 
     def __init__(self, auto_ready=True, ready_delay=0.0, crd_delay=0.0, kubernetes_version=KUBERNETES_VERSION):
@@ -239,27 +240,8 @@ class FakeKubeAPI(object):
             def do_DELETE(self):
                 self._handle("DELETE")
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, name="fake-kube-api", daemon=True)
-        self.thread.start()
+        self._serve(Handler, "fake-kube-api")
         return self
-
-    def stop(self):
-        if self.server:
-            self.server.shutdown()
-            self.server.server_close()
-            self.server = None
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
-
-    @property
-    def url(self):
-        return "http://127.0.0.1:%d" % self.server.server_address[1]
 
     def kubeconfig(self):
         return {

@@ -32,7 +32,7 @@ Helm's own ``Error: unknown flag: --x`` and exit 1):
 
 Environment:
 
-  HELM_DOUBLE_STATE   (required) directory for ``releases.json`` and ``calls.jsonl``.
+  HELM_DOUBLE_STATE   (required, except for ``version``) directory for ``releases.json`` and ``calls.jsonl``.
                       Each call appends one JSON line: ``argv``, ``command`` (e.g.
                       ``"upgrade"``), ``namespace``, ``values_files`` {path: content} and
                       ``kubeconfig_server``.
@@ -650,9 +650,13 @@ def run(argv):
     global _KUBECONFIG_FLAG
     command, positionals, flags = parse(argv)
     _KUBECONFIG_FLAG = _flag(flags, "--kubeconfig")
-    _record(argv, command, flags)
     if command == "version":
+        # Like Helm, `version` needs no state (the apply preflight asks it before any release);
+        # it is recorded when the test gave the double a state directory.
+        if os.environ.get("HELM_DOUBLE_STATE"):
+            _record(argv, command, flags)
         return cmd_version(flags)
+    _record(argv, command, flags)
     if command == "plugin list":
         return cmd_plugin_list(flags)
     if command == "list":

@@ -16,7 +16,8 @@ Reusable by every layer's apply test (L1 here, L2 next):
   (rc, combined output).
 * ``gateway_api_crds()``, ``preinstall(api, objects)`` put into the fake API what a lower layer
   left there (the Gateway API CRDs and GatewayClass of L0 for L1 and L2); ``Conditions`` plays
-  the controllers that report a condition on objects once they exist (cert-manager, Cilium).
+  the controllers that report a condition on objects once they exist (cert-manager, Cilium);
+  ``Player`` is the base of such background players.
 """
 
 from __future__ import annotations
@@ -169,9 +170,10 @@ def gateway_class():
 
 
 def _post(api, obj):
+    from fake_kube_api import BUILTIN
     group_version = obj["apiVersion"]
-    plural = {"CustomResourceDefinition": "customresourcedefinitions"}.get(obj["kind"]) or next(
-        p for k, p, _s in GATEWAY_API_KINDS if k == obj["kind"])
+    plural = next((p for gv, k, p, _n in BUILTIN if (gv, k) == (group_version, obj["kind"])), None) or next(
+        (p for k, p, _s in GATEWAY_API_KINDS if k == obj["kind"]), None) or obj["kind"].lower() + "s"
     prefix = "/api/" if "/" not in group_version else "/apis/"
     ns = obj["metadata"].get("namespace")
     path = "%s%s/%s%s" % (prefix, group_version, "namespaces/%s/" % ns if ns else "", plural)
@@ -182,24 +184,24 @@ def _post(api, obj):
 
 
 def preinstall(api, objects):
-    """Create what a lower layer left in the cluster, through the API: CRDs (Established at
-    once) first, then the other objects."""
+    """Create what a lower layer (or a controller) left in the cluster, through the API, in order:
+    a CRD is Established at once; a custom resource's plural is its kind + "s" unless it is a
+    built-in or Gateway API kind."""
     for obj in objects:
         _post(api, obj)
         if obj["kind"] == "CustomResourceDefinition":
             api.establish(obj["metadata"]["name"])
 
 
-class PlaysController(object):
-    """Base of the stand-ins for cluster controllers: ``_run`` runs in a daemon thread while the
-    ``with`` block lasts and ends when ``self.stop`` is set."""
+class Player(object):
+    """A background thread that plays a controller of the cell against the fake API while a
+    playbook runs (``_run`` polls until ``self.stop`` is set). Use as a context manager."""
 
-    def __init__(self, api):
-        self.api = api
+    def __init__(self):
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
 
-    def _run(self):
+    def _run(self):  # pragma: no cover - overridden
         raise NotImplementedError
 
     def __enter__(self):
@@ -208,10 +210,10 @@ class PlaysController(object):
 
     def __exit__(self, *exc):
         self.stop.set()
-        self.thread.join(10)
+        self.thread.join(5)
 
 
-class Conditions(PlaysController):
+class Conditions(Player):
     """Plays controllers: once an object exists, set its condition after ``delay`` seconds.
 
     ``wanted``: [(api_version, kind, name, namespace, condition type)]. Use as a context manager;
@@ -219,8 +221,8 @@ class Conditions(PlaysController):
     """
 
     def __init__(self, api, wanted, delay=1.0):
-        super().__init__(api)
-        self.wanted, self.delay = list(wanted), delay
+        super().__init__()
+        self.api, self.wanted, self.delay = api, list(wanted), delay
         self.set_at = {}
 
     def _run(self):

@@ -23,7 +23,7 @@ import urllib.request
 
 import pytest
 
-from apply_fixtures import (apply_run_setup, crd, deployment, PlaysController, preinstall, recap, run_playbook,
+from apply_fixtures import (apply_run_setup, crd, deployment, Player, preinstall, recap, run_playbook,
                             SecretsDir)
 from fake_kube_api import FakeKubeAPI
 
@@ -39,12 +39,13 @@ def _create(api, path, obj):
         return json.loads(resp.read())
 
 
-class ChaosMeshPlays(PlaysController):
+class ChaosMeshPlays(Player):
     """Plays chaos-controller-manager for run objects (label cellplatform.io/chaos-run-of):
     AllInjected ``delay`` seconds after the object appears, AllRecovered ``delay`` later."""
 
     def __init__(self, api, delay=0.5):
-        super().__init__(api)
+        super().__init__()
+        self.api = api
         self.delay = delay
         self.runs = {}
         # runs of earlier tests are history: only objects created from now on are played

@@ -243,10 +243,10 @@ def check_root_ca_created_once_as_the_ca_issuers_secret(l1_run):
     secret_seq = min(e["seq"] for e in writes if e["kind"] == "Secret" and e["name"] == "cellplatform-ca")
     release_seq = min(e["seq"] for e in writes if e["field_manager"] == "helm" and e["namespace"] == "cert-manager")
     assert secret_seq < release_seq
-    # rerun: the CA is never regenerated, the plaintext key never stays in the work dir
+    # rerun: the CA is never regenerated, no plaintext CA file stays anywhere in the work dir
     assert {n: (secrets.dir / n).read_bytes() for n in l1_run["ca_files"]} == l1_run["ca_files"]
     assert len(l1_run["ca_files"]) == 2
-    assert not (l1_run["tmp"] / "work" / "tls-ca" / "ca.key").exists()
+    assert sorted(p.name for p in (l1_run["tmp"] / "work").rglob("ca.*")) == []
     l1_run["ca_key"] = key
 
 
@@ -312,9 +312,10 @@ def check_no_secret_in_build_tree_or_verbose_output(l1_run):
             if value in text.replace("\n", ""):
                 leaks.append("%s in %s" % (value.split("-")[0][:12], where))
     assert leaks == []
-    # plaintext kubeconfig lives only in the private work dir
-    work = l1_run["tmp"] / "work"
-    assert (work / "kubeconfig").stat().st_mode & 0o077 == 0
+    # the plaintext kubeconfig lived only in the private plaintext directory, and not beyond the run
+    plaintext = l1_run["tmp"] / "work" / "plaintext"
+    assert plaintext.stat().st_mode & 0o777 == 0o700 if plaintext.exists() else True
+    assert [str(p) for p in plaintext.rglob("*") if p.is_file()] == []
 
 
 def check_repository_untouched_by_secrets(l1_run):

@@ -80,6 +80,7 @@ class Cell(object):
         extra = {"cellplatform_cell": {
             "name": "cell",
             "work_dir": str(self.work),
+            "plaintext_dir": str(self.work / "plaintext"),
             "secrets_dir": str(self.secrets),
             "age": {"identity": str(self.identity), "recipients": [self.recipient]},
             "linkerd": LIFETIMES,
@@ -185,7 +186,7 @@ def test_only_encrypted_files_in_secrets_dir_and_private_work_dir(lifecycle):
     for f in FILES:
         assert sops_utils.recipients_of_file(str(cell.secrets / ("linkerd-%s.sops" % f))) == [cell.recipient]
         assert b"PRIVATE KEY" not in cell.stored(f) and b"BEGIN CERTIFICATE" not in cell.stored(f)
-    linkerd_dir = cell.work / "linkerd"
+    linkerd_dir = cell.work / "plaintext" / "linkerd"
     assert linkerd_dir.stat().st_mode & 0o777 == 0o700
     for p in linkerd_dir.iterdir():
         assert p.stat().st_mode & 0o077 == 0, p
@@ -209,7 +210,7 @@ def test_rerun_without_work_dir_regenerates_nothing(lifecycle):
     """A fresh controller (empty work dir) decrypts the stored pair instead of generating."""
     cell, rc, out = lifecycle
     before = {f: cell.stored(f) for f in FILES}
-    for p in (cell.work / "linkerd").iterdir():
+    for p in (cell.work / "plaintext" / "linkerd").iterdir():
         p.unlink()
     rc2, out2 = cell.run()
     assert rc2 == 0, out2[-5000:]

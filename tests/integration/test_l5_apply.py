@@ -33,7 +33,7 @@ import pytest
 import yaml
 
 from apply_fixtures import (apply_run_setup, crd, daemonset, deployment, gateway_api_crds, gateway_class, helm_calls,
-                            PlaysController, preinstall, recap, run_playbook, SecretsDir, webhook, write_chart)
+                            Player, preinstall, recap, run_playbook, SecretsDir, webhook, write_chart)
 from fake_kube_api import FakeKubeAPI
 from ansible_collections.cellplatform.platform.plugins.module_utils import sops as sops_utils
 
@@ -63,12 +63,13 @@ def l5_charts(charts_dir):
                           ["podchaos", "networkchaos"]))
 
 
-class TalosAnswers(PlaysController):
+class TalosAnswers(Player):
     """Plays Talos' ServiceAccount controller: once a talos.dev ServiceAccount exists, write the
     Secret of the same name (key ``config``: a talosconfig) in its namespace, after ``delay``."""
 
     def __init__(self, api, namespace, name, delay=1.0):
-        super().__init__(api)
+        super().__init__()
+        self.api = api
         self.namespace, self.name, self.delay = namespace, name, delay
         self.answered_at = None
 

@@ -12,6 +12,8 @@ Every layer renders its own records, so a few promises can only be checked on th
 * every UI of every layer has one name of its own under the cell's DNS domain, and its HTTPRoute
   hangs on the shared Gateway's HTTPS listener; the Gateway's address is the one MetalLB keeps
   for it; exactly one provider makes the default StorageClass;
+* every StorageClass a rendered values file or manifest names is the cell's default one
+  (plan.json cell.storage.class_name): every PVC of every chart lands on the cell's storage.
 * every namespace a platform component runs in is in the daily Velero backup, except the ones
   that must not be (kube-system: the etcd snapshots; the storage and object store namespaces);
   and the control planes grant the Talos API exactly to the etcd snapshot component's namespace.
@@ -111,6 +113,34 @@ def test_the_collection_is_the_only_source_of_the_tree(site):
     assert not unexplained, unexplained
 
 
+def _storage_classes(node, found):
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in ("storageClass", "storageClassName") and isinstance(value, str):
+                found.append(value)
+            else:
+                _storage_classes(value, found)
+    elif isinstance(node, list):
+        for item in node:
+            _storage_classes(item, found)
+    return found
+
+
+def test_every_pvc_is_on_the_cells_storage_class(site):
+    build, plan = site["build"], site["plan"]
+    wanted = plan["cell"]["storage"]["class_name"]
+    found = {}
+    for comp in plan["components"]:
+        for rel in ([comp["values_file"]] if comp.get("values_file") else []) + comp["manifests"]:
+            for doc in _docs(build / rel):
+                classes = _storage_classes(doc, [])
+                if classes:
+                    found.setdefault(rel, set()).update(classes)
+    assert found, "no StorageClass named anywhere: the check would be vacuous"
+    wrong = {rel: classes for rel, classes in found.items() if classes != {wanted}}
+    assert not wrong, "PVCs on another StorageClass than the cell's %s: %s" % (wanted, wrong)
+
+
 def _routes(build, comp):
     return [d for m in comp["manifests"] if m.endswith("/routes.yaml") for d in _docs(build / m)]
 
@@ -119,7 +149,7 @@ def test_every_ui_has_its_own_name_and_a_route_on_the_shared_gateway(site):
     build, plan = site["build"], site["plan"]
     gateway, domain = plan["cell"]["gateway"], plan["cell"]["dns_domain"]
     urls = [ui["url"] for comp in plan["components"] for ui in comp.get("ui", [])]
-    assert sorted(urls) == ["https://argocd.%s" % domain, "https://chaos.%s" % domain, "https://hubble.%s" % domain]
+    assert sorted(urls) == ["https://%s.%s" % (host, domain) for host in ("argocd", "chaos", "gitea", "harbor", "hubble", "tekton")]
     assert len(set(urls)) == len(urls)
     for comp in plan["components"]:
         routes = _routes(build, comp)

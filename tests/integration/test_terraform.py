@@ -169,6 +169,17 @@ def test_check_mode_plans_only_and_diff_masks_secrets(monkeypatch, capsys, proje
     assert state_digest(project) == digest
 
 
+def test_work_dir_holds_the_plan_and_variables_files_only_while_the_module_runs(monkeypatch, capsys, project, tmp_path):
+    """work_dir: the private directory of the plan file and the variables file (secrets) is created
+    under it (0700) and removed when the module returns."""
+    plaintext = tmp_path / "work" / "plaintext"
+    result = apply(monkeypatch, capsys, project, check=True, work_dir=str(plaintext))
+    assert result["rc_exit"] == 0, result
+    plan_arg = next(a for c in result["commands"] for a in c.split() if a.startswith("-out="))
+    assert Path(plan_arg[len("-out="):]).parent.parent == plaintext
+    assert plaintext.stat().st_mode & 0o777 == 0o700 and list(plaintext.iterdir()) == []
+
+
 def test_in_place_update_is_applied_without_allow_destroy(monkeypatch, capsys, project):
     apply(monkeypatch, capsys, project)
     result = run_module(monkeypatch, capsys, project_path=str(project), diff=True,
@@ -668,3 +679,47 @@ def test_one_bad_value_per_validation_block_is_rejected(variables_only):
         assert kind == "invalid_variable", (path, proc.stderr)
         assert message in explained, (path, bad, explained)
         assert explained.count(": ") >= 1 and path[0] in explained
+
+
+# The same input seen by the preflight (inventory) and by the Proxmox module (tfvars, mapped as the
+# README's contract table says): both refuse it or both accept it, at each rule's boundary. The
+# preflight says it first, before anything runs (tests/playbooks/inventories/l0_*).
+AGREEMENT = [
+    ("cell name of 33 characters", {"cellplatform_cell_name": "production-cell-frankfurt-rack-07"},
+     (("cell_name",), "production-cell-frankfurt-rack-07"), False),
+    ("cell name of 32 characters", {"cellplatform_cell_name": "production-cell-frankfurt-rack-7"},
+     (("cell_name",), "production-cell-frankfurt-rack-7"), True),
+    ("endpoint with the API path", {"cellplatform_proxmox": {"endpoint": "https://pve.cell.lan:8006/api2/json"}},
+     (("proxmox", "endpoint"), "https://pve.cell.lan:8006/api2/json"), False),
+    ("endpoint without the slash", {"cellplatform_proxmox": {"endpoint": "https://pve.cell.lan:8006"}},
+     (("proxmox", "endpoint"), "https://pve.cell.lan:8006"), True),
+    ("bridge with a space", {"cellplatform_proxmox": {"bridge": "vmbr 0"}}, (("proxmox", "bridge"), "vmbr 0"), False),
+    ("datastore with a dot", {"cellplatform_proxmox": {"datastore": "ceph.fast"}},
+     (("proxmox", "datastore"), "ceph.fast"), True),
+    ("one control-plane core", {"cellplatform_node_sizes": {"controlplane": {"cores": 1}}},
+     (("nodes", "cp-1", "cores"), 1), False),
+    ("an IPv6 resolver", {"cellplatform_network": {"nameservers": ["192.168.100.1", "fd00::53"]}},
+     (("network", "nameservers"), ["192.168.100.1", "fd00::53"]), True),
+    ("a /7 node network", {"cellplatform_network": {"cidr": "192.0.0.0/7"}}, (("network", "prefix_length"), 7), False),
+    ("a /8 node network", {"cellplatform_network": {"cidr": "192.0.0.0/8"}}, (("network", "prefix_length"), 8), True),
+    ("a control plane of 2048 MiB", {"cellplatform_node_sizes": {"controlplane": {"memory_mib": 2048}}},
+     (("nodes", "cp-1", "memory_mib"), 2048), True),
+]
+
+
+@pytest.mark.parametrize("what, overlay, mutation, accepted", AGREEMENT, ids=[a[0] for a in AGREEMENT])
+def test_the_preflight_refuses_first_what_terraform_refuses(variables_only, what, overlay, mutation, accepted):
+    sys.path.insert(0, str(REPO / "tests" / "playbooks"))
+    import preflight_cases as pc  # pylint: disable=import-outside-toplevel
+    from ansible_collections.cellplatform.platform.plugins.plugin_utils import inventory_check  # noqa: E402
+
+    variables, hosts, host_names = pc.in_process({"name": what, "vars": overlay})
+    problems, _ = inventory_check.check_inventory(variables, hosts, host_names=host_names)
+    values = copy.deepcopy(CONTRACT)
+    target = values
+    for key in mutation[0][:-1]:
+        target = target[key]
+    target[mutation[0][-1]] = mutation[1]
+    proc = plan_with(variables_only, values)
+    assert (proc.returncode == 0) is accepted, (what, proc.stderr[-2000:])
+    assert (problems == []) is accepted, (what, [p["message"] for p in problems])

@@ -168,18 +168,36 @@ def _fail(proc):
     return 'rc=%s\nSTDOUT:\n%s\nSTDERR:\n%s' % (proc.returncode, proc.stdout[-6000:], proc.stderr[-3000:])
 
 
+def plaintext_files(cell):
+    """Every file in the cell's private plaintext directory (decrypted material of a run)."""
+    plaintext = Path(cell['extra']['cellplatform_work_dir']) / 'plaintext'
+    return sorted(str(p.relative_to(plaintext)) for p in plaintext.rglob('*') if p.is_file())
+
+
 def test_check_mode_on_a_new_cell_changes_nothing(cell):
-    """--check before the first apply: reports the bundle it would generate, touches no node,
-    writes no secret and stops before configs/apply/bootstrap with a clear message."""
+    """--check --diff before the first apply (the work directory does not exist yet): shows the
+    machine configs that would be applied - built from a throwaway bundle, every secret redacted -
+    touches no node, writes no secret, no build tree and no plaintext, and says that apply and
+    bootstrap cannot be previewed yet."""
     state = str(cell['state'])
+    assert not Path(cell['extra']['cellplatform_work_dir']).exists()
     proc = run_site(cell, check=True)
     try:
         assert proc.returncode == 0, _fail(proc)
         assert re.search(r'cannot\s+be\s+previewed\s+yet', proc.stdout), proc.stdout[-5000:]
+        out = proc.stdout
+        for name, _ip in NODES:
+            assert '%s.sops.yaml (secrets redacted)' % name in out, out[-5000:]
+        assert 'talosconfig.sops.yaml (secrets redacted)' in out
+        assert 'hostname: cp-1' in out and '<redacted>' in out
+        # no key or certificate material: base64 of "-----BEGIN", PEM armour
+        assert 'LS0tLS1CRUdJTi' not in out and '-----BEGIN' not in out
         touched = [c['argv'] for c in double.calls(state)
                    if c.get('command') in ('apply-config', 'bootstrap', 'kubeconfig')]
         assert touched == []
         assert sorted(p.name for p in (cell['inv'] / 'secrets').iterdir()) == ['README.md']
+        assert not (cell['build'] / 'talos' / 'machineconfigs').exists()
+        assert plaintext_files(cell) == []
         assert all(double.node(state, ip)['stage'] == 'maintenance' for _n, ip in NODES)
     finally:
         cell['runs'].remove(proc)
@@ -262,11 +280,11 @@ def test_first_run_configures_all_six_nodes_and_bootstraps_once(cell, first_run)
     assert double.cluster(str(cell['state']))['pre_bootstrap_etcd'] == 'refuse'
     for name, _ in NODES:
         assert (cell['build'] / 'talos' / 'machineconfigs' / ('%s.sops.yaml' % name)).is_file()
-    # plaintext machine configs are removed after the apply; the work dir stays private
+    # nothing decrypted outlives the run (machine configs, talosconfig, kubeconfig); the work and
+    # plaintext directories are private
     work = Path(cell['extra']['cellplatform_work_dir'])
-    assert not list(work.glob('configs/*.yaml')), list(work.glob('configs/*'))
-    assert not (work / 'talosconfig').exists()
-    assert (work / 'kubeconfig').stat().st_mode & 0o077 == 0
+    assert plaintext_files(cell) == []
+    assert (work / 'plaintext').stat().st_mode & 0o777 == 0o700
     assert work.stat().st_mode & 0o077 == 0
 
 
@@ -301,6 +319,30 @@ def test_no_secret_in_output_or_build_tree(cell, second_run):
         text = path.read_bytes().decode('utf-8', 'replace')
         leaked = [leaf[:12] + '...' for leaf in leaves if leaf in text]
         assert leaked == [], '%s holds secret values: %r' % (path, leaked)
+
+
+def test_plaintext_a_killed_run_left_is_removed_and_never_used(cell, second_run):
+    """A run killed mid-apply leaves decrypted files in the plaintext directory (simulated here: a
+    stale machine config, talosconfig and module temp file); the next run removes them before
+    anything else, says so, and changes nothing else."""
+    plaintext = Path(cell['extra']['cellplatform_work_dir']) / 'plaintext'
+    planted = {'nodes/cp-1.yaml': 'machine: {type: stale}\n', 'nodes/cp-1.talosconfig': 'context: stale\n',
+               'talos-config-x1y2/secrets.yaml': 'cluster: {secret: stale}\n'}
+    for rel, text in planted.items():
+        (plaintext / rel).parent.mkdir(parents=True, exist_ok=True)
+        (plaintext / rel).write_text(text)
+    proc = run_site(cell)
+    try:
+        assert proc.returncode == 0, _fail(proc)
+        warnings = re.sub(r'\s+', ' ', proc.stderr)
+        assert re.search(r'an interrupted run left 3 decrypted file\(s\) in \S+ \(nodes/cp-1.talosconfig, '
+                         r'nodes/cp-1.yaml, talos-config-x1y2/secrets.yaml\); they were removed and nothing of them '
+                         r'was used', warnings), warnings[-3000:]
+        assert plaintext_files(cell) == []
+        # the removal is the run's only change
+        assert {h: r['changed'] for h, r in recap(proc).items() if r['changed']} == {'localhost': 1}
+    finally:
+        cell['runs'].remove(proc)
 
 
 def test_render_mode_with_talosctl_and_bundle_keeps_full_configs(cell, second_run):
@@ -372,6 +414,7 @@ def test_unreachable_nodes_fail_the_apply_fast_with_one_message(hang_cell, hang_
                      r'seconds \(probe_timeout\)\); nothing was changed' % (PROBE_TIMEOUT, PROBE_TIMEOUT), out), out[-3000:]
     new = double.calls(state)[before:]
     assert [c for c in new if c.get('command') in ('apply-config', 'bootstrap', 'kubeconfig')] == []
+    assert plaintext_files(hang_cell) == []  # the probe's talosconfig was removed although the run failed
     # every node was asked once, at the same time: the two dead ones cost one probe_timeout together
     probes = [c for c in new if c.get('command') == 'get' and 'machinestatus' in c['argv']]
     window = max(c['time'] + c['duration'] for c in probes) - min(c['time'] for c in probes)
@@ -393,6 +436,7 @@ def test_a_control_plane_lost_after_bootstrap_never_leads_to_bootstrap(hang_cell
         hang_cell['runs'].pop()
     assert proc.returncode != 0
     out = proc.stdout
+    assert 'Bootstrap etcd once' in out, _fail(proc)
     guard = out[out.index('Bootstrap etcd once'):]
     assert re.match(r'Bootstrap etcd once[^\n]*\n(?:[^\n]*\n)*?ok: \[localhost\]', guard), guard[:2000]
     warnings = re.sub(r'\s+', ' ', proc.stderr)
@@ -402,6 +446,7 @@ def test_a_control_plane_lost_after_bootstrap_never_leads_to_bootstrap(hang_cell
     new = double.calls(state)[before:]
     assert [c for c in new if c.get('command') == 'bootstrap'] == []
     assert double.etcd_clusters(state) == {1: CONTROL_PLANES}
+    assert plaintext_files(hang_cell) == []  # failed at the health gate: nothing decrypted stays behind
 
 
 def test_one_transient_fault_in_every_step_converges_in_one_run(tmp_path_factory):
@@ -566,11 +611,15 @@ def _run_tags(cell, tags, extra):
     return subprocess.run(argv, cwd=str(REPO), env=cell['env'], capture_output=True, text=True, timeout=600)
 
 
-def test_terraform_step_never_prints_the_proxmox_token(tmp_path):
+@pytest.mark.parametrize('check', [False, True], ids=['apply', 'check-diff'])
+def test_terraform_step_never_prints_the_proxmox_token(tmp_path, check):
     """-t terraform at -vvv with real terraform (no provider reachable: loopback only): the
     Proxmox token from the platform secrets appears nowhere in the output or on disk outside the
-    encrypted file, and terraform's own error is what the run reports. The platform secrets are a
-    legacy age file here (written as the collection did before SOPS): the run migrates it first."""
+    encrypted file, and terraform's own error is what the run reports. The apply run finds the
+    platform secrets as a legacy age file (written as the collection did before SOPS) and migrates
+    it first. With --check --diff on a brand-new cell (platform.sops.yaml as an operator writes it
+    now; no work directory, no build tree yet) the run gets as far as the plan in the per-cell
+    module copy: the provider download is what stops it here, not a missing directory."""
     assert shutil.which('terraform'), 'terraform must be on PATH for the project tests'
     inv = tmp_path / 'inventories' / 'production'
     shutil.copytree(REPO / 'inventories' / 'production', inv)
@@ -579,8 +628,13 @@ def test_terraform_step_never_prints_the_proxmox_token(tmp_path):
     keys.write_text('%s\n' % identity)
     keys.chmod(0o600)
     token = 'root@pam!ci=%s' % base64.b32encode(os.urandom(15)).decode()
-    (inv / 'secrets' / 'platform.yaml.age').write_bytes(
-        pyrage.encrypt(('proxmox_api_token: "%s"\n' % token).encode(), [identity.to_public()]))
+    platform = ('proxmox_api_token: "%s"\n' % token).encode()
+    if check:
+        # a brand-new cell: the platform secrets as an operator writes them now (sops edit)
+        target = inv / 'secrets' / 'platform.sops.yaml'
+        target.write_bytes(sops_utils.Sops(str(keys)).encrypt(platform, [str(identity.to_public())], str(target)))
+    else:
+        (inv / 'secrets' / 'platform.yaml.age').write_bytes(pyrage.encrypt(platform, [identity.to_public()]))
     extra = {'cellplatform_age_recipients': [str(identity.to_public())], 'cellplatform_age_identity': str(keys),
              'cellplatform_work_dir': str(tmp_path / 'work')}
     env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(REPO), ANSIBLE_CONFIG=str(REPO / 'ansible.cfg'),
@@ -590,11 +644,15 @@ def test_terraform_step_never_prints_the_proxmox_token(tmp_path):
     proc = subprocess.run(
         [str(REPO / 'scripts' / 'netns-run'), ansible_playbook, '-i', str(inv / 'hosts.yml'),
          str(REPO / 'playbooks' / 'l0.yml'), '-t', 'terraform', '-vvv', '-e', 'cellplatform_mode=apply',
-         '-e', json.dumps(extra)],
+         '-e', json.dumps(extra)] + (['--check', '--diff'] if check else []),
         cwd=str(REPO), env=env, capture_output=True, text=True, timeout=600)
     output = proc.stdout + proc.stderr
     assert proc.returncode != 0, 'no provider is reachable, so terraform must fail'
     assert 'Terraform | Report the plan' in output and 'bpg/proxmox' in output, output[-4000:]
+    assert 'is not a directory' not in output and 'holds no *.tf' not in output
+    assert not (tmp_path / 'build' / 'cell').exists() if check else (tmp_path / 'build' / 'cell').is_dir()
+    # the variables file with the token lived in the plaintext directory and is gone
+    assert [p for p in (tmp_path / 'work' / 'plaintext').rglob('*') if p.is_file()] == []
     secret = token.split('=', 1)[1]
     assert secret not in output
     assert not (inv / 'secrets' / 'platform.yaml.age').exists()
@@ -700,8 +758,9 @@ def test_storage_against_helm_and_kube_doubles(cell, second_run, tmp_path):
     from apply_fixtures import crd, daemonset, deployment, webhook, write_chart  # noqa: E402
 
     def config_docs(node):
-        data = (cell['build'] / 'talos' / 'machineconfigs' / ('%s.yaml.age' % node)).read_bytes()
-        return [d for d in yaml.safe_load_all(pyrage.decrypt(data, [cell['identity']]).decode()) if d]
+        data = sops_open(cell['build'] / 'talos' / 'machineconfigs' / ('%s.sops.yaml' % node), cell['keys'])
+        assert data is not None, 'the machine config of %s does not open with the cell identity' % node
+        return [d for d in yaml.safe_load_all(data.decode()) if d]
 
     worker, control_plane = config_docs('worker-1'), config_docs('cp-1')
     volumes = [d for d in worker if d.get('kind') == 'UserVolumeConfig']

@@ -70,6 +70,10 @@ UNSTORED_CRD_GROUPS = {
     'cert-manager.io': 'cert-manager v1.21.1',
     'acme.cert-manager.io': 'cert-manager v1.21.1',
     'longhorn.io': 'Longhorn v1.12.1',
+    # L3 delivery
+    'postgresql.cnpg.io': 'CloudNativePG 1.30.0',
+    'operator.tekton.dev': 'Tekton operator v0.81.1',
+    'triggers.tekton.dev': 'Tekton Triggers v0.37.0',
     # Talos itself registers serviceaccounts.talos.dev (machine.features.kubernetesTalosAPIAccess);
     # no upstream file of it exists to pin.
     'talos.dev': 'Talos v1.13.9 (registered by Talos at runtime)',

@@ -56,6 +56,8 @@ MODES = ("render", "apply")
 PLAN_CELL_KEYS = ("name", "network", "api", "lb_pool", "pod_cidr", "service_cidr", "talos", "nodes",
                   "controlplane", "workers", "bootstrap_node", "talos_endpoints", "dns_domain", "storage", "gateway", "tls")
 DEFAULT_WORK_DIR = "~/.cache/cellplatform/%s"
+# The per-run directory of decrypted files, inside the work directory (cellplatform_cell.plaintext_dir).
+PLAINTEXT_DIR = "plaintext"
 # The cell's secrets: SOPS files with age recipients in cellplatform_secrets_dir (docs/secrets.md);
 # the cell model carries their paths as cellplatform_cell.secrets.<key>.
 SECRET_FILES = {
@@ -94,6 +96,8 @@ POLICY_MODES = ("audit", "enforce")
 KARPENTER_MAX_NODES_CAP = 100
 LINKERD_ISSUER_MAX_DAYS = 3650
 MTU_RANGE = (1280, 9216)
+# The cell name tags every Proxmox VM (files/terraform/proxmox/variables.tf refuses longer names).
+CELL_NAME_MAX = 32
 VM_ID_RANGE = (100, 999999999)
 
 _LABEL_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
@@ -504,9 +508,11 @@ def _check_l0(checker, hosts, mode_override):  # noqa: C901 - one linear list of
     # -- identity, mode, directories ------------------------------------------------------
     name = c.top("cellplatform_cell_name")
     if c.want_str("cellplatform_cell_name", name, "set a lowercase DNS label, e.g. cell.") is not None:
-        if not is_dns_label(name):
-            c.add("cellplatform_cell_name", name, "is not a valid DNS label (RFC 1123: lowercase a-z, 0-9, '-', at most 63 characters)",
-                  "use a lowercase name such as %s." % _label_like(name, "cell"))
+        if not is_dns_label(name) or len(name) > CELL_NAME_MAX:
+            # 32, not 63: the name becomes a Proxmox tag (the Terraform module refuses longer names).
+            c.add("cellplatform_cell_name", name, "is not a DNS label of at most %d characters (RFC 1123: lowercase "
+                  "a-z, 0-9, '-'; it also becomes the Proxmox tag of every VM)" % CELL_NAME_MAX,
+                  "use a lowercase name such as %s." % _label_like(name, "cell")[:CELL_NAME_MAX].strip("-"))
     mode = mode_override if mode_override not in (None, MISSING) else c.top("cellplatform_mode")
     mode = c.want_choice("cellplatform_mode", mode, MODES)
     c.want_str("cellplatform_build_root", c.top("cellplatform_build_root"),
@@ -984,10 +990,134 @@ def _git_url_ok(url):
     return bool(match) and is_host(match.group(1).lower())
 
 
+# --- Rules a later step asserts, said first by the preflight ------------------------------------
+# The Terraform root module (roles/l0_infrastructure/files/terraform/proxmox/variables.tf) and the
+# L1 render refuse these inputs; the preflight says so before anything runs. The cell name limit
+# is in _check_l0 (CELL_NAME_MAX).
+_PROXMOX_ENDPOINT_RE = re.compile(r"^https://[^/?#@\s]+(:[0-9]+)?/?$")
+_PROXMOX_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+TERRAFORM_PREFIX_RANGE = (8, 30)
+CONTROLPLANE_MIN_CORES = 2
+
+
+def _check_terraform_inputs(c):
+    """What the Proxmox root module's variable validations refuse (provisioner proxmox only)."""
+    pve = c.top("cellplatform_proxmox")
+    endpoint = c.sub(pve, "endpoint")
+    if _url_ok(endpoint, ("https",)) and not _PROXMOX_ENDPOINT_RE.match(endpoint):
+        c.add("cellplatform_proxmox.endpoint", endpoint, "has a path, query or user part; Terraform takes the API "
+              "base URL only", "use scheme, host and port only, e.g. https://pve.example.lan:8006/.")
+    for key in ("node_name", "datastore", "image_datastore", "bridge"):
+        value = c.sub(pve, key)
+        if isinstance(value, str) and value.strip() and not _PROXMOX_ID_RE.match(value):
+            c.add("cellplatform_proxmox.%s" % key, value, "is not a Proxmox identifier (letters, digits, '.', '_', "
+                  "'-', starting with a letter or digit)", "use the name exactly as Proxmox shows it, e.g. %s." % (
+                      {"node_name": "pve1", "datastore": "local-lvm", "image_datastore": "local",
+                       "bridge": "vmbr0"}[key]))
+    cores = c.sub(c.sub(c.top("cellplatform_node_sizes"), "controlplane"), "cores")
+    if isinstance(cores, int) and not isinstance(cores, bool) and 1 <= cores < CONTROLPLANE_MIN_CORES:
+        c.add("cellplatform_node_sizes.controlplane.cores", cores,
+              "is below the Talos minimum of %d cores for a control plane" % CONTROLPLANE_MIN_CORES,
+              "give control planes at least %d cores (the Talos Proxmox guide recommends 2 cores, 4 GiB)."
+              % CONTROLPLANE_MIN_CORES)
+    network = c.top("cellplatform_network")
+    cidr = c.sub(network, "cidr")
+    net = None
+    try:
+        net = ipaddress.ip_network(cidr) if isinstance(cidr, str) else None
+    except ValueError:
+        pass
+    if net is not None and net.version == 4 and net.prefixlen < TERRAFORM_PREFIX_RANGE[0]:
+        c.add("cellplatform_network.cidr", cidr, "is larger than a /%d, the largest network Terraform hands to the "
+              "VMs" % TERRAFORM_PREFIX_RANGE[0], "use a /%d to /29 node network, e.g. a /24." % TERRAFORM_PREFIX_RANGE[0])
+
+
+# --- Warnings: inputs that work but probably do not do what was meant ------------------------------
+# The reference cell's own names (inventories/production): right there, wrong at any other site.
+REFERENCE_CELL_NAME = "cell"
+REFERENCE_DOMAIN = "cell.lan"
+REFERENCE_DNS_SERVER = "192.168.100.1"
+
+
+def _hosts_in(value):
+    """Host names and addresses a string names: itself, or the host of a URL or of user@host:path."""
+    if not isinstance(value, str):
+        return []
+    text = value.strip()
+    if "://" in text:
+        try:
+            from urllib.parse import urlsplit
+        except ImportError:  # pragma: no cover
+            from urlparse import urlsplit  # type: ignore
+        try:
+            host = urlsplit(text).hostname
+        except ValueError:
+            return []
+        return [host] if host else []
+    match = _SCP_GIT_RE.match(text)
+    if match:
+        return [match.group(1).lower()]
+    return [text.lower()]
+
+
+def _leaves(value, field):
+    """(field, value) for every string in an input (nested mappings and lists walked)."""
+    if isinstance(value, Mapping):
+        for key in sorted(value, key=str):
+            yield from _leaves(value[key], "%s.%s" % (field, key))
+    elif isinstance(value, (list, tuple)):
+        for idx, item in enumerate(value):
+            yield from _leaves(item, "%s[%d]" % (field, idx))
+    elif isinstance(value, str):
+        yield field, value
+
+
+def reference_values(variables):
+    """Every input still holding the reference cell's domain or example DNS server: [(field, value)]."""
+    found = []
+    for name in sorted(variables or {}):
+        for field, value in _leaves(variables[name], name):
+            if field == "cellplatform_network.gateway":
+                continue  # the router of the node network: part of the address plan, not a service
+            for host in _hosts_in(value):
+                if _within(host, REFERENCE_DOMAIN) or host == REFERENCE_DNS_SERVER:
+                    found.append((field, value))
+                    break
+    return found
+
+
+def advise(variables, layers=None, mode=None):
+    """Warnings (strings) about inputs that pass validation but are probably not what was meant."""
+    v = variables or {}
+    selected = _layers(layers)
+    warnings = []
+    api_name, domain = v.get("cellplatform_api_dns_name"), v.get("cellplatform_dns_domain")
+    filters = [f for f in ((v.get("cellplatform_external_dns") or {}).get("domain_filters") or [])
+               if isinstance(f, str)] if isinstance(v.get("cellplatform_external_dns"), Mapping) else []
+    if "l1" in selected and is_dns_name(api_name) and is_dns_name(domain):
+        outside = not _within(api_name, domain) or (filters and not any(_within(api_name, f) for f in filters))
+        if outside:
+            warnings.append(
+                "cellplatform_api_dns_name: %s is outside cellplatform_dns_domain %s%s, so external-dns will not manage "
+                "it: create its A record (-> %s) yourself, or use a name under %s." % (
+                    api_name, domain, (" / the external-dns domain filters %s" % ", ".join(filters)) if filters else "",
+                    v.get("cellplatform_api_vip"), filters[0] if filters else domain))
+    mode = mode if mode is not None else v.get("cellplatform_mode")
+    if v.get("cellplatform_cell_name") != REFERENCE_CELL_NAME or mode == "apply":
+        found = reference_values(v)
+        if found:
+            warnings.append(
+                "this inventory still holds the reference cell's example names (domain %s, DNS server %s), which "
+                "cannot be right at another site: %s. Replace them with your site's names, or ignore this if "
+                "they really are yours." % (REFERENCE_DOMAIN, REFERENCE_DNS_SERVER,
+                                            "; ".join("%s=%s" % item for item in found)))
+    return warnings
+
+
 def validate(variables, hosts, layers=None, mode=None):
     """Every problem of the inventory at once: a list of {field, value, message, fix}.
 
-    ``layers``: iterable of l0/l1/l2 (default: all). L0 is always checked: every layer needs
+    ``layers``: iterable of l0 .. l7 (default: all). L0 is always checked: every layer needs
     the cell model. ``mode``: overrides ``cellplatform_mode`` (validated the same way).
     """
     selected = _layers(layers)
@@ -1004,14 +1134,18 @@ def validate(variables, hosts, layers=None, mode=None):
     if "l2" in selected:
         _check_l2(checker)
         _check_ui_names(checker)
+    if checker.top("cellplatform_provisioner") == "proxmox":
+        _check_terraform_inputs(checker)
+    if "l3" in selected:
+        _check_l3(checker)
     _check_resilience(checker, l5="l5" in selected)
     return checker.problems
 
 
-def format_problems(problems):
+def format_problems(problems, where="in the inventory"):
     """The numbered list used as the failure message."""
-    lines = ["Preflight found %d problem%s in the inventory (nothing was changed):" % (
-        len(problems), "" if len(problems) == 1 else "s")]
+    lines = ["Preflight found %d problem%s %s (nothing was changed):" % (
+        len(problems), "" if len(problems) == 1 else "s", where)]
     for idx, prob in enumerate(problems, 1):
         lines.append("%d. %s. Fix: %s" % (idx, prob["message"], prob["fix"]))
     return "\n".join(lines)
@@ -1110,6 +1244,61 @@ def build_cell_model(variables, hosts, mode=None):
     return cell
 
 
+# --- Names and addresses the cell shows to its site, or uses from it (PLAN.md) ---------------------
+
+def external_names(cell):
+    """Every externally visible name and address of a cell model: [{what, value, used_by}], in a fixed order.
+
+    What the site's DNS, firewall and address plan must know: the API endpoint and name, the
+    LoadBalancer pool, the nodes, the services the nodes use (gateway, DNS, NTP), the Proxmox API,
+    Karpenter's addresses, the external-dns server, the GitOps repository, the shared Gateway every
+    web UI is reached through (the UIs themselves are PLAN.md's Web UIs section) and the ACME server.
+    """
+    rows = []
+
+    def add(what, value, used_by):
+        if value not in (None, "", []):
+            rows.append({"what": what, "value": str(value), "used_by": used_by})
+
+    cell = cell or {}
+    api = cell.get("api") or {}
+    net = cell.get("network") or {}
+    add("Kubernetes API", api.get("endpoint"), "kubectl and every client; Talos Layer2 VIP on the control planes")
+    add("Kubernetes API DNS name", api.get("dns_name"), "certificate SAN; external-dns publishes it -> %s" % api.get("vip"))
+    add("nodes", ", ".join("%s %s" % (n.get("name"), n.get("ip")) for n in cell.get("nodes") or []),
+        "Talos API (port 50000) from the controller")
+    add("LoadBalancer pool", (cell.get("lb_pool") or {}).get("range"), "MetalLB: Services of type LoadBalancer")
+    karpenter = cell.get("karpenter") or {}
+    if karpenter.get("enabled"):
+        add("dynamic worker addresses", (karpenter.get("ipam") or {}).get("range"), "Karpenter's Proxmox workers")
+    add("gateway", net.get("gateway"), "every node")
+    add("DNS resolvers", ", ".join(net.get("nameservers") or []), "every node")
+    add("NTP servers", ", ".join(net.get("ntp_servers") or []), "every node")
+    add("DNS search domains", ", ".join(net.get("search_domains") or []), "every node")
+    add("Talos installer image", (cell.get("talos") or {}).get("installer_image"), "every node (install, upgrade)")
+    proxmox = cell.get("proxmox") or {}
+    if cell.get("provisioner") == "proxmox" or karpenter.get("enabled"):
+        add("Proxmox API", proxmox.get("endpoint"), "Terraform, Karpenter and the Proxmox CCM from the controller/cluster")
+    add("DNS domain", cell.get("dns_domain"), "external-dns and the UI host names")
+    edns = cell.get("external_dns") or {}
+    if edns.get("provider") == "rfc2136":
+        rfc = edns.get("rfc2136") or {}
+        add("DNS server (RFC2136)", "%s:%s, zone %s" % (rfc.get("host"), rfc.get("port"), rfc.get("zone")),
+            "external-dns (TSIG key %s)" % rfc.get("tsig_keyname"))
+    elif edns.get("provider") == "pdns":
+        add("PowerDNS API", (edns.get("pdns") or {}).get("server"), "external-dns")
+    add("GitOps repository", (cell.get("gitops") or {}).get("repo_url"), "Argo CD")
+    gateway = cell.get("gateway") or {}
+    if gateway.get("address"):
+        add("shared Gateway", "%s (%s)" % (gateway["address"], gateway.get("hostname") or "HTTPS"),
+            "every web UI (the Web UIs section lists them); external-dns publishes their names -> %s"
+            % gateway["address"])
+    acme = (cell.get("tls") or {}).get("acme") or {}
+    add("ACME server", acme.get("server"), "cert-manager (the shared Gateway's certificate, DNS-01 through %s)"
+        % (acme.get("nameserver") or "the RFC2136 server"))
+    return rows
+
+
 def _plain_copy(value):
     """A deep copy of validated inventory data as plain dicts/lists/scalars."""
     if isinstance(value, Mapping):
@@ -1122,14 +1311,18 @@ def _plain_copy(value):
 def _run_model(v, name):
     """Where this controller keeps the cell's plaintext, identities and cluster access."""
     work_dir = os.path.realpath(os.path.expanduser(v.get("cellplatform_work_dir") or DEFAULT_WORK_DIR % name))
+    # Every file a run decrypts lives here (0700), and nothing in it outlives the run.
+    plaintext_dir = os.path.join(work_dir, PLAINTEXT_DIR)
     user_kubeconfig = v.get("cellplatform_kubeconfig")
     return {
         "work_dir": work_dir,
+        "plaintext_dir": plaintext_dir,
         # A kubeconfig the user names is used as it is and never written; otherwise the
-        # collection fetches one (L0) and keeps it encrypted, decrypted into the work dir per run.
+        # collection fetches one (L0) and keeps it encrypted, decrypted into the plaintext
+        # directory for the steps that need it.
         "kubeconfig": {
             "path": os.path.realpath(os.path.expanduser(user_kubeconfig)) if user_kubeconfig
-            else os.path.join(work_dir, "kubeconfig"),
+            else os.path.join(plaintext_dir, "kubeconfig"),
             "managed": not user_kubeconfig,
         },
         "age": {
@@ -1176,6 +1369,10 @@ def _layer_inputs(v):
         "storage": storage_model(v),
         "gateway": gateway_model(v),
         "tls": tls_model(v),
+        # L3 delivery (L3 work)
+        "gitea": gitea_model(v),
+        "harbor": harbor_model(v),
+        "image_policy": str(v.get("cellplatform_image_policy") or "audit").lower(),
         # resilience (L5; L0 reads whether the Talos API access patch is needed)
         "resilience": resilience_model(v),
     }
@@ -1543,6 +1740,199 @@ def tls_model(v):
 
 
 # =============================================================================================
+# L3 delivery (Gitea, Harbor, the image-verification policy): its checks (called from validate()
+# for layer l3) and its model sections (gitea, harbor, image_policy).
+
+IMAGE_POLICY_MODES = ("audit", "enforce")
+# The host Gitea's UI is published as (https://<host>.<dns domain>); a hosted GitOps repository
+# must live there. The l3_delivery role publishes the UI under the same host.
+GITEA_HOST = "gitea"
+GITEA_DEFAULTS = {"hosted_gitops": False, "storage_gib": 20}
+HARBOR_DEFAULTS = {"ci_project": "ci"}
+HARBOR_STORAGE_DEFAULTS = {"registry_gib": 50, "trivy_gib": 5, "jobservice_gib": 1, "redis_gib": 1}
+DATABASE_DEFAULTS = {"instances": 2, "storage_gib": 10}
+DATABASE_MAX_INSTANCES = 9
+# Harbor registry types that can back a proxy-cache project (Harbor 2.15 src/pkg/reg/model).
+HARBOR_PROXY_TYPES = ("docker-hub", "docker-registry", "github-ghcr", "quay", "google-gcr", "harbor")
+# Gitea's user/organisation names (models/user IsUsableUsername): alphanumerics with single '-', '_' or
+# '.' between them, at most 40 characters, not one of the names Gitea reserves for its own routes.
+_GITEA_NAME_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9]|[-._](?=[A-Za-z0-9])){0,39}$")
+GITEA_RESERVED_NAMES = (".", "..", ".well-known", "admin", "api", "assets", "attachments", "avatar", "avatars",
+                        "captcha", "commits", "debug", "error", "explore", "favicon.ico", "ghost", "gitea-actions",
+                        "issues", "login", "manifest.json", "metrics", "milestones", "new", "notifications", "org",
+                        "pulls", "raw", "repo", "repo-avatars", "robots.txt", "search", "serviceworker.js",
+                        "ssh_info", "swagger.v1.json", "user", "v2")
+# Gitea repository names (models/repo IsUsableRepoName): letters, digits, '-', '_', '.'; not '.', '..', '-'
+# and not ending in .git or .wiki.
+_GITEA_REPO_RE = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
+# Harbor project names (src/common/utils ValidateProjectName): lowercase, digits and ._- inside, 1-255.
+_HARBOR_PROJECT_RE = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*$")
+
+
+def gitea_name_problem(name):
+    """Why ``name`` cannot be a Gitea user or organisation name, or None."""
+    if not isinstance(name, str) or not _GITEA_NAME_RE.match(name):
+        return ("is not a valid Gitea name (letters and digits, single '-', '_' or '.' between them, at most "
+                "40 characters)")
+    if name.lower() in GITEA_RESERVED_NAMES:
+        return "is a name Gitea reserves for its own pages"
+    return None
+
+
+def hosted_gitops_repo(url, dns_domain):
+    """(org, repo) of a GitOps repository URL in this cell's Gitea (https://gitea.<domain>/<org>/<repo>.git),
+    or None when the URL points elsewhere."""
+    if not isinstance(url, str) or not is_dns_name(dns_domain):
+        return None
+    match = re.match(r"^https://%s\.%s/([^/]+)/([^/]+?)(?:\.git)?/?$" % (GITEA_HOST, re.escape(dns_domain)), url)
+    return (match.group(1), match.group(2)) if match else None
+
+
+def _unknown_keys(c, field, mapping, known):
+    extra = sorted(str(k) for k in mapping if k not in known)
+    if extra:
+        c.add(field, extra, "has unknown key(s) %s" % ", ".join(extra),
+              "use only %s (docs/variables.md)." % ", ".join(known))
+
+
+def _check_database(c, field, value):
+    db = c.want_dict(field, value, "set %s: {instances: 2, storage_gib: 10}, or remove it for that default."
+                     % field, required=False)
+    if db is None:
+        return
+    _unknown_keys(c, field, db, sorted(DATABASE_DEFAULTS))
+    c.want_int(field + ".instances", c.sub(db, "instances"), 1, DATABASE_MAX_INSTANCES, required=False)
+    c.want_int(field + ".storage_gib", c.sub(db, "storage_gib"), 1, SIZE_GIB_MAX, required=False)
+
+
+def _check_l3(c):
+    _check_gitea(c)
+    _check_harbor(c)
+    c.want_choice("cellplatform_image_policy", c.top("cellplatform_image_policy"), IMAGE_POLICY_MODES)
+
+
+def _check_gitea(c):
+    field = "cellplatform_gitea"
+    gitea = c.want_dict(field, c.top(field), "set %s: {admin_user: gitea-admin, admin_email: <address>} (and "
+                                             "hosted_gitops: true to host the GitOps repository there)." % field)
+    if gitea is None:
+        return
+    _unknown_keys(c, field, gitea, ["admin_email", "admin_user", "database", "hosted_gitops", "storage_gib"])
+    user = c.sub(gitea, "admin_user")
+    user_fix = "use a name such as gitea-admin (letters, digits, single '-', '_' or '.' between them)."
+    if c.want_str(field + ".admin_user", user, user_fix) is not None and gitea_name_problem(user):
+        c.add(field + ".admin_user", user, gitea_name_problem(user), user_fix)
+    email = c.sub(gitea, "admin_email")
+    mail_fix = "set the admin's e-mail address, e.g. platform@example.org (Gitea requires one)."
+    if c.want_str(field + ".admin_email", email, mail_fix) is not None and not _EMAIL_RE.match(email):
+        c.add(field + ".admin_email", email, "is not an e-mail address", mail_fix)
+    c.want_int(field + ".storage_gib", c.sub(gitea, "storage_gib"), 1, SIZE_GIB_MAX, required=False)
+    _check_database(c, field + ".database", c.sub(gitea, "database"))
+    hosted = c.want_bool(field + ".hosted_gitops", c.sub(gitea, "hosted_gitops"), required=False)
+    if not hosted:
+        return
+    domain = c.top("cellplatform_dns_domain")
+    url = c.sub(c.top("cellplatform_gitops"), "repo_url")
+    if not is_dns_name(domain) or not isinstance(url, str) or url.startswith("http://") or not _git_url_ok(url):
+        return   # no URL or domain to compare yet: reported by the L0 checks
+    wanted = "https://%s.%s/<org>/<repo>.git" % (GITEA_HOST, domain)
+    where = hosted_gitops_repo(url, domain)
+    if where is None:
+        c.add("cellplatform_gitops.repo_url", url, "is not a repository of this cell's Gitea (%s), but "
+              "cellplatform_gitea.hosted_gitops is true" % wanted,
+              "point repo_url at %s, or set hosted_gitops: false to keep an external repository." % wanted)
+        return
+    org, repo = where
+    if gitea_name_problem(org):
+        c.add("cellplatform_gitops.repo_url", url, "names the organisation %s, which %s" % (org, gitea_name_problem(org)),
+              "use an organisation name such as platform in %s." % wanted)
+    if not _GITEA_REPO_RE.match(repo) or repo in (".", "..", "-") or repo.endswith((".git", ".wiki")):
+        c.add("cellplatform_gitops.repo_url", url, "names the repository %s, which Gitea does not accept" % repo,
+              "use a repository name of letters, digits, '-', '_' and '.', e.g. %s." % _label_like(repo, "cell"))
+
+
+def _check_harbor(c):
+    field = "cellplatform_harbor"
+    harbor = c.want_dict(field, c.top(field), "set %s: {ci_project: ci, proxy_caches: [{name: dockerhub, type: "
+                                              "docker-hub, url: https://hub.docker.com}]}." % field)
+    if harbor is None:
+        return
+    _unknown_keys(c, field, harbor, ["ci_project", "database", "proxy_caches", "storage"])
+    project_fix = "use a lowercase name of letters and digits with single '.', '_' or '-' between them, e.g. ci."
+    ci_project = c.sub(harbor, "ci_project")
+    if c.want_str(field + ".ci_project", ci_project, project_fix, required=False) is not None \
+            and not _HARBOR_PROJECT_RE.match(ci_project):
+        c.add(field + ".ci_project", ci_project, "is not a valid Harbor project name", project_fix)
+    storage = c.want_dict(field + ".storage", c.sub(harbor, "storage"), "set %s.storage: {registry_gib: 50, "
+                          "trivy_gib: 5}, or remove it for the defaults." % field, required=False)
+    if storage is not None:
+        _unknown_keys(c, field + ".storage", storage, sorted(HARBOR_STORAGE_DEFAULTS))
+        for key in sorted(HARBOR_STORAGE_DEFAULTS):
+            c.want_int("%s.storage.%s" % (field, key), c.sub(storage, key), 1, SIZE_GIB_MAX, required=False)
+    _check_database(c, field + ".database", c.sub(harbor, "database"))
+    caches = c.want_list(field + ".proxy_caches", c.sub(harbor, "proxy_caches"),
+                         "list the upstream registries, e.g. [{name: dockerhub, type: docker-hub, url: "
+                         "https://hub.docker.com}], or [] for none.", required=False)
+    seen = {ci_project if isinstance(ci_project, str) else HARBOR_DEFAULTS["ci_project"]: "ci_project"}
+    for idx, cache in enumerate(caches or []):
+        where = "%s.proxy_caches[%d]" % (field, idx)
+        cache = c.want_dict(where, cache, "write each proxy cache as {name, type, url}.")
+        if cache is None:
+            continue
+        _unknown_keys(c, where, cache, ["name", "type", "url"])
+        name = c.sub(cache, "name")
+        if c.want_str(where + ".name", name, project_fix) is not None:
+            if not _HARBOR_PROJECT_RE.match(name):
+                c.add(where + ".name", name, "is not a valid Harbor project name", project_fix)
+            elif name in seen:
+                c.add(where + ".name", name, "is already used by %s" % seen[name],
+                      "give every proxy cache its own project name, different from ci_project.")
+            else:
+                seen[name] = "proxy_caches[%d]" % idx
+        c.want_choice(where + ".type", c.sub(cache, "type"), HARBOR_PROXY_TYPES)
+        url = c.sub(cache, "url")
+        url_fix = "use the registry's https:// URL, e.g. https://ghcr.io."
+        if c.want_str(where + ".url", url, url_fix) is not None and not _url_ok(url, ("https",)):
+            c.add(where + ".url", url, "is not an https:// URL with a host", url_fix)
+
+
+def _sized(value, defaults):
+    value = value if isinstance(value, Mapping) else {}
+    return dict((key, _int_or_none(value.get(key)) or default) for key, default in sorted(defaults.items()))
+
+
+def gitea_model(v):
+    """cellplatform_cell.gitea: {hosted_gitops, gitops_repo: {org, name} | None, admin_user, admin_email,
+    storage_gib, database: {instances, storage_gib}}."""
+    gitea = v.get("cellplatform_gitea")
+    if not isinstance(gitea, Mapping):
+        return None
+    hosted = _as_bool(gitea.get("hosted_gitops"), GITEA_DEFAULTS["hosted_gitops"])
+    where = hosted_gitops_repo((v.get("cellplatform_gitops") or {}).get("repo_url"), v.get("cellplatform_dns_domain"))
+    return {
+        "host": GITEA_HOST,
+        "hosted_gitops": hosted,
+        "gitops_repo": {"org": where[0], "name": where[1]} if hosted and where else None,
+        "admin_user": str(gitea.get("admin_user") or ""),
+        "admin_email": str(gitea.get("admin_email") or ""),
+        "storage_gib": _int_or_none(gitea.get("storage_gib")) or GITEA_DEFAULTS["storage_gib"],
+        "database": _sized(gitea.get("database"), DATABASE_DEFAULTS),
+    }
+
+
+def harbor_model(v):
+    """cellplatform_cell.harbor: {ci_project, proxy_caches: [{name, type, url}], storage: {...}, database: {...}}."""
+    harbor = v.get("cellplatform_harbor")
+    if not isinstance(harbor, Mapping):
+        return None
+    caches = [{"name": str(item.get("name")), "type": str(item.get("type")), "url": str(item.get("url")).rstrip("/")}
+              for item in harbor.get("proxy_caches") or [] if isinstance(item, Mapping)]
+    return {
+        "ci_project": str(harbor.get("ci_project") or HARBOR_DEFAULTS["ci_project"]),
+        "proxy_caches": caches,
+        "storage": _sized(harbor.get("storage"), HARBOR_STORAGE_DEFAULTS),
+        "database": _sized(harbor.get("database"), DATABASE_DEFAULTS),
+    }
 # Resilience (L5): the object store backups go to (an external S3 endpoint or SeaweedFS in the
 # cell), the Velero schedule and retention, the etcd snapshot schedule. L0 reads ``enabled``:
 # the Talos API access the etcd snapshot CronJob needs is configured only when L5 is on.

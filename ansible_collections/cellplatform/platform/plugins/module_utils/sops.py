@@ -60,6 +60,8 @@ _RECIPIENT_RE = re.compile(r'^age1[02-9ac-hj-np-z]{58}$')
 _VERSION_RE = re.compile(r'^sops (\d+)\.(\d+)\.(\d+)')
 # sops exit codes (getsops/sops cmd/sops/codes) this runner explains.
 _CANNOT_DECRYPT = (128,)        # CouldNotRetrieveKey: no key of the identity opens the file
+# SopsError.rc values meaning "no key of the identity opens the file" (for callers that say it their way).
+CANNOT_DECRYPT = _CANNOT_DECRYPT
 _TAMPERED = (24, 51, 52)        # ErrorDecryptingMac, MacMismatch, MacNotFound
 _NOT_FOUND = (2,)               # CouldNotReadInputFile
 

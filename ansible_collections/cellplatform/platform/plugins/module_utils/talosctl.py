@@ -368,6 +368,14 @@ class Talosctl(object):
                 code='NotFound', kind='binary')
         return found
 
+    def check_version(self):
+        """The client version (``v1.13.9``) after checking it against talos_version; raises TalosctlError.
+
+        The constructor does this unless ``check_version=False`` (the apply preflight asks it itself).
+        """
+        self._check_version()
+        return self.client_version
+
     def _check_version(self):
         want = parse_version(self.talos_version)
         if want is None:

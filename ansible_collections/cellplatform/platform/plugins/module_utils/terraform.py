@@ -53,6 +53,7 @@ TERRAFORM_COMMON_ARGS = dict(
     lock=dict(type="bool", default=True),
     lock_timeout=dict(type="int", default=0),
     timeout=dict(type="int", default=DEFAULT_TIMEOUT),
+    work_dir=dict(type="path"),
 )
 
 
@@ -493,6 +494,67 @@ def parse_version(text):
     return tuple(int(x) for x in m.groups())
 
 
+def find_terraform(binary_path=None, search_path=None):
+    """The terraform binary: ``binary_path`` (must be executable) or the first on ``search_path``."""
+    if binary_path:
+        path = os.path.expanduser(binary_path)
+        if not (os.path.isfile(path) and os.access(path, os.X_OK)):
+            raise TerraformError(
+                "binary_path %s is not an executable file: install terraform there or unset "
+                "binary_path to use terraform from PATH" % binary_path, kind="binary")
+        return path
+    found = shutil.which("terraform", path=search_path)
+    if not found:
+        raise TerraformError(
+            "terraform was not found on PATH (%s): install terraform >= %s or set "
+            "binary_path" % (search_path or "", ".".join(map(str, MIN_TERRAFORM_VERSION))),
+            kind="binary")
+    return found
+
+
+def terraform_version(binary, env=None, timeout=60):
+    """``terraform version -json`` of ``binary`` -> "1.11.4" (the update check stays off).
+
+    Raises TerraformError when it does not run, its version cannot be read or is below
+    MIN_TERRAFORM_VERSION.
+    """
+    version = read_terraform_version(binary, env, timeout)
+    if version < MIN_TERRAFORM_VERSION:
+        raise TerraformError(
+            "%s is terraform %s, this collection needs >= %s (JSON plan format 1.2, "
+            "workspace -or-create): install a newer terraform or set binary_path"
+            % (binary, ".".join(map(str, version)),
+               ".".join(map(str, MIN_TERRAFORM_VERSION))), kind="terraform_version")
+    return ".".join(map(str, version))
+
+
+def read_terraform_version(binary, env=None, timeout=60):
+    """``terraform version -json`` of ``binary`` -> (1, 11, 4); TerraformError when it cannot be read."""
+    env = dict(os.environ if env is None else env, CHECKPOINT_DISABLE="1")
+    try:
+        proc = subprocess.run(  # pylint: disable=ansible-bad-function
+            [binary, "version", "-json"], env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        raise TerraformError("`%s version` did not finish within %ss: the binary is broken; reinstall "
+                             "terraform >= %s" % (binary, timeout, ".".join(map(str, MIN_TERRAFORM_VERSION))),
+                             kind="timeout")
+    except OSError as exc:
+        raise TerraformError("could not run %s: %s" % (binary, exc), kind="binary")
+    rc, out, err = proc.returncode, proc.stdout.decode("utf-8", "replace"), proc.stderr.decode("utf-8", "replace")
+    version = None
+    if rc == 0:
+        try:
+            version = parse_version(json.loads(out).get("terraform_version"))
+        except (ValueError, AttributeError):
+            version = parse_version(out)
+    if version is None:
+        raise TerraformError(
+            "could not read the version of %s (rc=%s): %s -- is it a terraform binary?"
+            % (binary, rc, (err or out).strip()[:300]), kind="binary", rc=rc)
+    return version
+
+
 # --------------------------------------------------------------------------------------------
 # The runner
 # --------------------------------------------------------------------------------------------
@@ -505,8 +567,9 @@ class Terraform(object):
     """
 
     def __init__(self, project_path, binary_path=None, module=None, timeout=DEFAULT_TIMEOUT,
-                 lock=True, lock_timeout=0, environ=None):
+                 lock=True, lock_timeout=0, environ=None, work_dir=None):
         self.module = module
+        self.work_dir = work_dir
         self.project_path = os.path.abspath(os.path.expanduser(project_path))
         self.timeout = timeout
         self.lock = lock
@@ -534,40 +597,10 @@ class Terraform(object):
 
     # -- plumbing ------------------------------------------------------------------------------
     def _find_binary(self, binary_path):
-        if binary_path:
-            path = os.path.expanduser(binary_path)
-            if not (os.path.isfile(path) and os.access(path, os.X_OK)):
-                raise TerraformError(
-                    "binary_path %s is not an executable file: install terraform there or unset "
-                    "binary_path to use terraform from PATH" % binary_path, kind="binary")
-            return path
-        found = shutil.which("terraform", path=self.env.get("PATH"))
-        if not found:
-            raise TerraformError(
-                "terraform was not found on PATH (%s): install terraform >= %s or set "
-                "binary_path" % (self.env.get("PATH", ""), ".".join(map(str, MIN_TERRAFORM_VERSION))),
-                kind="binary")
-        return found
+        return find_terraform(binary_path, self.env.get("PATH"))
 
     def _check_version(self):
-        rc, out, err = self._exec([self.binary, "version", "-json"], timeout=60, record=False)
-        version = None
-        if rc == 0:
-            try:
-                version = parse_version(json.loads(out).get("terraform_version"))
-            except ValueError:
-                version = parse_version(out)
-        if version is None:
-            raise TerraformError(
-                "could not read the version of %s (rc=%s): %s -- is it a terraform binary?"
-                % (self.binary, rc, (err or out).strip()[:300]), kind="binary", rc=rc)
-        if version < MIN_TERRAFORM_VERSION:
-            raise TerraformError(
-                "%s is terraform %s, this collection needs >= %s (JSON plan format 1.2, "
-                "workspace -or-create): install a newer terraform or set binary_path"
-                % (self.binary, ".".join(map(str, version)),
-                   ".".join(map(str, MIN_TERRAFORM_VERSION))), kind="terraform_version")
-        return ".".join(map(str, version))
+        return terraform_version(self.binary, self.env)
 
     def redact(self, text):
         if not text:
@@ -635,8 +668,14 @@ class Terraform(object):
 
     @property
     def tmpdir(self):
+        """Private (0700) directory of the plan file and the variables file, under ``work_dir`` when set."""
         if self._tmpdir is None:
-            self._tmpdir = tempfile.mkdtemp(prefix="cellplatform-terraform-")
+            parent = None
+            if self.work_dir:
+                parent = os.path.expanduser(self.work_dir)
+                if not os.path.isdir(parent):
+                    os.makedirs(parent, 0o700)
+            self._tmpdir = tempfile.mkdtemp(prefix="cellplatform-terraform-", dir=parent)
             os.chmod(self._tmpdir, 0o700)
         return self._tmpdir
 

@@ -151,6 +151,13 @@ options:
       - Path of the terraform binary. Defaults to C(terraform) on E(PATH). Terraform 1.5 or
         newer is required.
     type: path
+  work_dir:
+    description:
+      - Directory under which a private (C(0700)) temporary directory holds the plan file and the
+        variables file of O(variables) (which may hold secrets) while the module runs; it is
+        always removed. Defaults to the system temporary directory. Normally the cell's private
+        plaintext directory, which the next run empties should this run be killed.
+    type: path
 attributes:
   check_mode:
     support: full
@@ -364,7 +371,8 @@ def run_module(module, runner_class=None):
     tf = None
     try:
         tf = runner_class(p["project_path"], binary_path=p["binary_path"], module=module,
-                          timeout=p["timeout"], lock=p["lock"], lock_timeout=p["lock_timeout"])
+                          timeout=p["timeout"], lock=p["lock"], lock_timeout=p["lock_timeout"],
+                          work_dir=p["work_dir"])
         result["terraform_version"] = tf.version
         if p["init"]:
             tf.init(backend_config=p["backend_config"],

@@ -338,14 +338,16 @@ cellplatform_work_dir:
   layer: l0
   type: str
   description:
-    - Private per-run directory for decrypted material (0700, files 0600), shared by every layer; default C(~/.cache/cellplatform/<cell>).
+    - Private directory of this controller for the cell (0700), shared by every layer; default C(~/.cache/cellplatform/<cell>).
+      Decrypted files live only in its C(plaintext) subdirectory (0700, files 0600) while the step that needs them
+      runs; the next run removes what a killed one left there. Never inside the build tree or the secrets directory.
 cellplatform_kubeconfig:
   layer: l0
   type: str
   description:
     - An admin kubeconfig of this cell to use as it is. Unset (the default), L0 fetches one, stores it encrypted as
-      C(<secrets_dir>/kubeconfig.sops.yaml) and every layer decrypts it into the work directory; a kubeconfig named here
-      is never written.
+      C(<secrets_dir>/kubeconfig.sops.yaml) and every layer decrypts it into the plaintext directory for its steps; a
+      kubeconfig named here is never written (in apply mode the preflight checks that it exists).
 cellplatform_terraform_allow_destroy:
   layer: l0
   type: bool
@@ -577,6 +579,100 @@ cellplatform_tls:
         lifetime_days:
           type: int
           description: Validity of the root certificate in days (365-36500); it is never regenerated while valid.
+# --- L3 delivery: Gitea, Harbor, the image-verification policy (L3 work) --------------------------
+cellplatform_gitea:
+  layer: l3
+  type: dict
+  description:
+    - 'Gitea (https://gitea.<dns domain>): its admin account (the password is C(gitea_admin_password) in
+      C(platform.sops.yaml)), its storage and its CloudNativePG database; and whether this Gitea hosts the GitOps
+      repository.'
+    - With C(hosted_gitops) true, C(cellplatform_gitops.repo_url) must be C(https://gitea.<dns domain>/<org>/<repo>.git);
+      L3 then creates that organisation and repository and pushes the rendered tree to it.
+  options:
+    hosted_gitops:
+      type: bool
+      description: Host the GitOps repository in this Gitea (default false, an external repository).
+    admin_user:
+      type: str
+      description: User name of the Gitea admin account L3 configures Gitea with (Gitea's rules; not a reserved
+        name such as C(admin)).
+    admin_email:
+      type: str
+      description: E-mail address of the admin account.
+    storage_gib:
+      type: int
+      description: Size of Gitea's data volume (repositories, LFS) in GiB (1-65536, default 20).
+    database: &l3_database
+      type: dict
+      description: Its PostgreSQL cluster (CloudNativePG).
+      options:
+        instances:
+          type: int
+          description: PostgreSQL instances (1-9, default 2; one primary, the rest streaming replicas).
+        storage_gib:
+          type: int
+          description: Volume size of each instance in GiB (1-65536, default 10).
+cellplatform_harbor:
+  layer: l3
+  type: dict
+  description:
+    - 'Harbor (https://harbor.<dns domain>): the proxy-cache projects for the public registries the platform pulls
+      from, the project the CI pipeline pushes to, volume sizes and its CloudNativePG database. The admin password is
+      C(harbor_admin_password) in C(platform.sops.yaml).'
+  options:
+    ci_project:
+      type: str
+      description: Private project the CI pipeline pushes its images to and whose images must be signed (default
+        C(ci)).
+    proxy_caches:
+      type: list
+      elements: dict
+      description: One proxy-cache project per upstream registry; images are then pulled as
+        C(harbor.<dns domain>/<name>/<image>).
+      options:
+        name:
+          type: str
+          description: Project (and registry endpoint) name, e.g. C(dockerhub).
+        type:
+          type: str
+          choices:
+            - docker-hub
+            - docker-registry
+            - github-ghcr
+            - quay
+            - google-gcr
+            - harbor
+          description: Harbor's registry type of the upstream.
+        url:
+          type: str
+          description: Upstream registry URL (https), e.g. C(https://hub.docker.com).
+    storage:
+      type: dict
+      description: Volume sizes in GiB (1-65536).
+      options:
+        registry_gib:
+          type: int
+          description: Image storage (default 50).
+        trivy_gib:
+          type: int
+          description: Trivy's vulnerability database cache (default 5).
+        jobservice_gib:
+          type: int
+          description: Job logs (default 1).
+        redis_gib:
+          type: int
+          description: Harbor's internal Redis (default 1).
+    database: *l3_database
+cellplatform_image_policy:
+  layer: l3
+  type: str
+  choices:
+    - audit
+    - enforce
+  description:
+    - 'C(audit) or C(enforce): the Kyverno ImageValidatingPolicy that requires a valid Tekton Chains signature on
+      every image of the Harbor CI project (C(enforce) denies unsigned images).'
 # --- resilience (L5 resilience work) -------------------------------------------------------------
 cellplatform_resilience:
   layer: l0

@@ -19,6 +19,7 @@ import yaml
 from ansible_collections.cellplatform.platform.plugins.module_utils.cell_model import (
     LAYER_TITLES as _LAYER_TITLES,
     PLAN_CELL_KEYS,
+    external_names,
 )
 from ansible_collections.cellplatform.platform.plugins.module_utils.sops import KUBERNETES_SECRET_REGEX
 
@@ -181,6 +182,8 @@ def merge_plan(existing, layer=None, components=None, cell=None):
         # plan.json is committed to the GitOps repository: only the cell's own description,
         # never this machine's directories, identities or run mode.
         plan["cell"] = {k: v for k, v in to_plain(cell).items() if k in PLAN_CELL_KEYS}
+        # every name and address the site must know about (DNS, firewall, address plan)
+        plan["external"] = external_names(to_plain(cell))
     merged = {}
     for comp in plan.get("components", []) or []:
         if layer is not None and comp.get("layer") == layer:
@@ -294,6 +297,12 @@ def render_plan_md(plan):
         for node in cell.get("nodes") or []:
             lines.append("| %s | %s | %s | %s |" % (
                 node["name"], node["role"], node.get("address", node["ip"]), node.get("install_disk", "")))
+        lines.append("")
+    if plan.get("external"):
+        lines += ["## Names and addresses outside the cell", "",
+                  "Everything the site's DNS, firewall and address plan must know about.", "",
+                  "| what | name or address | used by |", "|---|---|---|"]
+        lines.extend("| %s | %s | %s |" % (row["what"], row["value"], row["used_by"]) for row in plan["external"])
         lines.append("")
     comps = plan.get("components") or []
     lines += _web_ui_lines(cell, comps)

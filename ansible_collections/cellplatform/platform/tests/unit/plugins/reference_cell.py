@@ -68,6 +68,18 @@ REFERENCE_VARS = {
     "cellplatform_policy_mode": "audit",
     "cellplatform_linkerd": {"trust_anchor_lifetime_days": 3650, "issuer_lifetime_days": 365,
                              "issuer_renew_before_days": 30},
+    "cellplatform_gitea": {"hosted_gitops": True, "admin_user": "gitea-admin", "admin_email": "platform@cell.lan",
+                           "storage_gib": 20, "database": {"instances": 2, "storage_gib": 10}},
+    "cellplatform_harbor": {
+        "ci_project": "ci",
+        "proxy_caches": [{"name": "dockerhub", "type": "docker-hub", "url": "https://hub.docker.com"},
+                         {"name": "ghcr", "type": "github-ghcr", "url": "https://ghcr.io"},
+                         {"name": "quay", "type": "quay", "url": "https://quay.io"},
+                         {"name": "k8s", "type": "docker-registry", "url": "https://registry.k8s.io"}],
+        "storage": {"registry_gib": 50, "trivy_gib": 5, "jobservice_gib": 1, "redis_gib": 1},
+        "database": {"instances": 2, "storage_gib": 10},
+    },
+    "cellplatform_image_policy": "audit",
     # L5 resilience
     "cellplatform_resilience": {
         "enabled": True,

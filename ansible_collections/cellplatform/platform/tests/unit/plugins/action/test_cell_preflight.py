@@ -15,6 +15,7 @@ from ansible.parsing.dataloader import DataLoader
 from ansible.template import Templar, trust_as_template
 
 from ansible_collections.cellplatform.platform.plugins.action.cell_preflight import ActionModule
+from ansible_collections.cellplatform.platform.plugins.plugin_utils import prerequisites
 from ansible_collections.cellplatform.platform.tests.unit.plugins.reference_cell import REFERENCE_VARS
 
 AGE_KEY = "age1jrt4wcqq6sc0gexnntep0xecwky60ugk0euv67me6xm7c7me7udq7r0003"
@@ -169,13 +170,63 @@ def test_layers_option(tmp_path):
     assert result["failed"] is True
 
 
+def controller_checked(calls, problems=(), warnings=()):
+    """A stand-in for prerequisites.check that records what it was asked (unit tests run nothing)."""
+    def fake(reqs, variables, talosctl_path=None):
+        calls.append({"ids": [r["id"] for r in reqs], "mode": variables.get("cellplatform_mode"),
+                      "talosctl_path": talosctl_path})
+        return list(problems), list(warnings)
+    return fake
+
+
 def test_mode_option(tmp_path):
-    result = run(tmp_path, args={"mode": "apply"})
-    assert [p["field"] for p in result["problems"]] == ["cellplatform_age_recipients"]
-    result = run(tmp_path, args={"mode": "apply"}, cellplatform_age_recipients=[AGE_KEY])
-    assert result["cell"]["mode"] == "apply"
-    result = run(tmp_path, args={"mode": "yolo"})
-    assert [p["field"] for p in result["problems"]] == ["mode (task option)"]
+    calls = []
+    with mock.patch.object(prerequisites, "check", side_effect=controller_checked(calls)):
+        result = run(tmp_path, args={"mode": "apply"})
+        assert [p["field"] for p in result["problems"]] == ["cellplatform_age_recipients"]
+        result = run(tmp_path, args={"mode": "apply", "talosctl_path": "/opt/talosctl"},
+                     cellplatform_age_recipients=[AGE_KEY])
+        assert result["cell"]["mode"] == "apply"
+        result = run(tmp_path, args={"mode": "yolo"})
+        assert [p["field"] for p in result["problems"]] == ["mode (task option)"]
+        run(tmp_path)  # render mode: this controller is not checked
+    assert len(calls) == 2
+    assert calls[1]["talosctl_path"] == "/opt/talosctl"
+    assert calls[1]["ids"] == ["sops", "identity", "work_dir", "secrets_dir", "talosctl", "machine_configs", "terraform",
+                               "helm", "pairs:tls_ca", "pairs:linkerd", "secret:external_dns_tsig_secret",
+                               "secret:proxmox_api_token"]
+
+
+def test_controller_problems_are_reported_with_the_inventory_problems(tmp_path):
+    missing = {"field": "talosctl", "value": "(not on PATH)", "message": "talosctl: (not on PATH) is missing",
+               "fix": "install talosctl."}
+    calls = []
+    with mock.patch.object(prerequisites, "check", side_effect=controller_checked(calls, [missing])):
+        result = run(tmp_path, args={"mode": "apply"}, cellplatform_api_port=0, cellplatform_age_recipients=[AGE_KEY])
+    assert result["failed"] is True
+    assert [p["field"] for p in result["problems"]] == ["cellplatform_api_port", "talosctl"]
+    assert result["msg"].startswith("Preflight found 2 problems in the inventory and on this controller")
+    assert "cell" not in result
+
+
+def test_later_preflights_skip_what_an_earlier_one_checked_and_warned(tmp_path):
+    """The preflight runs at the start of every play: what an earlier one on this host found in place
+    is not asked again, and its warnings are shown once."""
+    calls = []
+    tvars = task_vars(tmp_path, cellplatform_mode="apply", cellplatform_age_recipients=[AGE_KEY])
+    with mock.patch.object(prerequisites, "check", side_effect=controller_checked(calls, (), ["a warning"])):
+        action, _conn = make_action(tvars)
+        first = action.run(task_vars=tvars)
+        assert first["warnings"][-1] == "a warning" and "example names" in first["warnings"][0]
+        done = action.registered["EPHEMERAL_FACT"]["cell_preflight__done"]
+        assert done["warned"] is True and "talosctl" in done["checked"]
+        tvars["cell_preflight__done"] = done
+        tvars["cellplatform_cell"] = first["cell"]  # set by the first preflight: not an input
+        action, _conn = make_action(tvars, layers=["l0"])
+        second = action.run(task_vars=tvars)
+    assert second.get("failed") is not True, second.get("msg")
+    assert "warnings" not in second
+    assert calls[1]["ids"] == [] and second["prerequisites"] == []
 
 
 def test_unknown_option_is_rejected(tmp_path):
@@ -189,4 +240,5 @@ def test_cell_is_registered_as_a_host_variable_not_a_fact(tmp_path):
     result = action.run(task_vars=tvars)
     assert "ansible_facts" not in result
     assert action.registered["EPHEMERAL_FACT"]["cellplatform_cell"] == result["cell"]
+    assert action.registered["EPHEMERAL_FACT"]["cell_preflight__done"] == {"checked": [], "warned": False}
     assert action.registered["CACHEABLE_FACT"] == {}

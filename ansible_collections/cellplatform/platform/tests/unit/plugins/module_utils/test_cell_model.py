@@ -87,11 +87,14 @@ def test_model_of_the_reference_cell(ref):
                                    "service_cidr", "talos", "nodes", "controlplane", "workers", "bootstrap_node",
                                    "talos_endpoints", "cluster_dns_domain",
                                    # run settings and the inputs of the layers above, for the roles
-                                   "work_dir", "kubeconfig", "age", "provisioner", "terraform_allow_destroy",
+                                   "work_dir", "plaintext_dir", "kubeconfig", "age", "provisioner",
+                                   "terraform_allow_destroy",
                                    "proxmox", "node_sizes", "dns_domain", "external_dns", "metallb", "karpenter",
                                    "gitops", "argocd_domain", "policy_mode", "linkerd",
                                    # storage, the shared Gateway and TLS
                                    "storage", "gateway", "tls",
+                                   # L3 delivery
+                                   "gitea", "harbor", "image_policy",
                                    # resilience (L5)
                                    "resilience"])
 
@@ -172,6 +175,7 @@ def test_provisioner_none_needs_no_proxmox(ref):
     variables["cellplatform_karpenter"] = {"enabled": False}
     assert cm.validate(variables, hosts) == []
     cell = cm.build_cell_model(variables, hosts)
+    assert cell["proxmox"] is None
     assert cell["nodes"][0]["vm_id"] is None
     assert cell["talos"]["installer_image"].startswith("factory.talos.dev/metal-installer/")
 
@@ -324,6 +328,7 @@ def test_bad_age_checksum_is_reported(ref):
 ])
 def test_gitops_urls(ref, url, ok):
     variables, hosts = ref
+    variables["cellplatform_gitea"]["hosted_gitops"] = False   # any Git URL, not only this cell's Gitea
     variables["cellplatform_gitops"]["repo_url"] = url
     assert (cm.validate(variables, hosts) == []) is ok
 
@@ -398,7 +403,8 @@ def test_model_carries_every_layers_inputs_normalised(ref, monkeypatch):
     monkeypatch.setenv("HOME", "/home/op")
     cell = cm.build_cell_model(variables, hosts)
     assert cell["work_dir"] == "/home/op/.cache/cellplatform/cell"
-    assert cell["kubeconfig"] == {"path": "/home/op/.cache/cellplatform/cell/kubeconfig", "managed": True}
+    assert cell["plaintext_dir"] == "/home/op/.cache/cellplatform/cell/plaintext"
+    assert cell["kubeconfig"] == {"path": "/home/op/.cache/cellplatform/cell/plaintext/kubeconfig", "managed": True}
     assert cell["age"] == {"recipients": [], "identity": "/home/op/.config/sops/age/keys.txt"}
     assert cell["gitops"]["project"] == "platform" and cell["gitops"]["namespace"] == "argocd"
     assert cell["gitops"]["repo_url"] == variables["cellplatform_gitops"]["repo_url"]
@@ -567,3 +573,73 @@ def test_tls_is_an_l1_input_and_ui_names_an_l2_check(ref):
     assert cm.validate(variables, hosts, layers=["l0"]) == []
     assert fields(cm.validate(variables, hosts, layers=["l1"])) == ["cellplatform_tls.issuer"]
     assert fields(cm.validate(variables, hosts, layers=["l2"])) == ["cellplatform_argocd_domain"]
+
+
+# --------------------------------------------------------------------------------------------
+# L3 delivery: Gitea, Harbor, the image policy
+# --------------------------------------------------------------------------------------------
+
+L3_VARS = ("cellplatform_gitea", "cellplatform_harbor", "cellplatform_image_policy")
+
+
+def test_l3_inputs_are_required_only_when_l3_is_selected(ref):
+    variables, hosts = ref
+    for name in L3_VARS:
+        del variables[name]
+    assert cm.validate(variables, hosts, layers=["l0", "l1", "l2"]) == []
+    assert fields(cm.validate(variables, hosts, layers=["l3"])) == list(L3_VARS)
+    cell = cm.build_cell_model(variables, hosts)
+    assert cell["gitea"] is None and cell["harbor"] is None and cell["image_policy"] == "audit"
+
+
+def test_l3_model_fills_defaults_and_finds_the_hosted_repository(ref):
+    variables, hosts = ref
+    variables["cellplatform_gitea"] = {"admin_user": "ops", "admin_email": "ops@cell.lan", "hosted_gitops": True}
+    variables["cellplatform_harbor"] = {"proxy_caches": [{"name": "ghcr", "type": "github-ghcr", "url": "https://ghcr.io/"}]}
+    variables["cellplatform_image_policy"] = "enforce"
+    assert cm.validate(variables, hosts) == []
+    cell = cm.build_cell_model(variables, hosts)
+    assert cell["gitea"] == {"host": "gitea", "hosted_gitops": True, "gitops_repo": {"org": "platform", "name": "cell"},
+                             "admin_user": "ops", "admin_email": "ops@cell.lan", "storage_gib": 20,
+                             "database": {"instances": 2, "storage_gib": 10}}
+    assert cell["harbor"] == {"ci_project": "ci", "proxy_caches": [{"name": "ghcr", "type": "github-ghcr",
+                                                                    "url": "https://ghcr.io"}],
+                              "storage": {"jobservice_gib": 1, "redis_gib": 1, "registry_gib": 50, "trivy_gib": 5},
+                              "database": {"instances": 2, "storage_gib": 10}}
+    assert cell["image_policy"] == "enforce"
+    # an external repository is never treated as hosted
+    variables["cellplatform_gitea"]["hosted_gitops"] = False
+    assert cm.build_cell_model(variables, hosts)["gitea"]["gitops_repo"] is None
+
+
+@pytest.mark.parametrize("url, expected", [
+    ("https://gitea.cell.lan/platform/cell.git", ("platform", "cell")),
+    ("https://gitea.cell.lan/platform/cell", ("platform", "cell")),
+    ("https://gitea.cell.lan/platform/cell.git/", ("platform", "cell")),
+    ("https://gitea.cell.lan:8443/platform/cell.git", None),
+    ("https://gitea.example.org/platform/cell.git", None),
+    ("https://gitea.cell.lan/platform/sub/cell.git", None),
+    ("git@gitea.cell.lan:platform/cell.git", None),
+])
+def test_hosted_gitops_repository_url(url, expected):
+    assert cm.hosted_gitops_repo(url, "cell.lan") == expected
+
+
+@pytest.mark.parametrize("name, problem", [
+    ("gitea-admin", None), ("ops.team_1", None), ("Admin", "reserves"), ("api", "reserves"), ("-ops", "valid"),
+    ("ops-", "valid"), ("a--b", "valid"), ("a" * 41, "valid"), ("ops team", "valid"),
+])
+def test_gitea_names(name, problem):
+    found = cm.gitea_name_problem(name)
+    assert (found is None) if problem is None else (problem in found)
+
+
+def test_l3_problems_all_at_once_with_fixes(ref):
+    variables, hosts = ref
+    variables["cellplatform_gitea"]["database"] = {"instances": 0, "size": 5}
+    variables["cellplatform_harbor"]["proxy_caches"] = [{"name": "q", "type": "quay"}, "ghcr"]
+    problems = cm.validate(variables, hosts, layers=["l3"])
+    assert fields(problems) == ["cellplatform_gitea.database", "cellplatform_gitea.database.instances",
+                                "cellplatform_harbor.proxy_caches[0].url", "cellplatform_harbor.proxy_caches[1]"]
+    assert all(p["fix"] for p in problems)
+    assert "unknown key(s) size" in problems[0]["message"]

@@ -197,6 +197,29 @@ def test_check_mode_generates_nothing(env):
     assert not os.path.exists(str(work))
 
 
+def test_check_mode_writes_a_throwaway_bundle_for_the_preview_only_when_asked(env, tmp_path):
+    """preview_path: a check-mode run of a new cell gets an encrypted throwaway bundle there (never at
+    path), so the machine configs that would be applied can be shown; the cell's bundle is not written."""
+    script, args, keys, work = env
+    script.node(CP[0], 'maintenance')
+    script.on('gen', 'secrets', answer=generating(bundle_yaml()))
+    preview = tmp_path / 'plaintext' / 'talos-secrets.preview.sops.yaml'
+    preview.parent.mkdir()
+    r = run_module(talos_secrets, dict(args, nodes=[CP[0]], preview_path=str(preview)), check=True)
+    assert r['_rc'] == 0 and r['changed'] is True and r['generated'] is False, r
+    assert r['preview'] == str(preview) and not os.path.exists(args['path'])
+    assert sops_utils.recipients_of_file(str(preview)) == keys.recipients and b'ENC[AES256_GCM' in preview.read_bytes()
+    assert yaml.safe_load(sops_utils.decrypt_file(str(preview), str(keys.identity)))['cluster']
+    assert len(gen_calls(script)) == 1
+    # the plaintext of the generation lived under work_dir and is gone
+    assert [p for p in work.rglob('*') if p.is_file()] == []
+    # an existing bundle is verified, not previewed
+    preview.unlink()
+    run_module(talos_secrets, dict(args, nodes=[CP[0]]))
+    r = run_module(talos_secrets, dict(args, nodes=[CP[0]], preview_path=str(preview)), check=True)
+    assert r['_rc'] == 0 and r['changed'] is False and 'preview' not in r and not preview.exists()
+
+
 def test_empty_recipients_fail_before_generating(env):
     script, args, keys, work = env
     script.on('gen', 'secrets', answer=generating(bundle_yaml()))

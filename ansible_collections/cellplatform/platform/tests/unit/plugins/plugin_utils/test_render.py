@@ -130,6 +130,46 @@ def test_plan_cell_leaves_out_what_describes_this_run_on_this_machine():
     assert render.dump_json(plan) == render.dump_json(render.merge_plan({}, "l0", [], dict(cell, mode="render")))
 
 
+def test_plan_lists_every_external_name_and_address():
+    cell = dict(CELL, provisioner="proxmox", proxmox={"endpoint": "https://pve.example.net:8006/"},
+                dns_domain="example.net", gitops={"repo_url": "https://git.example.net/ops/cell.git"},
+                argocd_domain="argocd.example.net", lb_pool=dict(CELL["lb_pool"], range="192.168.100.200-192.168.100.250"),
+                gateway={"name": "platform", "namespace": "gateway", "address": "192.168.100.200",
+                         "hostname": "*.example.net"},
+                tls={"issuer": "acme", "cluster_issuer": "cellplatform-acme",
+                     "acme": {"server": "https://acme-v02.api.letsencrypt.org/directory",
+                              "nameserver": "192.168.100.2:53"}},
+                external_dns={"provider": "rfc2136", "rfc2136": {"host": "192.168.100.2", "port": 53, "zone": "example.net",
+                                                                 "tsig_keyname": "externaldns-key"}},
+                karpenter={"enabled": True, "ipam": {"range": "192.168.100.100-192.168.100.149"}},
+                api=dict(CELL["api"], dns_name="api.example.net"))
+    plan = render.merge_plan({}, "l0", [], cell)
+    values = {row["what"]: row["value"] for row in plan["external"]}
+    assert values == {
+        "Kubernetes API": "https://192.168.100.50:6443",
+        "Kubernetes API DNS name": "api.example.net",
+        "nodes": "cp-1 192.168.100.51, worker-1 192.168.100.61",
+        "LoadBalancer pool": "192.168.100.200-192.168.100.250",
+        "dynamic worker addresses": "192.168.100.100-192.168.100.149",
+        "gateway": "192.168.100.1",
+        "DNS resolvers": "192.168.100.1",
+        "Proxmox API": "https://pve.example.net:8006/",
+        "DNS domain": "example.net",
+        "DNS server (RFC2136)": "192.168.100.2:53, zone example.net",
+        "GitOps repository": "https://git.example.net/ops/cell.git",
+        "shared Gateway": "192.168.100.200 (*.example.net)",
+        "ACME server": "https://acme-v02.api.letsencrypt.org/directory",
+    }
+    md = render.render_plan_md(plan)
+    section = md.split("## Names and addresses outside the cell")[1]
+    for row in plan["external"]:
+        assert "| %s | %s | %s |" % (row["what"], row["value"], row["used_by"]) in section
+    # machines that already boot Talos, no Karpenter: no Proxmox API to reach
+    bare = dict(cell, provisioner="none", karpenter={"enabled": False}, tls={"issuer": "internal-ca"})
+    rows = {row["what"] for row in render.merge_plan({}, "l0", [], bare)["external"]}
+    assert "Proxmox API" not in rows and "ACME server" not in rows
+
+
 def test_plan_md_lists_the_web_uis_and_the_gateway_address():
     cell = dict(CELL, gateway={"name": "platform", "namespace": "gateway", "address": "192.168.100.200",
                                "class_name": "cilium", "hostname": "*.cell.lan"},
