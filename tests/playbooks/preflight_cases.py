@@ -55,6 +55,12 @@ REFERENCE = os.path.join(REPO, "inventories", "production")
 CASES_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "inventories")
 RECORDERS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "recorders")
 DELETE = "__delete__"
+# The object store's keys L5 reads with SeaweedFS (the reference cell): part of the default
+# platform secrets; a case whose ``secrets:`` replaces them and is about other keys lists them too.
+OBJECT_STORE_SECRETS = {"object_store_access_key_id": "backup-access-key",
+                        "object_store_secret_access_key": "backup-secret-key",
+                        "object_store_read_access_key_id": "backup-read-access-key",
+                        "object_store_read_secret_access_key": "backup-read-secret-key"}
 # What the stand-ins answer by default: the pinned versions (talosctl = cellplatform_talos_version).
 TOOL_VERSIONS = {"talosctl": "v1.13.9", "terraform": "1.11.4", "helm": "v3.19.0"}
 HOST_VARIABLES = ("cellplatform_node_ip", "cellplatform_node_install_disk", "cellplatform_node_vm_id")
@@ -146,11 +152,7 @@ def controller_setup(case, directory):
     platform = spec.get("secrets", {
         "proxmox_api_token": "terraform@pve!cell=%s" % pysecrets.token_hex(8),
         "external_dns_tsig_secret": pysecrets.token_hex(16),
-        # L5 with SeaweedFS (the reference cell)
-        "object_store_access_key_id": pysecrets.token_hex(8),
-        "object_store_secret_access_key": pysecrets.token_hex(16),
-        "object_store_read_access_key_id": pysecrets.token_hex(8),
-        "object_store_read_secret_access_key": pysecrets.token_hex(16),
+        **OBJECT_STORE_SECRETS,
     })
     if platform is not None:
         encrypt("platform.sops.yaml", yaml.safe_dump(platform), mine)

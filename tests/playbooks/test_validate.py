@@ -351,7 +351,10 @@ def test_apply_mode_from_extra_vars(tmp_path):
     assert result["cell"]["mode"] == "apply"
     assert result["prerequisites"] == ["sops", "identity", "work_dir", "secrets_dir", "talosctl", "machine_configs",
                                        "terraform", "helm", "pairs:tls_ca", "pairs:linkerd",
-                                       "secret:external_dns_tsig_secret", "secret:proxmox_api_token"]
+                                       "secret:external_dns_tsig_secret", "secret:object_store_access_key_id",
+                                       "secret:object_store_read_access_key_id",
+                                       "secret:object_store_read_secret_access_key",
+                                       "secret:object_store_secret_access_key", "secret:proxmox_api_token"]
     assert sorted(recorded(setup["log"])) == sorted(VERSION_QUESTIONS)
     assert len(result["warnings"]) == 1 and "reference cell's example names" in result["warnings"][0]
     assert not os.path.exists(setup["vars"]["cellplatform_work_dir"])  # checked, not created
@@ -367,7 +370,8 @@ def test_provisioner_none_apply_needs_no_proxmox_terraform_or_token(tmp_path):
     """Machines that already boot Talos: no cellplatform_proxmox block, no terraform on PATH, no
     Proxmox token, Karpenter off: the apply preflight passes and never asks terraform."""
     case = {"name": "bare-metal", "vars": BARE_METAL,
-            "controller": {"tools": {"terraform": None}, "secrets": {"external_dns_tsig_secret": "not-a-real-secret"}}}
+            "controller": {"tools": {"terraform": None}, "secrets": dict(pc.OBJECT_STORE_SECRETS,
+                                                                     external_dns_tsig_secret="not-a-real-secret")}}
     setup = pc.controller_setup(case, str(tmp_path / "controller"))
     inventory = pc.materialize(case, str(tmp_path / "inventories" / "case"), setup)
     proc, data = run_playbook("validate.yml", inventory, env_extra=setup["env"], tmp=tmp_path)
@@ -392,7 +396,7 @@ def test_accepted_inventories_render_through_site(name, tmp_path):
     assert recorded(log) == []
     build = tmp_path / "build" / case["vars"].get("cellplatform_cell_name", "cell")
     plan = json.loads((build / "plan.json").read_text())
-    assert plan["layers_rendered"] == ["l0", "l1", "l2"]
+    assert plan["layers_rendered"] == ["l0", "l1", "l2", "l3", "l5"]
     assert (build / "terraform" / "cell.auto.tfvars.json").exists() == (name != "bare_metal")
 
 

@@ -194,6 +194,8 @@ def test_mode_option(tmp_path):
     assert calls[1]["talosctl_path"] == "/opt/talosctl"
     assert calls[1]["ids"] == ["sops", "identity", "work_dir", "secrets_dir", "talosctl", "machine_configs", "terraform",
                                "helm", "pairs:tls_ca", "pairs:linkerd", "secret:external_dns_tsig_secret",
+                               "secret:object_store_access_key_id", "secret:object_store_read_access_key_id",
+                               "secret:object_store_read_secret_access_key", "secret:object_store_secret_access_key",
                                "secret:proxmox_api_token"]
 
 
