@@ -1933,6 +1933,9 @@ def harbor_model(v):
         "storage": _sized(harbor.get("storage"), HARBOR_STORAGE_DEFAULTS),
         "database": _sized(harbor.get("database"), DATABASE_DEFAULTS),
     }
+
+
+# =============================================================================================
 # Resilience (L5): the object store backups go to (an external S3 endpoint or SeaweedFS in the
 # cell), the Velero schedule and retention, the etcd snapshot schedule. L0 reads ``enabled``:
 # the Talos API access the etcd snapshot CronJob needs is configured only when L5 is on.
