@@ -24,7 +24,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 ROLES = ("l0_infrastructure", "l1_cluster_platform", "l2_core_platform", "l3_delivery", "l4_observability",
-         "l6_security", "l7_developer_portal", "component")
+         "l5_resilience", "l6_security", "l7_developer_portal", "component")
 ROLES_DIR = Path("ansible_collections/cellplatform/platform/roles")
 INVENTORY = Path("inventories/production")
 OUTPUT = Path("docs/variables.md")

@@ -87,6 +87,7 @@ BUILTIN = [
     ("apps/v1", "StatefulSet", "statefulsets", True),
     ("apps/v1", "ReplicaSet", "replicasets", True),
     ("batch/v1", "Job", "jobs", True),
+    ("batch/v1", "CronJob", "cronjobs", True),
     ("discovery.k8s.io/v1", "EndpointSlice", "endpointslices", True),
     ("apiextensions.k8s.io/v1", "CustomResourceDefinition", "customresourcedefinitions", False),
     ("rbac.authorization.k8s.io/v1", "ClusterRole", "clusterroles", False),

@@ -55,6 +55,12 @@ REFERENCE = os.path.join(REPO, "inventories", "production")
 CASES_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "inventories")
 RECORDERS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "recorders")
 DELETE = "__delete__"
+# The object store's keys L5 reads with SeaweedFS (the reference cell): part of the default
+# platform secrets; a case whose ``secrets:`` replaces them and is about other keys lists them too.
+OBJECT_STORE_SECRETS = {"object_store_access_key_id": "backup-access-key",
+                        "object_store_secret_access_key": "backup-secret-key",
+                        "object_store_read_access_key_id": "backup-read-access-key",
+                        "object_store_read_secret_access_key": "backup-read-secret-key"}
 # What the stand-ins answer by default: the pinned versions (talosctl = cellplatform_talos_version).
 TOOL_VERSIONS = {"talosctl": "v1.13.9", "terraform": "1.11.4", "helm": "v3.19.0"}
 HOST_VARIABLES = ("cellplatform_node_ip", "cellplatform_node_install_disk", "cellplatform_node_vm_id")
@@ -156,9 +162,10 @@ def controller_setup(case, directory):
         "external_dns_tsig_secret": pysecrets.token_hex(16),
     })
     if isinstance(platform, dict) and not spec.get("secrets_exactly"):
-        # The admin passwords of L3 and L4 (the reference cell enables both): present unless the
-        # case says its secrets are exactly the ones it lists, so an L0-L2 case is about L0-L2 only.
-        platform = dict(LAYER_ADMIN_SECRETS, **platform)
+        # The admin passwords of L3 and L4 and the L5 object store's keys (the reference cell enables
+        # them all): present unless the case says its secrets are exactly the ones it lists, so an
+        # L0-L2 case is about L0-L2 only.
+        platform = dict(LAYER_ADMIN_SECRETS, **dict(OBJECT_STORE_SECRETS, **platform))
     if platform is not None:
         encrypt("platform.sops.yaml", yaml.safe_dump(platform), mine)
     for name in spec.get("files") or []:

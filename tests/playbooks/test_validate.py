@@ -357,7 +357,10 @@ def test_apply_mode_from_extra_vars(tmp_path):
                                        "terraform", "helm", "pairs:tls_ca", "pairs:linkerd",
                                        "secret:external_dns_tsig_secret", "secret:gitea_admin_password",
                                        "secret:grafana_admin_password", "secret:grafana_admin_user",
-                                       "secret:harbor_admin_password", "secret:proxmox_api_token"]
+                                       "secret:harbor_admin_password", "secret:object_store_access_key_id",
+                                       "secret:object_store_read_access_key_id",
+                                       "secret:object_store_read_secret_access_key",
+                                       "secret:object_store_secret_access_key", "secret:proxmox_api_token"]
     assert sorted(recorded(setup["log"])) == sorted(VERSION_QUESTIONS)
     assert len(result["warnings"]) == 1 and "reference cell's example names" in result["warnings"][0]
     assert not os.path.exists(setup["vars"]["cellplatform_work_dir"])  # checked, not created
@@ -373,7 +376,8 @@ def test_provisioner_none_apply_needs_no_proxmox_terraform_or_token(tmp_path):
     """Machines that already boot Talos: no cellplatform_proxmox block, no terraform on PATH, no
     Proxmox token, Karpenter off: the apply preflight passes and never asks terraform."""
     case = {"name": "bare-metal", "vars": BARE_METAL,
-            "controller": {"tools": {"terraform": None}, "secrets": {"external_dns_tsig_secret": "not-a-real-secret"}}}
+            "controller": {"tools": {"terraform": None}, "secrets": dict(pc.OBJECT_STORE_SECRETS,
+                                                                     external_dns_tsig_secret="not-a-real-secret")}}
     setup = pc.controller_setup(case, str(tmp_path / "controller"))
     inventory = pc.materialize(case, str(tmp_path / "inventories" / "case"), setup)
     proc, data = run_playbook("validate.yml", inventory, env_extra=setup["env"], tmp=tmp_path)

@@ -74,6 +74,9 @@ UNSTORED_CRD_GROUPS = {
     'postgresql.cnpg.io': 'CloudNativePG 1.30.0',
     'operator.tekton.dev': 'Tekton operator v0.81.1',
     'triggers.tekton.dev': 'Tekton Triggers v0.37.0',
+    # Talos itself registers serviceaccounts.talos.dev (machine.features.kubernetesTalosAPIAccess);
+    # no upstream file of it exists to pin.
+    'talos.dev': 'Talos v1.13.9 (registered by Talos at runtime)',
 }
 
 
@@ -327,7 +330,19 @@ class SchemaStore(object):
 
     # Helm -----------------------------------------------------------------------------------
     def chart_files(self, chart, version):
-        return self.index['helm_charts'].get(chart, {}).get(str(version))
+        return self._chart_versions(chart).get(self._stored_version(chart, version))
+
+    def _chart_versions(self, chart):
+        return self.index['helm_charts'].get(chart, {})
+
+    def _stored_version(self, chart, version):
+        """The store's key of chart@version: the version itself, or ``v<version>`` for a chart the
+        store keys by its git tag (chaos-mesh: tag v2.8.3 is chart version 2.8.3 of its repository)."""
+        stored = self._chart_versions(chart)
+        version = str(version)
+        if version not in stored and 'v' + version in stored:
+            return 'v' + version
+        return version
 
     def values(self, values, chart, version):
         """(errors, notes) of a values mapping for chart@version.
@@ -338,7 +353,7 @@ class SchemaStore(object):
         charts = self.index['helm_charts']
         if chart not in charts:
             return [], ['chart %s is not in the schema store; values not checked' % chart]
-        files = charts[chart].get(str(version))
+        files = charts[chart].get(self._stored_version(chart, version))
         if files is None:
             stored = ', '.join(sorted(charts[chart]))
             if any('values.schema.json' in f for f in charts[chart].values()):

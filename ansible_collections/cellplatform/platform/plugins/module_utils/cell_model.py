@@ -1162,6 +1162,7 @@ def validate(variables, hosts, layers=None, mode=None):
         _check_security(checker)
     if "l7" in selected:
         _check_l7(checker, l3_checked="l3" in selected)
+    _check_resilience(checker, l5="l5" in selected)
     return checker.problems
 
 
@@ -1404,6 +1405,8 @@ def _layer_inputs(v):
         "lb_reserved": lb_reserved_model(v),
         # security (L6): RBAC groups and teams
         "security": security_model(v),
+        # resilience (L5; L0 reads whether the Talos API access patch is needed)
+        "resilience": resilience_model(v),
     }
 
 
@@ -2047,8 +2050,7 @@ def security_model(v):
     }
 
 
-# =============================================================================================
-# Observability (L4): the Talos log receiver's address (L0 renders the Talos logging patch from
+# ======================================================================================# Observability (L4): the Talos log receiver's address (L0 renders the Talos logging patch from
 # it), retention and volume sizes, whether those volumes fit the cell's storage, and the
 # LoadBalancer addresses reserved for fixed Services (the Gateway and the log receiver).
 
@@ -2336,3 +2338,160 @@ def backstage_model(v):
                   "reference": "%s/%s:%s%s" % (registry, repository, tag, "@" + digest if digest else "")},
         "database": _sized(backstage.get("database"), DATABASE_DEFAULTS),
     }
+=======
+# Resilience (L5): the object store backups go to (an external S3 endpoint or SeaweedFS in the
+# cell), the Velero schedule and retention, the etcd snapshot schedule. L0 reads ``enabled``:
+# the Talos API access the etcd snapshot CronJob needs is configured only when L5 is on.
+
+# Namespaces of L5 (the etcd snapshot namespace is the only one allowed to use the Talos API).
+RESILIENCE_NAMESPACES = {"velero": "velero", "etcd_backup": "etcd-backup", "object_store": "object-store",
+                         "chaos": "chaos-mesh"}
+# The Talos API role the snapshot CronJob's Talos ServiceAccount gets (brief 15.5).
+ETCD_BACKUP_TALOS_ROLE = "os:etcd:backup"
+OBJECT_STORE_PROVIDERS = ("seaweedfs", "external")
+# SeaweedFS (all-in-one: master, volume, filer and S3 in one pod on a PVC of the cell's storage).
+SEAWEEDFS_RELEASE = "seaweedfs"
+SEAWEEDFS_S3_PORT = 8333
+SEAWEEDFS_REGION = "us-east-1"   # SeaweedFS ignores the region; the AWS SDKs need one
+# Keys of the platform secrets (platform.sops.yaml) holding the object store's credentials.
+OBJECT_STORE_SECRET_KEYS = ("object_store_access_key_id", "object_store_secret_access_key")
+# ... and of the read-only identity SeaweedFS serves besides the admin one (generated otherwise).
+OBJECT_STORE_READ_SECRET_KEYS = ("object_store_read_access_key_id", "object_store_read_secret_access_key")
+RETENTION_DAYS_RANGE = (1, 3650)
+_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_CRON_FIELD_RE = re.compile(r"^[0-9A-Za-z*/,-]+$")
+RESILIENCE_EXAMPLE = ("{enabled: true, object_store: {provider: seaweedfs, bucket: cell-backups, seaweedfs: "
+                      "{volume_gib: 100}}, backups: {schedule: '0 2 * * *', retention_days: 14}, etcd_snapshots: "
+                      "{schedule: '0 */6 * * *'}}")
+
+
+def is_cron(value):
+    """A five-field cron expression (minute hour day-of-month month day-of-week)."""
+    if not isinstance(value, str):
+        return False
+    fields = value.split()
+    return len(fields) == 5 and all(_CRON_FIELD_RE.match(f) for f in fields)
+
+
+def _check_resilience(c, l5):
+    """L0: whether L5 is enabled (the Talos API access patch); L5: the whole setting."""
+    field = "cellplatform_resilience"
+    res = c.want_dict(field, c.top(field), "set %s: %s." % (field, RESILIENCE_EXAMPLE), required=l5)
+    if res is None:
+        return
+    # false is a valid choice: L5 then renders and applies nothing, and L0 grants no Talos API access.
+    enabled = c.want_bool(field + ".enabled", c.sub(res, "enabled"),
+                          "set true to back up the cell (Velero, etcd snapshots) and install Chaos Mesh, false to "
+                          "leave L5 out.")
+    if not enabled or not l5:
+        return
+    _check_object_store(c, field + ".object_store", c.sub(res, "object_store"))
+    sub = field + ".backups"
+    backups = c.want_dict(sub, c.sub(res, "backups"), "set %s: {schedule: '0 2 * * *', retention_days: 14}." % sub)
+    if backups is not None:
+        _want_cron(c, sub + ".schedule", c.sub(backups, "schedule"), "0 2 * * *")
+        c.want_int(sub + ".retention_days", c.sub(backups, "retention_days"), *RETENTION_DAYS_RANGE)
+    sub = field + ".etcd_snapshots"
+    etcd = c.want_dict(sub, c.sub(res, "etcd_snapshots"), "set %s: {schedule: '0 */6 * * *'}." % sub)
+    if etcd is not None:
+        _want_cron(c, sub + ".schedule", c.sub(etcd, "schedule"), "0 */6 * * *")
+
+
+def _want_cron(c, field, value, example):
+    fix = "set a five-field cron expression (minute hour day-of-month month day-of-week), e.g. '%s'." % example
+    if c.want_str(field, value, fix) is not None and not is_cron(value):
+        c.add(field, value, "is not a five-field cron expression", fix)
+
+
+def _check_object_store(c, field, value):
+    store = c.want_dict(field, value, "set %s: {provider: seaweedfs|external, bucket, seaweedfs: {volume_gib} | "
+                                      "external: {endpoint, region, path_style}}." % field)
+    if store is None:
+        return
+    provider = c.want_choice(field + ".provider", c.sub(store, "provider"), OBJECT_STORE_PROVIDERS)
+    bucket = c.sub(store, "bucket")
+    bucket_fix = "use 3-63 lowercase letters, digits, '.' and '-', starting and ending with a letter or digit, e.g. " \
+                 "cell-backups."
+    if c.want_str(field + ".bucket", bucket, bucket_fix) is not None and (
+            not _BUCKET_RE.match(bucket) or ".." in bucket or parse_ip(bucket) is not None):
+        c.add(field + ".bucket", bucket, "is not a valid S3 bucket name", bucket_fix)
+    other = {"seaweedfs": "external", "external": "seaweedfs"}.get(provider)
+    if other and c.sub(store, other) not in (MISSING, None):
+        c.add(field + "." + other, _plain(c.sub(store, other)), "is set, but provider is %s" % provider,
+              "remove %s.%s, or set provider: %s." % (field, other, other))
+    if provider == "seaweedfs":
+        sub = field + ".seaweedfs"
+        sw = c.want_dict(sub, c.sub(store, "seaweedfs"), "set %s: {volume_gib: <GiB of its volume>}." % sub)
+        if sw is not None:
+            c.want_int(sub + ".volume_gib", c.sub(sw, "volume_gib"), 1, SIZE_GIB_MAX)
+    elif provider == "external":
+        sub = field + ".external"
+        ext = c.want_dict(sub, c.sub(store, "external"), "set %s: {endpoint: https://s3.example.org, region: "
+                                                         "us-east-1, path_style: true}." % sub)
+        if ext is None:
+            return
+        endpoint = c.sub(ext, "endpoint")
+        ep_fix = "set the S3 API URL, e.g. https://s3.example.org or https://%s:9000." % _example_host(None)
+        if c.want_str(sub + ".endpoint", endpoint, ep_fix) is not None:
+            if endpoint.startswith("http://"):
+                c.add(sub + ".endpoint", endpoint, "uses plain http",
+                      "use https:// (backups and credentials must not travel in clear text); give ca_bundle for a "
+                      "private CA.")
+            elif not _url_ok(endpoint, ("https",)):
+                c.add(sub + ".endpoint", endpoint, "is not an https:// URL with a host", ep_fix)
+        c.want_str(sub + ".region", c.sub(ext, "region"), "set the region the bucket is in (any name, e.g. "
+                                                          "us-east-1, for stores that ignore it).")
+        c.want_bool(sub + ".path_style", c.sub(ext, "path_style"),
+                    "set true for path-style URLs (https://host/bucket, most self-hosted stores), false for "
+                    "virtual-hosted style (https://bucket.host).")
+        ca = c.sub(ext, "ca_bundle")
+        ca_fix = "paste the PEM certificate(s) of the CA that signed the endpoint's certificate, or remove ca_bundle."
+        if c.want_str(sub + ".ca_bundle", ca, ca_fix, required=False) is not None and \
+                "-----BEGIN CERTIFICATE-----" not in ca:
+            c.add(sub + ".ca_bundle", "(%d characters)" % len(ca), "holds no PEM certificate", ca_fix)
+        if isinstance(ca, str) and "PRIVATE KEY" in ca:
+            c.add(sub + ".ca_bundle", "(%d characters)" % len(ca), "holds a private key",
+                  "remove the key: only the CA certificate belongs here.")
+
+
+def resilience_model(v):
+    """cellplatform_cell.resilience: {enabled, namespaces, talos_api_access, object_store, backups, etcd_snapshots}."""
+    res = v.get("cellplatform_resilience")
+    enabled = isinstance(res, Mapping) and _as_bool(res.get("enabled"))
+    out = {
+        "enabled": enabled,
+        "namespaces": dict(RESILIENCE_NAMESPACES),
+        # L0's control-plane patch (machine.features.kubernetesTalosAPIAccess): only with L5.
+        "talos_api_access": {"roles": [ETCD_BACKUP_TALOS_ROLE],
+                             "namespaces": [RESILIENCE_NAMESPACES["etcd_backup"]]} if enabled else None,
+    }
+    if not enabled:
+        return out
+    store = res.get("object_store") if isinstance(res.get("object_store"), Mapping) else {}
+    provider = str(store.get("provider") or "")
+    domain = str(v.get("cellplatform_cluster_dns_domain") or "cluster.local")
+    obj = {"provider": provider, "bucket": str(store.get("bucket") or ""), "in_cell": provider == "seaweedfs",
+           "secret_keys": {"access_key_id": OBJECT_STORE_SECRET_KEYS[0],
+                           "secret_access_key": OBJECT_STORE_SECRET_KEYS[1]}}
+    if provider == "seaweedfs":
+        sw = store.get("seaweedfs") if isinstance(store.get("seaweedfs"), Mapping) else {}
+        namespace = RESILIENCE_NAMESPACES["object_store"]
+        obj.update(endpoint="http://%s-all-in-one.%s.svc.%s:%d" % (SEAWEEDFS_RELEASE, namespace, domain, SEAWEEDFS_S3_PORT),
+                   region=SEAWEEDFS_REGION, path_style=True, ca_bundle=None,
+                   volume_gib=_int_or_none(sw.get("volume_gib")))
+        obj["secret_keys"].update(read_access_key_id=OBJECT_STORE_READ_SECRET_KEYS[0],
+                                  read_secret_access_key=OBJECT_STORE_READ_SECRET_KEYS[1])
+    else:
+        ext = store.get("external") if isinstance(store.get("external"), Mapping) else {}
+        obj.update(endpoint=str(ext.get("endpoint") or "").rstrip("/"), region=str(ext.get("region") or ""),
+                   path_style=_as_bool(ext.get("path_style")), ca_bundle=ext.get("ca_bundle") or None,
+                   volume_gib=None)
+    backups = res.get("backups") if isinstance(res.get("backups"), Mapping) else {}
+    days = _int_or_none(backups.get("retention_days"))
+    etcd = res.get("etcd_snapshots") if isinstance(res.get("etcd_snapshots"), Mapping) else {}
+    out.update(object_store=obj,
+               backups={"schedule": str(backups.get("schedule") or ""), "retention_days": days,
+                        "ttl": "%dh0m0s" % (days * 24) if days else None},
+               etcd_snapshots={"schedule": str(etcd.get("schedule") or ""),
+                               "prefix": "%s/etcd" % v.get("cellplatform_cell_name")})
+    return out

@@ -810,6 +810,80 @@ cellplatform_backstage:
           type: str
           description: Optional C(sha256:<64 hex digits>) the tag must resolve to.
     database: *l3_database
+# --- resilience (L5 resilience work) -------------------------------------------------------------
+cellplatform_resilience:
+  layer: l0
+  type: dict
+  description:
+    - 'Resilience of the cell (L5): Velero backups of the platform namespaces (with file-system backup of their
+      volumes), scheduled etcd snapshots through the Talos API (siderolabs/talos-backup, age-encrypted), both shipped
+      to one S3 object store, and Chaos Mesh with a library of paused experiments.'
+    - L0 reads C(enabled) (the control planes allow the etcd snapshot namespace the Talos API role C(os:etcd:backup)
+      only when L5 is on); L5 needs the whole setting. The object store's credentials are the platform secrets
+      C(object_store_access_key_id) and C(object_store_secret_access_key) (SeaweedFS also
+      C(object_store_read_access_key_id) and C(object_store_read_secret_access_key)), see docs/secrets.md.
+  options:
+    enabled:
+      type: bool
+      description: C(true) installs L5; C(false) leaves it (and the Talos API access) out.
+    object_store:
+      type: dict
+      description: The S3-compatible object store Velero and the etcd snapshots write to.
+      options:
+        provider:
+          type: str
+          choices:
+            - seaweedfs
+            - external
+          description: C(seaweedfs) (SeaweedFS in the cell, one all-in-one pod on a volume of the cell's default
+            StorageClass; for cells without an object store; MinIO is archived) or C(external) (an S3 endpoint outside
+            the cell, preferred when there is one, since backups then survive the cell).
+        bucket:
+          type: str
+          description: The bucket (S3 naming rules); SeaweedFS creates it, an external store must have it.
+        seaweedfs:
+          type: dict
+          description: SeaweedFS settings (provider C(seaweedfs)).
+          options:
+            volume_gib:
+              type: int
+              description: Size in GiB of its volume on the cell's default StorageClass.
+        external:
+          type: dict
+          description: The external endpoint (provider C(external)).
+          options:
+            endpoint:
+              type: str
+              description: The S3 API URL (C(https://) only), e.g. C(https://s3.example.org).
+            region:
+              type: str
+              description: The bucket's region (stores that ignore it still need a name, e.g. C(us-east-1)).
+            path_style:
+              type: bool
+              description: C(true) for path-style requests (C(https://host/bucket)), which most self-hosted stores
+                need; C(false) for virtual-hosted style.
+            ca_bundle:
+              type: str
+              description: PEM certificate(s) of the CA that signed the endpoint's certificate, when it is private.
+    backups:
+      type: dict
+      description: The daily Velero backup of the platform namespaces.
+      options:
+        schedule:
+          type: str
+          description: Five-field cron expression (UTC), e.g. C(0 2 * * *).
+        retention_days:
+          type: int
+          description: Days a backup is kept (1-3650; Velero's TTL, after which it deletes the backup and its data).
+    etcd_snapshots:
+      type: dict
+      description: The etcd snapshot CronJob (siderolabs/talos-backup); snapshots are age-encrypted to the cell's
+        first age recipient and written to C(<bucket>/<cell>/etcd/). They are not pruned by the tool; expire them
+        with a lifecycle rule of the store.
+      options:
+        schedule:
+          type: str
+          description: Five-field cron expression (UTC), e.g. C(0 */6 * * *).
 """)
 
 HOST_VARIABLES = tuple(name for name, spec in INVENTORY_SCHEMA.items() if spec.get("scope") == "host")

@@ -86,6 +86,11 @@ SECRET_KEYS = {
     "grafana_admin_user": ("l4_observability_platform_secret_keys", "grafana_admin_user", "grafana_admin_user"),
     "grafana_admin_password": ("l4_observability_platform_secret_keys", "grafana_admin_password",
                                "grafana_admin_password"),
+    # L5: the object store's keys (the cell model names them, module_utils/cell_model.py)
+    "object_store_access_key": (None, None, "object_store_access_key_id"),
+    "object_store_secret_key": (None, None, "object_store_secret_access_key"),
+    "object_store_read_access_key": (None, None, "object_store_read_access_key_id"),
+    "object_store_read_secret_key": (None, None, "object_store_read_secret_access_key"),
 }
 # Who reads each key (for the messages).
 PURPOSES = {
@@ -100,7 +105,13 @@ PURPOSES = {
     "harbor_admin_password": "Harbor (its admin account, L3)",
     "grafana_admin_user": "Grafana (its admin user name, L4)",
     "grafana_admin_password": "Grafana (its admin password, L4)",
+    "object_store_access_key": "Velero and the etcd snapshots (object store access key)",
+    "object_store_secret_key": "Velero and the etcd snapshots (object store secret key)",
+    "object_store_read_access_key": "SeaweedFS (its read-only identity's access key)",
+    "object_store_read_secret_key": "SeaweedFS (its read-only identity's secret key)",
 }
+# Tags of the L5 components that read the object store's keys.
+L5_OBJECT_STORE_TAGS = ("l5", "seaweedfs", "velero", "etcd_backup")
 PROXMOX_TOKEN_PURPOSES = ("terraform_proxmox_token", "karpenter_proxmox_token", "ccm_proxmox_token")
 _PROXMOX_TOKEN_RE = re.compile(r"^[^@\s]+@[^!\s]+![^=\s]+=\S+$")
 # Tags of the steps each requirement serves (the role and component tags of those steps).
@@ -285,6 +296,11 @@ def requirements(variables, layers, run_tags=None, skip_tags=None, secret_keys=N
             purposes.append("harbor_admin_password")
     if "l4" in layers and _selected(("l4", "grafana"), run_tags, skip_tags):
         purposes.extend(("grafana_admin_user", "grafana_admin_password"))
+    if "l5" in layers and _bool(_get(v, "cellplatform_resilience", "enabled")) and \
+            _selected(L5_OBJECT_STORE_TAGS, run_tags, skip_tags):
+        purposes.extend(("object_store_access_key", "object_store_secret_key"))
+        if _get(v, "cellplatform_resilience", "object_store", "provider") == "seaweedfs":
+            purposes.extend(("object_store_read_access_key", "object_store_read_secret_key"))
     by_key = {}
     for purpose in purposes:
         by_key.setdefault(keys[purpose], []).append(purpose)

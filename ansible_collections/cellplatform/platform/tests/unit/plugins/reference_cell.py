@@ -91,4 +91,11 @@ REFERENCE_VARS = {
     # L7 developer portal
     "cellplatform_backstage": {"image": {"registry": "harbor.cell.lan", "repository": "ci/backstage", "tag": "1.0.0"},
                                "database": {"instances": 2, "storage_gib": 5}},
+    # L5 resilience
+    "cellplatform_resilience": {
+        "enabled": True,
+        "object_store": {"provider": "seaweedfs", "bucket": "cell-backups", "seaweedfs": {"volume_gib": 40}},
+        "backups": {"schedule": "0 2 * * *", "retention_days": 14},
+        "etcd_snapshots": {"schedule": "0 */6 * * *"},
+    },
 }

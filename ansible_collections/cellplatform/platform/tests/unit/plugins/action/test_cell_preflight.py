@@ -196,6 +196,8 @@ def test_mode_option(tmp_path):
                                "helm", "pairs:tls_ca", "pairs:linkerd", "secret:external_dns_tsig_secret",
                                "secret:gitea_admin_password", "secret:grafana_admin_password",
                                "secret:grafana_admin_user", "secret:harbor_admin_password",
+                               "secret:object_store_access_key_id", "secret:object_store_read_access_key_id",
+                               "secret:object_store_read_secret_access_key", "secret:object_store_secret_access_key",
                                "secret:proxmox_api_token"]
 
 

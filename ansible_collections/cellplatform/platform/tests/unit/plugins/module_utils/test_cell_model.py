@@ -102,7 +102,9 @@ def test_model_of_the_reference_cell(ref):
                                    # security (L6)
                                    "security",
                                    # L7 developer portal
-                                   "backstage"])
+                                   "backstage",
+                                   # resilience (L5)
+                                   "resilience"])
     assert cell["security"] == {"admin_groups": ["platform-admins"], "operator_groups": ["platform-operators"],
                                 "teams": [{"name": "shop", "groups": ["shop-developers"], "namespaces": ["shop"]}]}
     assert cell["backstage"] == {

@@ -372,3 +372,17 @@ def test_check_collects_every_problem(cell, bin_dir, tmp_path):
     problems = pr.check(pr.requirements(variables, ALL), variables)[0]
     assert [p["field"] for p in problems] == ["sops", "terraform", "helm", "cellplatform_kubeconfig",
                                               "secrets file platform.sops.yaml"]
+
+
+def test_l5_needs_the_object_store_keys_of_its_provider():
+    variables = copy.deepcopy(REFERENCE_VARS)
+    secrets = [i for i in ids(pr.requirements(variables, ["l5"])) if i.startswith("secret:")]
+    assert secrets == ["secret:object_store_access_key_id", "secret:object_store_read_access_key_id",
+                       "secret:object_store_read_secret_access_key", "secret:object_store_secret_access_key"]
+    # Chaos Mesh alone reads none of them
+    assert not [i for i in ids(pr.requirements(variables, ["l5"], run_tags=["chaos_mesh"])) if i.startswith("secret:")]
+    variables["cellplatform_resilience"]["object_store"] = {"provider": "external", "bucket": "b"}
+    assert [i for i in ids(pr.requirements(variables, ["l5"])) if i.startswith("secret:")] == [
+        "secret:object_store_access_key_id", "secret:object_store_secret_access_key"]
+    variables["cellplatform_resilience"] = {"enabled": False}
+    assert not [i for i in ids(pr.requirements(variables, ["l5"])) if i.startswith("secret:")]
