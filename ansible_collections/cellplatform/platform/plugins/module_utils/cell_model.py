@@ -2050,7 +2050,8 @@ def security_model(v):
     }
 
 
-# ======================================================================================# Observability (L4): the Talos log receiver's address (L0 renders the Talos logging patch from
+# =============================================================================================
+# Observability (L4): the Talos log receiver's address (L0 renders the Talos logging patch from
 # it), retention and volume sizes, whether those volumes fit the cell's storage, and the
 # LoadBalancer addresses reserved for fixed Services (the Gateway and the log receiver).
 
@@ -2338,7 +2339,8 @@ def backstage_model(v):
                   "reference": "%s/%s:%s%s" % (registry, repository, tag, "@" + digest if digest else "")},
         "database": _sized(backstage.get("database"), DATABASE_DEFAULTS),
     }
-=======
+
+
 # Resilience (L5): the object store backups go to (an external S3 endpoint or SeaweedFS in the
 # cell), the Velero schedule and retention, the etcd snapshot schedule. L0 reads ``enabled``:
 # the Talos API access the etcd snapshot CronJob needs is configured only when L5 is on.
