@@ -178,6 +178,21 @@ def test_every_platform_component_is_monitored(site):
     assert kps["crds"]["enabled"] is False
 
 
+# L3's charts ship no rules: L4's platform rules and dashboard cover them, by their metrics' prefixes.
+L3_METRICS = {"cloudnative-pg": "cnpg_", "harbor": "harbor_", "tekton": "tekton_"}
+
+
+def test_l4_platform_rules_and_dashboard_cover_l3(site):
+    build = site["build"]
+    rule, dashboard = _docs(build / "l4/platform-monitoring/manifests.yaml")
+    groups = {g["name"]: " ".join(r["expr"] for r in g["rules"]) for g in rule["spec"]["groups"]}
+    uncovered = {group: prefix for group, prefix in L3_METRICS.items() if prefix not in groups.get(group, "")}
+    assert not uncovered, "L3 components without platform rules on their metrics: %s" % uncovered
+    exprs = " ".join(p["targets"][0]["expr"]
+                     for p in json.loads(dashboard["data"]["cellplatform-components.json"])["panels"])
+    missing = [prefix for prefix in list(L3_METRICS.values()) + ["gitea_"] if prefix not in exprs]
+    assert not missing, "no panel of the platform dashboard shows the metrics %s" % missing
+
 
 def test_talos_logs_go_to_the_reserved_receiver_address(site):
     """L0's per-node patches point machine.logging at the address L4's receiver Service asks MetalLB
