@@ -16,8 +16,8 @@ HTTP, the organisation webhook to the EventListener (with the same secret the Ev
 checks) and the clone token. Check mode writes nothing anywhere; the second run changes nothing
 (no release, no object, no API write, no push, credential files byte-identical); a robot whose
 secret is lost stops the run with the way out; no secret appears in build/, the helm records or
-the output. The cluster starts with what L0-L2 leave: Gateway API and cert-manager CRDs, the
-Kyverno namespace and the ImageValidatingPolicy CRD.
+the output. The cluster starts with what L0-L2 leave: Gateway API, prometheus-operator and
+cert-manager CRDs, the Kyverno namespace and the ImageValidatingPolicy CRD.
 
     scripts/netns-run .venv/bin/pytest -q -p no:cacheprovider tests/integration/test_l3_apply.py
 """
@@ -40,7 +40,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from apply_fixtures import (apply_run_setup, Conditions, crd, deployment, gateway_api_crds, helm_calls, Player,
-                            preinstall, recap, run_playbook, SecretsDir, statefulset, webhook, write_chart)
+                            preinstall, prometheus_operator_crds, recap, run_playbook, SecretsDir, statefulset, webhook,
+                            write_chart)
 from delivery_api import GiteaDouble, HarborDouble
 from fake_kube_api import FakeKubeAPI
 from ansible_collections.cellplatform.platform.plugins.module_utils import sops as sops_utils
@@ -78,7 +79,8 @@ def l3_charts(charts_dir):
          "spec": {"ports": [{"port": 3000}], "selector": {"app": "gitea"}}},
     ])
     write_chart(charts_dir, "harbor", "1.19.1", "2.15.1", [
-        deployment(name) for name in ("harbor-core", "harbor-portal", "harbor-registry", "harbor-jobservice", "harbor-nginx")
+        deployment(name) for name in ("harbor-core", "harbor-portal", "harbor-registry", "harbor-jobservice", "harbor-nginx",
+                                      "harbor-exporter")
     ] + [statefulset("harbor-redis"), statefulset("harbor-trivy")])
     write_chart(charts_dir, "tekton-operator", "0.81.1", "v0.81.1", [
         crd("operator.tekton.dev", kind, kind.lower() + "s", ("v1alpha1",), "Cluster") for kind in (
@@ -212,7 +214,7 @@ def l3_run(tmp_path_factory):
             tmp, secrets, charts, component_poll_interval=1, component_wait_timeout=30,
             l3_delivery_gitea_url=gitea.url, l3_delivery_harbor_url=harbor.url,
             l3_delivery_api_retry_delay=1, l3_delivery_api_wait_timeout=30)
-        preinstall(api, gateway_api_crds() + cert_manager_crds() + kyverno_leftovers())
+        preinstall(api, gateway_api_crds() + prometheus_operator_crds() + cert_manager_crds() + kyverno_leftovers())
         writes_before = len(api.writes())
         rc0, out0 = run_playbook("playbooks/l3.yml", env, extra, ["--check", "--diff"])
         check = {"writes": len(api.writes()) - writes_before, "calls": helm_calls(state),
@@ -305,10 +307,17 @@ def check_namespaces_databases_and_crds_before_their_users(run):
     crs = {"Cluster": "clusters.postgresql.cnpg.io", "TektonConfig": "tektonconfigs.operator.tekton.dev",
            "Task": "tasks.tekton.dev", "Pipeline": "pipelines.tekton.dev", "EventListener": "eventlisteners.triggers.tekton.dev",
            "TriggerTemplate": "triggertemplates.triggers.tekton.dev", "ImageValidatingPolicy":
-           "imagevalidatingpolicies.policies.kyverno.io"}
+           "imagevalidatingpolicies.policies.kyverno.io", "PodMonitor": "podmonitors.monitoring.coreos.com",
+           "ServiceMonitor": "servicemonitors.monitoring.coreos.com"}
     for event in writes:
         if event["kind"] in crs and event["field_manager"] == "cellplatform":
             assert established[crs[event["kind"]]] < event["seq"], event
+    # the monitors of our own manifests (the databases, what the Tekton operator installs, the EventListener)
+    monitors = [("PodMonitor", "gitea-db", "gitea"), ("PodMonitor", "harbor-db", "harbor"),
+                ("ServiceMonitor", "tekton-components", "tekton-operator"), ("ServiceMonitor", "el-gitea", "ci")]
+    assert all(api.get("monitoring.coreos.com/v1", kind, name, ns) for kind, name, ns in monitors)
+    assert api.get("monitoring.coreos.com/v1", "PodMonitor", "gitea-db", "gitea")["spec"]["selector"] == {
+        "matchLabels": {"cnpg.io/cluster": "gitea-db"}}
     # no admission webhook refused anything: the gates waited for the endpoints
     assert [e for e in events if (e["code"] or 0) >= 500] == []
     # the CI pipeline's objects only after the operator reported Tekton Ready

@@ -155,24 +155,50 @@ UNMONITORED = {
     "kyverno-policies": "policies only",
     "linkerd-crds": "CRDs only",
     "linkerd-cni": "no metrics endpoint",
+    "image-verification": "a Kyverno policy only (Kyverno's ServiceMonitors)",
 }
 
 
 def test_every_platform_component_is_monitored(site):
-    """Every component of L0-L2 and L4 that runs pods declares the prometheus-operator objects its
-    chart or manifests create (record field monitors), so Prometheus scrapes it; L4 scrapes them all."""
-    comps = [c for c in site["plan"]["components"] if c["layer"] in ("l0", "l1", "l2", "l4")]
+    """Every component of L0-L4 that runs pods declares the prometheus-operator objects its chart
+    or manifests create (record field monitors), so Prometheus scrapes it; L4 scrapes them all."""
+    comps = [c for c in site["plan"]["components"] if c["layer"] in ("l0", "l1", "l2", "l3", "l4")]
+    assert {c["layer"] for c in comps} == {"l0", "l1", "l2", "l3", "l4"}, "a layer was not rendered"
     missing = sorted(c["name"] for c in comps if not c.get("monitors") and c["name"] not in UNMONITORED)
     assert not missing, "components without monitors (and no reason in UNMONITORED): %s" % missing
     # (local-path-provisioner is not rendered with the reference cell's Longhorn)
     stale = sorted(c["name"] for c in comps if c.get("monitors") and c["name"] in UNMONITORED)
     assert not stale, "UNMONITORED lists components that are monitored now: %s" % stale
+    # what a record's own manifests create is declared too (its CRDs gate the apply)
+    undeclared = {}
+    for comp in comps:
+        kinds = {d["kind"] for rel in comp["manifests"] for d in _docs(site["build"] / rel)
+                 if str(d.get("apiVersion", "")).startswith("monitoring.coreos.com/")}
+        if kinds - set(comp.get("monitors", [])):
+            undeclared[comp["name"]] = sorted(kinds - set(comp.get("monitors", [])))
+    assert not undeclared, "manifests create prometheus-operator objects their monitors do not list: %s" % undeclared
     # one owner of the prometheus-operator CRDs: L0, before anything that renders a monitor
     plan = {c["name"]: c for c in comps}
     crds = plan["prometheus-operator-crds"]
     assert crds["layer"] == "l0" and all(c["sync_wave"] >= crds["sync_wave"] for c in comps if c.get("monitors"))
     kps = yaml.safe_load((site["build"] / plan["kube-prometheus-stack"]["values_file"]).read_text())
     assert kps["crds"]["enabled"] is False
+
+
+# L3's charts ship no rules: L4's platform rules and dashboard cover them, by their metrics' prefixes.
+L3_METRICS = {"cloudnative-pg": "cnpg_", "harbor": "harbor_", "tekton": "tekton_"}
+
+
+def test_l4_platform_rules_and_dashboard_cover_l3(site):
+    build = site["build"]
+    rule, dashboard = _docs(build / "l4/platform-monitoring/manifests.yaml")
+    groups = {g["name"]: " ".join(r["expr"] for r in g["rules"]) for g in rule["spec"]["groups"]}
+    uncovered = {group: prefix for group, prefix in L3_METRICS.items() if prefix not in groups.get(group, "")}
+    assert not uncovered, "L3 components without platform rules on their metrics: %s" % uncovered
+    exprs = " ".join(p["targets"][0]["expr"]
+                     for p in json.loads(dashboard["data"]["cellplatform-components.json"])["panels"])
+    missing = [prefix for prefix in list(L3_METRICS.values()) + ["gitea_"] if prefix not in exprs]
+    assert not missing, "no panel of the platform dashboard shows the metrics %s" % missing
 
 
 def test_talos_logs_go_to_the_reserved_receiver_address(site):
