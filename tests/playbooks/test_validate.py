@@ -131,6 +131,11 @@ def preflight_in_process(case, tmp_path, monkeypatch):
 # The case files themselves
 # --------------------------------------------------------------------------------------------
 
+def test_site_runs_every_layer_in_order():
+    """Each layer builds on the ones below it (L7's catalog reads every lower layer's plan)."""
+    assert SITE_LAYERS == ["l%d" % n for n in range(8)], SITE_LAYERS
+
+
 def test_enough_negative_inventories():
     layers = [pc.load_case(name)["layer"] for name in pc.case_names()]
     assert layers.count("l0") >= 30
