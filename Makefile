@@ -14,11 +14,12 @@ export PATH := $(BIN):$(PATH)
 export TF_CLI_CONFIG_FILE := $(CURDIR)/scripts/terraformrc
 export CHECKPOINT_DISABLE := 1
 
-.PHONY: help venv render validate test schemas units integration playbooks molecule sanity lint bench clean
+.PHONY: help venv render validate test test-extended schemas units integration playbooks molecule sanity lint bench clean
 
 help:
 	@echo "make render     render the reference cell into build/ (sets up .venv first)"
 	@echo "make test       run every check offline (sets up .venv first)"
+	@echo "make test-extended  the pytest stage with the day-2 scenario suite too (longer)"
 	@echo "make schemas    fetch the pinned upstream schemas into .cache/schemas (full schema checks)"
 	@echo "make validate   run the inventory preflight alone"
 	@echo "make bench      time render and simulated apply (writes docs/benchmarks.md figures)"
@@ -39,6 +40,11 @@ validate: venv
 # (scripts/netns-run); static checks (sanity, lint) run outside it.
 test: venv
 	scripts/run-tests.sh
+
+# The extended suite too: the day-2 scenarios (upgrade, remove/replace nodes, etcd restore,
+# renewal) on a cell built on the talosctl double, about 13 minutes of CPU more.
+test-extended: venv
+	CELLPLATFORM_EXTENDED=1 scripts/run-tests.sh pytest
 
 # The schema store of the tests (tests/support/schemas.lock.json: URLs + sha256). Not inside
 # scripts/netns-run: this is the one target that downloads. Offline, set CELLPLATFORM_SCHEMAS.

@@ -38,7 +38,9 @@ from fake_kube_api import FakeKubeAPI  # noqa: E402  pylint: disable=import-erro
 from talosctl_double import cli as _double_cli  # noqa: E402,F401  pylint: disable=import-error,wrong-import-position,unused-import
 from talosctl_double import day2 as double_snapshots  # noqa: E402  pylint: disable=import-error,wrong-import-position
 
-pytestmark = pytest.mark.slow  # one cell, ~25 ansible-playbook runs: about 30 minutes on two busy cores
+# One cell, ~25 ansible-playbook runs (upgrade, remove, replace, restore, renew): about 13 minutes of
+# CPU, so `make test-extended` runs this file and `make test` leaves it out (docs/proven.md says so).
+pytestmark = [pytest.mark.slow, pytest.mark.extended]
 
 NAMES = [name for name, _ip in NODES]
 IP = dict(NODES)

@@ -697,7 +697,7 @@ def test_storage_against_helm_and_kube_doubles(cell, second_run, tmp_path):
     import sys as _sys
     from fake_kube_api import FakeKubeAPI  # tests/doubles
     _sys.path.insert(0, str(REPO / 'tests' / 'integration'))
-    from apply_fixtures import crd, daemonset, deployment, webhook, write_chart  # noqa: E402
+    from apply_fixtures import crd, daemonset, deployment, preinstall, prometheus_operator_crds, webhook, write_chart  # noqa: E402
 
     def config_docs(node):
         data = sops_open(cell['build'] / 'talos' / 'machineconfigs' / ('%s.sops.yaml' % node), cell['keys'])
@@ -728,6 +728,9 @@ def test_storage_against_helm_and_kube_doubles(cell, second_run, tmp_path):
     with FakeKubeAPI(ready_delay=1, crd_delay=1) as api:
         kubeconfig = tmp_path / 'kubeconfig'
         api.write_kubeconfig(str(kubeconfig))
+        # What L0 left in the cluster before: the prometheus-operator CRDs Longhorn's ServiceMonitor needs
+        # (the record's monitors make them required; -t storage alone does not install them).
+        preinstall(api, prometheus_operator_crds())
         helm_state = tmp_path / 'helm-state'
         saved = dict(cell['env']), dict(cell['extra'])
         cell['env'].update({'HELM_DOUBLE_STATE': str(helm_state), 'HELM_DOUBLE_CHARTS': str(charts)})
