@@ -94,7 +94,33 @@ stage_lint() {
   "$BIN/ansible-lint" --profile production --offline
 }
 
+# sanity and lint are static, single-threaded and independent: when a run has both, they run side
+# by side (each one's output printed whole when both are done) and the run fails if either failed.
+run_static_pair() {
+  local logs start=$SECONDS rc_sanity=0 rc_lint=0
+  logs=$(mktemp -d)
+  (stage_sanity >"$logs/sanity.log" 2>&1) & local pid_sanity=$!
+  (stage_lint >"$logs/lint.log" 2>&1) & local pid_lint=$!
+  wait "$pid_sanity" || rc_sanity=$?
+  wait "$pid_lint" || rc_lint=$?
+  echo "=== sanity ==="; cat "$logs/sanity.log"
+  echo "=== lint ==="; cat "$logs/lint.log"
+  rm -rf "$logs"
+  took[sanity]=$((SECONDS - start)); took[lint]=${took[sanity]}
+  [ "$rc_sanity" = 0 ] && [ "$rc_lint" = 0 ]
+}
+
+static_done=0
 for s in "${stages[@]}"; do
+  if [ "$s" = sanity ] || [ "$s" = lint ]; then
+    if [[ " ${stages[*]} " == *" sanity "* && " ${stages[*]} " == *" lint "* ]]; then
+      if [ "$static_done" = 0 ]; then
+        static_done=1
+        run_static_pair
+      fi
+      continue
+    fi
+  fi
   run_stage "$s" "stage_$s"
 done
 echo "=== timings (s) ==="

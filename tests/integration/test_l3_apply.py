@@ -46,6 +46,9 @@ from delivery_api import GiteaDouble, HarborDouble
 from fake_kube_api import FakeKubeAPI
 from ansible_collections.cellplatform.platform.plugins.module_utils import sops as sops_utils
 
+# The extended suite (`make test-extended`, docs/proven.md): four playbook runs of L3 against the Gitea/Harbor doubles and real git: about 5 minutes of CPU.
+pytestmark = pytest.mark.extended
+
 # What the controllers of the cell report once the objects exist (CloudNativePG, cert-manager,
 # the Tekton operator, Triggers): played by Conditions.
 CONDITIONS = [("postgresql.cnpg.io/v1", "Cluster", "gitea-db", "gitea", "Ready"),

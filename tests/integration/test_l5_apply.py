@@ -37,6 +37,9 @@ from apply_fixtures import (apply_run_setup, crd, daemonset, deployment, gateway
 from fake_kube_api import FakeKubeAPI
 from ansible_collections.cellplatform.platform.plugins.module_utils import sops as sops_utils
 
+# The extended suite (`make test-extended`, docs/proven.md): several site.yml -t l5 runs against the doubles: minutes of CPU.
+pytestmark = pytest.mark.extended
+
 # (release, namespace, chart, version, repo, values file)
 RELEASES = [
     ("seaweedfs", "object-store", "seaweedfs", "4.44.0", "https://seaweedfs.github.io/seaweedfs/helm",
