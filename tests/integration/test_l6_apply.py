@@ -27,10 +27,13 @@ from apply_fixtures import (apply_run_setup, crd, daemonset, deployment, helm_ca
                             SecretsDir, write_chart)
 from fake_kube_api import FakeKubeAPI
 
-# Namespaces the lower layers created for the reference cell (L0-L4).
+# Namespaces the other layers created for the reference cell: L0-L5, and L7's (`backstage`), which
+# exists only once L7 has run: on a brand-new cell L6's policies for it wait for a rerun of
+# `-t network_policies` after L7 (docs/l6-security.md, "Apply order").
 LOWER_NAMESPACES = ("longhorn-system", "metallb-system", "external-dns", "cert-manager", "gateway", "argocd",
                     "kyverno", "linkerd", "linkerd-cni", "cnpg-system", "gitea", "harbor", "tekton-operator",
-                    "tekton-pipelines", "ci", "monitoring", "observability")
+                    "tekton-pipelines", "ci", "monitoring", "observability", "object-store", "velero",
+                    "etcd-backup", "chaos-mesh", "backstage")
 CNP_CRD = crd("cilium.io", "CiliumNetworkPolicy", "ciliumnetworkpolicies", ("v2",))
 
 

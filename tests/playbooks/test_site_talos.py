@@ -278,7 +278,9 @@ def test_render_mode_with_talosctl_and_bundle_keeps_full_configs(cell, second_ru
 
 
 # --- hang mode, unreachable nodes, a control plane lost mid-run -------------------------------------
-PROBE_TIMEOUT = 3
+# Long enough that a refusing node's double (a Python process) answers within it on two busy cores:
+# at 3 s a loaded CI machine reported the refusal as a timeout.
+PROBE_TIMEOUT = 8
 
 
 @pytest.fixture(scope='module')
