@@ -19,7 +19,7 @@ export CHECKPOINT_DISABLE := 1
 help:
 	@echo "make render     render the reference cell into build/ (sets up .venv first)"
 	@echo "make test       run every check offline (sets up .venv first)"
-	@echo "make test-extended  the pytest stage with the extended suites too (day 2, L3/L5 apply; longer)"
+	@echo "make test-extended  the pytest stage with the extended suites too (day 2, L3/L4/L5/L7 apply; longer)"
 	@echo "make schemas    fetch the pinned upstream schemas into .cache/schemas (full schema checks)"
 	@echo "make validate   run the inventory preflight alone"
 	@echo "make bench      time render and simulated apply (writes docs/benchmarks.md figures)"
@@ -42,8 +42,8 @@ test: venv
 	scripts/run-tests.sh
 
 # The extended suites too (pytest marker `extended`): the day-2 scenarios (upgrade, remove/replace
-# nodes, etcd restore, renewal) on a cell built on the talosctl double, and the L3 and L5 apply
-# suites; about 20 minutes of CPU more.
+# nodes, etcd restore, renewal) on a cell built on the talosctl double, and the L3, L4, L5 and L7
+# apply suites; about 25 minutes of CPU more.
 test-extended: venv
 	CELLPLATFORM_EXTENDED=1 scripts/run-tests.sh pytest
 

@@ -38,6 +38,9 @@ from apply_fixtures import (apply_run_setup, Conditions, crd, daemonset, deploym
 from fake_kube_api import FakeKubeAPI
 from ansible_collections.cellplatform.platform.plugins.module_utils import sops as sops_utils
 
+# The extended suite (`make test-extended`, docs/proven.md): three playbook runs of L4 against the doubles: minutes of CPU.
+pytestmark = pytest.mark.extended
+
 KPS = "kube-prometheus-stack"
 # (release, namespace, chart, version, repo, values file)
 RELEASES = [

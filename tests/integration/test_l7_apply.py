@@ -32,6 +32,9 @@ from fake_kube_api import FakeKubeAPI
 from test_l3_apply import _call, L3SecretsDir, make_tls
 from ansible_collections.cellplatform.platform.plugins.module_utils import sops as sops_utils
 
+# The extended suite (`make test-extended`, docs/proven.md): three site.yml -t l7 runs against the doubles and the Gitea double: minutes of CPU.
+pytestmark = pytest.mark.extended
+
 CONDITIONS = [("postgresql.cnpg.io/v1", "Cluster", "backstage-db", "backstage", "Ready")]
 REDIRECT = "https://backstage.cell.lan/api/auth/oidc/handler/frame"
 CREDENTIALS = "backstage-gitea.sops.yaml"
