@@ -1051,10 +1051,14 @@ def _check_terraform_inputs(c):
 
 
 # --- Warnings: inputs that work but probably do not do what was meant ------------------------------
-# The reference cell's own names (inventories/production): right there, wrong at any other site.
-REFERENCE_CELL_NAME = "cell"
-REFERENCE_DOMAIN = "cell.lan"
-REFERENCE_DNS_SERVER = "192.168.100.1"
+# The example names an inventory declares (cellplatform_reference_names; the reference inventory
+# declares its own): right there, wrong at any other site.
+def _reference_names(variables):
+    names = variables.get("cellplatform_reference_names") if isinstance(variables, Mapping) else None
+    if not isinstance(names, Mapping) or not isinstance(names.get("domain"), str) \
+            or not isinstance(names.get("dns_server"), str):
+        return None
+    return names
 
 
 def _hosts_in(value):
@@ -1091,14 +1095,19 @@ def _leaves(value, field):
 
 
 def reference_values(variables):
-    """Every input still holding the reference cell's domain or example DNS server: [(field, value)]."""
+    """Every input still holding the declared example domain or DNS server: [(field, value)]."""
+    names = _reference_names(variables)
+    if names is None:
+        return []
     found = []
     for name in sorted(variables or {}):
+        if name == "cellplatform_reference_names":
+            continue
         for field, value in _leaves(variables[name], name):
             if field == "cellplatform_network.gateway":
                 continue  # the router of the node network: part of the address plan, not a service
             for host in _hosts_in(value):
-                if _within(host, REFERENCE_DOMAIN) or host == REFERENCE_DNS_SERVER:
+                if _within(host, names["domain"]) or host == names["dns_server"]:
                     found.append((field, value))
                     break
     return found
@@ -1121,13 +1130,14 @@ def advise(variables, layers=None, mode=None):
                     api_name, domain, (" / the external-dns domain filters %s" % ", ".join(filters)) if filters else "",
                     v.get("cellplatform_api_vip"), filters[0] if filters else domain))
     mode = mode if mode is not None else v.get("cellplatform_mode")
-    if v.get("cellplatform_cell_name") != REFERENCE_CELL_NAME or mode == "apply":
+    names = _reference_names(v)
+    if names is not None and (v.get("cellplatform_cell_name") != names.get("cell_name") or mode == "apply"):
         found = reference_values(v)
         if found:
             warnings.append(
                 "this inventory still holds the reference cell's example names (domain %s, DNS server %s), which "
                 "cannot be right at another site: %s. Replace them with your site's names, or ignore this if "
-                "they really are yours." % (REFERENCE_DOMAIN, REFERENCE_DNS_SERVER,
+                "they really are yours (then delete cellplatform_reference_names)." % (names["domain"], names["dns_server"],
                                             "; ".join("%s=%s" % item for item in found)))
     return warnings
 

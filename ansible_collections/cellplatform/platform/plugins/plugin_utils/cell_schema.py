@@ -29,6 +29,23 @@ cellplatform_cell_name:
   description:
     - 'Name of the cell: a lowercase DNS label (RFC 1123); names build/<cell>/, the cluster and the work directory.'
     - Also names the default work directory and Terraform state file.
+cellplatform_reference_names:
+  layer: l0
+  type: dict
+  description:
+    - The example names of the inventory this one was copied from (the reference inventory declares its own). While
+      it is set, the preflight warns about every input that still holds one of them, in apply mode or when the cell
+      name is not the example's. Delete it once your site's names are in.
+  options:
+    cell_name:
+      type: str
+      description: The example cell name.
+    domain:
+      type: str
+      description: The example DNS domain; any name under it is an example name.
+    dns_server:
+      type: str
+      description: The example DNS server address.
 cellplatform_mode:
   layer: l0
   type: str

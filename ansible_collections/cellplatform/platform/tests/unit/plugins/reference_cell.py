@@ -9,6 +9,7 @@ EXTENSIONS = ["siderolabs/qemu-guest-agent", "siderolabs/iscsi-tools", "siderola
 
 REFERENCE_VARS = {
     "cellplatform_cell_name": "cell",
+    "cellplatform_reference_names": {"cell_name": "cell", "domain": "cell.lan", "dns_server": "192.168.100.1"},
     "cellplatform_mode": "render",
     "cellplatform_build_root": "/srv/repo/inventories/production/../../build",
     "cellplatform_secrets_dir": "/srv/repo/inventories/production/secrets",

@@ -717,3 +717,17 @@ def test_backstage_image_problems_name_the_field(ref, image, field, words):
     problems = cm.validate(*_backstage(ref, **image), layers=["l7"])
     assert [p["field"] for p in problems] == ["cellplatform_backstage.image." + field], problems
     assert words in problems[0]["message"]
+
+
+def test_example_names_come_from_the_inventory_and_go_with_it(ref):
+    variables, _hosts = ref
+    variables["cellplatform_cell_name"] = "frankfurt"
+    warned = [w for w in cm.advise(variables) if "example names" in w]
+    assert len(warned) == 1 and "(domain cell.lan, DNS server 192.168.100.1)" in warned[0]
+    assert "cellplatform_network.nameservers[0]=192.168.100.1" in warned[0]
+    # another inventory's declared examples are looked for instead
+    variables["cellplatform_reference_names"] = {"cell_name": "x", "domain": "example.test", "dns_server": "10.9.9.9"}
+    assert [w for w in cm.advise(variables) if "example names" in w] == []
+    # once deleted, nothing is compared
+    del variables["cellplatform_reference_names"]
+    assert [w for w in cm.advise(variables, mode="apply") if "example names" in w] == []
