@@ -1137,8 +1137,8 @@ def advise(variables, layers=None, mode=None):
             warnings.append(
                 "this inventory still holds the reference cell's example names (domain %s, DNS server %s), which "
                 "cannot be right at another site: %s. Replace them with your site's names, or ignore this if "
-                "they really are yours (then delete cellplatform_reference_names)." % (names["domain"], names["dns_server"],
-                                            "; ".join("%s=%s" % item for item in found)))
+                "they really are yours (then delete cellplatform_reference_names)."
+                % (names["domain"], names["dns_server"], "; ".join("%s=%s" % item for item in found)))
     return warnings
 
 
