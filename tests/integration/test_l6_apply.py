@@ -11,6 +11,9 @@ Cilium's chart). Checks what a real cluster would have been asked to do:
   to the inventory's groups, the team namespace (restricted) with its RoleBinding;
 * every rendered NetworkPolicy and CiliumNetworkPolicy in the API, after the CRD is Established
   and after the team namespace exists; default-deny in every platform namespace;
+* L7's namespace, which does not exist yet on a new cell, created before its policies as exactly
+  the Namespace L7 renders (l6/network-policies/later-namespaces.yaml; test_site_render.py checks
+  that file against L7's own namespace.yaml);
 * a second run that changes nothing (changed=0, no write, no Helm upgrade).
 
     scripts/netns-run .venv/bin/pytest -q tests/integration/test_l6_apply.py
@@ -18,6 +21,7 @@ Cilium's chart). Checks what a real cluster would have been asked to do:
 
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
@@ -27,13 +31,13 @@ from apply_fixtures import (apply_run_setup, crd, daemonset, deployment, helm_ca
                             SecretsDir, write_chart)
 from fake_kube_api import FakeKubeAPI
 
-# Namespaces the other layers created for the reference cell: L0-L5, and L7's (`backstage`), which
-# exists only once L7 has run: on a brand-new cell L6's policies for it wait for a rerun of
-# `-t network_policies` after L7 (docs/l6-security.md, "Apply order").
+# Namespaces the lower layers created for the reference cell (L0-L5). L7's `backstage` does not
+# exist yet, as on a brand-new cell: L6 creates it (as L7 renders it) before its policies.
 LOWER_NAMESPACES = ("longhorn-system", "metallb-system", "external-dns", "cert-manager", "gateway", "argocd",
                     "kyverno", "linkerd", "linkerd-cni", "cnpg-system", "gitea", "harbor", "tekton-operator",
                     "tekton-pipelines", "ci", "monitoring", "observability", "object-store", "velero",
-                    "etcd-backup", "chaos-mesh", "backstage")
+                    "etcd-backup", "chaos-mesh")
+LATER_NAMESPACES = ("backstage",)
 CNP_CRD = crd("cilium.io", "CiliumNetworkPolicy", "ciliumnetworkpolicies", ("v2",))
 
 
@@ -51,6 +55,13 @@ def l6_run(tmp_path_factory):
         env["ANSIBLE_PIPELINING"] = "1"
         preinstall(api, [CNP_CRD] + [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}
                                      for ns in LOWER_NAMESPACES])
+        # check mode on the cell first: succeeds, previews what it can, writes nothing anywhere
+        writes_before, events_before = len(api.writes()), len(api.events)
+        rc0, out0 = run_playbook("playbooks/site.yml", env, extra, ["-t", "l6", "--check", "--diff"])
+        check = {"rc0": rc0, "out0": out0, "check_writes": api.writes()[writes_before:],
+                 "check_dry_runs": [e for e in api.events[events_before:] if e["dry_run"] and (e["code"] or 0) < 400],
+                 "check_calls": helm_calls(state),
+                 "check_build": sorted(str(p) for p in build_root.rglob("*")) if build_root.exists() else []}
         writes0 = len(api.writes())
         start = time.monotonic()
         rc1, out1 = run_playbook("playbooks/site.yml", env, extra, ["-t", "l6"])
@@ -62,7 +73,7 @@ def l6_run(tmp_path_factory):
         took2 = time.monotonic() - start
         yield {"api": api, "build": build_root / "cell", "rc1": rc1, "out1": out1, "rc2": rc2, "out2": out2,
                "writes0": writes0, "writes1": writes1, "calls1": calls1, "calls2": helm_calls(state)[len(calls1):],
-               "took": (took1, took2)}
+               "took": (took1, took2), **check}
     finally:
         api.stop()
 
@@ -74,6 +85,21 @@ def _seq(api, kind, name=None, namespace=None):
 
 def _docs(path):
     return [d for d in yaml.safe_load_all(path.read_text()) if d]
+
+
+def test_check_mode_previews_what_exists_and_writes_nothing(l6_run):
+    assert l6_run["rc0"] == 0, l6_run["out0"][-8000:]
+    assert l6_run["check_writes"] == []
+    assert [c for c in l6_run["check_calls"] if c["command"] in ("upgrade", "install", "uninstall")] == []
+    assert l6_run["check_build"] == []
+    # the policies of the namespaces that exist were dry-run; those of namespaces a real run creates first
+    # (falco, the team's shop, L7's backstage) are named as not previewed
+    dry = {(e["kind"], e["namespace"]) for e in l6_run["check_dry_runs"]}
+    assert ("NetworkPolicy", "argocd") in dry and ("CiliumNetworkPolicy", "argocd") in dry
+    assert not {ns for _kind, ns in dry} & {"falco", "shop", "backstage"}
+    said = re.findall(r"Check mode: the objects in ([^;]+?) are not previewed", l6_run["out0"].replace("\n", " "))
+    assert [sorted(s.replace(",", " ").split()) for s in said] == [["shop"], ["backstage", "falco", "shop"]], said
+    assert ("Namespace", "") in {(e["kind"], e["namespace"] or "") for e in l6_run["check_dry_runs"]}
 
 
 def test_first_run_succeeds_quickly(l6_run):
@@ -133,7 +159,7 @@ def test_every_rendered_policy_is_applied_after_its_namespace_and_crd(l6_run):
     api = l6_run["api"]
     rendered = _docs(l6_run["build"] / "l6/network-policies/manifests.yaml")
     namespaces = {d["metadata"]["namespace"] for d in rendered}
-    assert set(LOWER_NAMESPACES) | {"falco", "shop"} == namespaces
+    assert set(LOWER_NAMESPACES) | set(LATER_NAMESPACES) | {"falco", "shop"} == namespaces
     shop_created = min(_seq(api, "Namespace", "shop"))
     for doc in rendered:
         meta = doc["metadata"]
@@ -146,6 +172,21 @@ def test_every_rendered_policy_is_applied_after_its_namespace_and_crd(l6_run):
     cnp = api.get("cilium.io/v2", "CiliumNetworkPolicy", "argocd", "argocd")
     assert {"fromEntities": ["ingress"], "toPorts": [{"ports": [{"port": "8080", "protocol": "TCP"}]}]} in \
         cnp["spec"]["ingress"]
+
+
+def test_later_layers_namespaces_are_created_first_as_those_layers_render_them(l6_run):
+    api = l6_run["api"]
+    later = _docs(l6_run["build"] / "l6/network-policies/later-namespaces.yaml")
+    assert [d["metadata"]["name"] for d in later] == list(LATER_NAMESPACES)
+    for doc in later:
+        name = doc["metadata"]["name"]
+        live = api.get("v1", "Namespace", name)
+        assert live is not None, name
+        assert live["metadata"]["labels"] == doc["metadata"]["labels"], name
+        writes = [e for e in api.writes() if e["kind"] == "Namespace" and e["name"] == name]
+        assert {e["field_manager"] for e in writes} == {"cellplatform"}
+        policies = [e["seq"] for e in api.writes() if e["namespace"] == name]
+        assert policies and min(policies) > min(e["seq"] for e in writes)
 
 
 def test_second_run_changes_nothing(l6_run):

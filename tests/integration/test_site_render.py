@@ -110,11 +110,13 @@ def test_the_collection_is_the_only_source_of_the_tree(site):
     other = sorted(str(p.relative_to(build)) for p in build.rglob("*") if p.is_file()
                    and str(p.relative_to(build)) not in owned)
     # layer files that are not a component's: Talos patches and node documents, Terraform, Karpenter,
-    # the network-policy matrix and the needs it was generated from (never in an Application's source),
+    # the network-policy matrix, the needs it was generated from and the later layers' Namespaces L6
+    # creates first at apply time (never in an Application's source),
     # the Backstage catalog (read by Backstage from the GitOps repository, not by Argo CD)
     unexplained = [p for p in other if not p.startswith(("talos/", "terraform/", "l1/karpenter/",
                                                           "l7/backstage-catalog/"))
-                   and p not in ("l6/network-policies/matrix.md", "l6/network-policies/needs.json")]
+                   and p not in ("l6/network-policies/matrix.md", "l6/network-policies/needs.json",
+                                 "l6/network-policies/later-namespaces.yaml")]
     assert not unexplained, unexplained
 
 
@@ -316,3 +318,34 @@ def test_the_talos_api_is_granted_to_the_etcd_snapshot_namespace_only(site):
     sa = next(d for d in _docs(build / "l5/etcd-backup/manifests.yaml") if d["kind"] == "ServiceAccount")
     assert sa["metadata"]["namespace"] == etcd["namespace"] and sa["spec"]["roles"] == ["os:etcd:backup"]
     assert "features" not in _docs(build / "talos/patches/worker.yaml")[0].get("machine", {})
+
+
+def test_l6_creates_later_layers_namespaces_exactly_as_they_render_them(site):
+    """The Namespaces L6 applies before its policies (a later layer's namespace does not exist yet on a
+    new cell) are the very documents their own layers render, so neither layer changes the other's;
+    no Application carries them (one owner per Namespace in Argo CD: the later layer's)."""
+    build = site["build"]
+    later = _docs(build / "l6/network-policies/later-namespaces.yaml")
+    assert [d["metadata"]["name"] for d in later] == ["backstage"]
+    own = {}
+    for path in sorted(build.glob("l[7-9]/*/namespace.yaml")):
+        for doc in _docs(path):
+            own.setdefault(doc["metadata"]["name"], doc)
+    assert later == [own[d["metadata"]["name"]] for d in later]
+    sources = [src for path in build.rglob("*.yaml") for doc in _docs(path)
+               if doc.get("kind") == "Application" for src in doc["spec"].get("sources", [])]
+    assert sources and not [src for src in sources if "later-namespaces" in json.dumps(src)]
+
+
+def test_the_policies_sync_after_every_namespace_exists(site):
+    """Argo CD: the network-policies Application is the last sync wave, so every namespace it polices
+    was created by its own layer's Application first (the app-of-apps waits per wave: L2's health check)."""
+    apps = {}
+    for path in site["build"].glob("apps/*.yaml"):
+        for doc in _docs(path):
+            if doc.get("kind") == "Application":
+                apps[doc["metadata"]["name"]] = int(doc["metadata"]["annotations"]["argocd.argoproj.io/sync-wave"])
+    policies = apps.pop("network-policies")
+    assert apps and policies > max(apps.values()), (policies, max(apps.items(), key=lambda kv: kv[1]))
+    argocd_values = yaml.safe_load((site["build"] / "l2/argocd/values.yaml").read_text())
+    assert "resource.customizations.health.argoproj.io_Application" in argocd_values["configs"]["cm"]

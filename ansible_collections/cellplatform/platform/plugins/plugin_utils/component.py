@@ -133,6 +133,23 @@ def _check_type(name, field, value, kinds):
         raise ComponentError("component %s: field %s must be %s, not %r" % (name, field, want, value))
 
 
+def _field(name, field, value):
+    """A record's field, typed (text from templating coerced) or its default."""
+    kinds, default, _doc = RECORD_FIELDS[field]
+    if value is None:
+        value = type(default)(default) if isinstance(default, (dict, list)) else default
+    value = _coerce(value, kinds)
+    if value is not None:
+        _check_type(name, field, value, kinds)
+    return value
+
+
+def _check_pod_security(name, level):
+    if level is not None and level not in POD_SECURITY_LEVELS:
+        raise ComponentError("component %s: pod_security %r is not one of %s (or null)"
+                             % (name, level, ", ".join(POD_SECURITY_LEVELS)))
+
+
 def normalise(record, layer=None):
     """Validate one record and return it with every field present (defaults filled in)."""
     if not isinstance(record, Mapping):
@@ -144,15 +161,7 @@ def normalise(record, layer=None):
     if unknown:
         raise ComponentError("component %s: unknown field(s) %s; known fields: %s"
                              % (name, ", ".join(unknown), ", ".join(RECORD_FIELDS)))
-    out = {}
-    for field, (kinds, default, _doc) in RECORD_FIELDS.items():
-        value = record.get(field)
-        if value is None:
-            value = type(default)(default) if isinstance(default, (dict, list)) else default
-        value = _coerce(value, kinds)
-        if value is not None:
-            _check_type(name, field, value, kinds)
-        out[field] = value
+    out = {field: _field(name, field, record.get(field)) for field in RECORD_FIELDS}
     if layer is not None:
         if out["layer"] is None:
             out["layer"] = layer
@@ -162,9 +171,7 @@ def normalise(record, layer=None):
         raise ComponentError("component %s: layer is required (l0 .. l7)" % name)
     if not out["namespace"]:
         raise ComponentError("component %s: namespace is required" % name)
-    if out["pod_security"] is not None and out["pod_security"] not in POD_SECURITY_LEVELS:
-        raise ComponentError("component %s: pod_security %r is not one of %s (or null)"
-                             % (name, out["pod_security"], ", ".join(POD_SECURITY_LEVELS)))
+    _check_pod_security(name, out["pod_security"])
     if out["tags"] is None:
         out["tags"] = [_tag(name)]
     chart = out["chart"]
@@ -366,6 +373,41 @@ def _assign_namespaces(records):
                                  % (rec["name"], ns))
         if rec["namespace_create"]:
             claimed.add(ns)
+
+
+# What a layer's Namespaces are made of: reading only these fields leaves the rest of a lazily
+# templated record (values, manifests, secrets) unevaluated.
+NAMESPACE_FIELDS = ("name", "enabled", "namespace", "namespace_create", "namespace_labels", "pod_security")
+
+
+def namespace_creators(layers):
+    """{namespace: {layer, component, document}}: which layer creates each namespace, and how.
+
+    ``layers``: [{layer, records}] in run order (records as the layer roles list them). The first
+    layer whose records create a namespace (``namespace_create``, by default the layer's first
+    component using it) is its creator; ``document`` is exactly the Namespace that layer renders
+    to <layer>/<component>/namespace.yaml and applies, so another layer may create it early
+    (server-side apply, same field manager) without a second owner of different content.
+    """
+    out = {}
+    for entry in layers or []:
+        layer = str(entry["layer"])
+        recs = []
+        for record in entry.get("records") or []:
+            if not isinstance(record, Mapping):
+                raise ComponentError("a component record must be a mapping, not %r" % (record,))
+            name = record.get("name")
+            rec = {field: _field(name, field, record.get(field)) for field in NAMESPACE_FIELDS}
+            if not rec["namespace"]:
+                raise ComponentError("component %s (layer %s): namespace is required" % (name, layer))
+            _check_pod_security(name, rec["pod_security"])
+            if rec["enabled"]:
+                recs.append(rec)
+        _assign_namespaces(recs)
+        for rec in recs:
+            if rec["namespace_create"] and rec["namespace"] not in out:
+                out[rec["namespace"]] = {"layer": layer, "component": rec["name"], "document": namespace_document(rec)}
+    return out
 
 
 def paths(rec):

@@ -8,6 +8,7 @@ import pytest
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.cellplatform.platform.plugins.filter.security import network_policies
+from ansible_collections.cellplatform.platform.plugins.plugin_utils.component import namespace_document, records_for
 from ansible_collections.cellplatform.platform.plugins.plugin_utils import network_policy as npol
 
 CELL = {"api": {"port": 6443}, "observability": {"namespace": "observability", "monitoring_namespace": "monitoring"}}
@@ -119,3 +120,35 @@ def test_the_filter_returns_documents_and_matrix_and_reports_errors():
     assert "| `shop` | web | l3 | egress | apiserver (Cilium entity `kube-apiserver`) | 6443/TCP | watches |" in out["matrix"]
     with pytest.raises(AnsibleFilterError, match="network_policies: component a"):
         network_policies([{"layer": "l3", "records": [{"name": "a", "namespace": "x", "network": {"up": []}}]}], CELL)
+
+
+def test_later_layers_namespaces_are_returned_as_their_own_layers_render_them():
+    portal_db = {"name": "portal-db", "namespace": "portal", "pod_security": "baseline",
+                 "namespace_labels": {"team": "dx"}, "network": {}}
+    portal = {"name": "portal", "namespace": "portal", "network": {"egress": [{"peer": "namespace:db", "ports": [5432]}]}}
+    # a namespace an earlier layer creates exists by then; one nobody creates is not made up
+    shop_extra = {"name": "shop-extra", "layer": "l7", "namespace": "shop", "network": {}}
+    borrowed = {"name": "borrowed", "namespace": "elsewhere", "namespace_create": False, "network": {}}
+    layers = [{"layer": "l7", "records": [portal_db, portal, shop_extra, borrowed]},
+              {"layer": "l3", "records": [WEB, DB]}, {"layer": "l6", "records": []}]
+    out = network_policies(layers, CELL, [], "l6")
+    assert out["later_namespaces"] == [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "portal", "labels": {
+        "app.kubernetes.io/part-of": "cellplatform", "app.kubernetes.io/name": "portal", "team": "dx",
+        "pod-security.kubernetes.io/enforce": "baseline", "pod-security.kubernetes.io/audit": "baseline",
+        "pod-security.kubernetes.io/warn": "baseline"}}}]
+    # the same document the component pipeline renders and applies for the creating record
+    cm = [{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x", "namespace": "portal"}}]
+    full = records_for([dict(portal_db, manifests=cm), dict(portal, manifests=cm)], "l7")
+    assert out["later_namespaces"][0] == namespace_document(full[0])
+    assert network_policies(layers, CELL, [], "l7")["later_namespaces"] == []
+    assert network_policies(layers, CELL)["later_namespaces"] == []
+    # a disabled creator leaves the namespace to the next record of its layer
+    out = network_policies([{"layer": "l7", "records": [dict(portal_db, enabled=False), portal]}], CELL, [], "l6")
+    assert out["later_namespaces"] == [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "portal", "labels": {
+        "app.kubernetes.io/part-of": "cellplatform", "app.kubernetes.io/name": "portal"}}}]
+
+
+def test_a_later_layers_bad_namespace_field_is_named():
+    portal = {"name": "portal", "namespace": "portal", "pod_security": "open", "network": {}}
+    with pytest.raises(AnsibleFilterError, match="component portal: pod_security 'open' is not one of"):
+        network_policies([{"layer": "l7", "records": [portal]}], CELL, [], "l6")
