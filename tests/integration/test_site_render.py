@@ -349,3 +349,9 @@ def test_the_policies_sync_after_every_namespace_exists(site):
     assert apps and policies > max(apps.values()), (policies, max(apps.items(), key=lambda kv: kv[1]))
     argocd_values = yaml.safe_load((site["build"] / "l2/argocd/values.yaml").read_text())
     assert "resource.customizations.health.argoproj.io_Application" in argocd_values["configs"]["cm"]
+
+
+def test_plan_says_the_node_firewall_is_off(site):
+    plan = (site["build"] / "PLAN.md").read_text()
+    assert "### Node firewall\n\nOff: every node port answers every source" in plan
+    assert site["plan"]["cell"]["node_firewall"] is None

@@ -25,7 +25,8 @@ def node_documents(cell, node):
     (Layer2VIPConfig) exists only on control planes. No legacy ``machine.network``. With a Talos log
     receiver (``cell.observability.log_receiver``) the node sends its service logs there as
     json_lines over TCP, tagged with its own name (Talos' messages carry no host name). One v1alpha1
-    document holds both node-specific machine settings: a patch may touch a document only once.
+    document holds both node-specific machine settings: a patch may touch a document only once. With
+    the node firewall on, its documents for the node's role come last.
     """
     network = cell["network"]
     talos = cell["talos"]
@@ -48,6 +49,23 @@ def node_documents(cell, node):
     if node["role"] == "controlplane":
         docs.append({"apiVersion": "v1alpha1", "kind": "Layer2VIPConfig", "name": cell["api"]["vip"],
                      "link": LINK_ALIAS})
+    docs.extend(firewall_documents(cell, node["role"]))
+    return docs
+
+
+def firewall_documents(cell, role):
+    """The node firewall of a node of ``role`` (``cell.node_firewall``; none when it is off): the ingress
+    default action ``block`` and one NetworkRuleConfig per rule (single ports as numbers, ranges as text)."""
+    firewall = cell.get("node_firewall") or {}
+    rules = (firewall.get("roles") or {}).get(role) or []
+    if not rules:
+        return []
+    docs = [{"apiVersion": "v1alpha1", "kind": "NetworkDefaultActionConfig", "ingress": "block"}]
+    for rule in rules:
+        ports = [int(p) if p.isdigit() else p for p in rule["ports"]]
+        docs.append({"apiVersion": "v1alpha1", "kind": "NetworkRuleConfig", "name": rule["name"],
+                     "portSelector": {"ports": ports, "protocol": rule["protocol"]},
+                     "ingress": [{"subnet": net} for net in rule["sources"]]})
     return docs
 
 

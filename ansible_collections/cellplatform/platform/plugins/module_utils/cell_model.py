@@ -55,7 +55,7 @@ MODES = ("render", "apply")
 # either machine-specific or already rendered into the layer's own files.
 PLAN_CELL_KEYS = ("name", "network", "api", "lb_pool", "pod_cidr", "service_cidr", "talos", "nodes",
                   "controlplane", "workers", "bootstrap_node", "talos_endpoints", "dns_domain", "storage", "gateway", "tls",
-                  "observability", "lb_reserved")
+                  "observability", "lb_reserved", "node_firewall")
 DEFAULT_WORK_DIR = "~/.cache/cellplatform/%s"
 # The per-run directory of decrypted files, inside the work directory (cellplatform_cell.plaintext_dir).
 PLAINTEXT_DIR = "plaintext"
@@ -997,6 +997,166 @@ def _day2_inputs(v):
     return {"upgrade": {"batch_size": int(batch) if batch not in (None, "") else 1}}
 
 
+# =============================================================================================
+# Node firewall (optional; L6 defence in depth, rendered by L0 into every node's documents): the
+# Talos ingress firewall in block mode (talos#13926: only block mode keeps the conntrack
+# "established" rule) with one NetworkRuleConfig per service the nodes themselves offer. Sources:
+# ``admin`` (the admin networks), ``nodes`` (the node network), ``controlplanes`` (their /32s),
+# ``pods`` (the pod network: pods reaching host-network services; Talos already lets pod and
+# service addresses talk to each other). LoadBalancer traffic is Cilium's, before nftables
+# (talos#12955). Conditions: ``observability`` (L4 scrapes them), ``talos_api_access`` (L5's
+# etcd snapshots call the control planes' Talos API from a pod).
+# (name, protocol, ports, sources, roles, condition, why)
+NODE_FIREWALL_RULES = (
+    ("apid", "tcp", ["50000"], ("admin", "nodes"), ("controlplane", "worker"), None,
+     "Talos API: talosctl and the playbooks (admin networks); control planes proxy to the other nodes"),
+    ("apid-pods", "tcp", ["50000"], ("pods",), ("controlplane",), "talos_api_access",
+     "Talos API from the etcd snapshot CronJob (Service talos.default, os:etcd:backup)"),
+    ("trustd", "tcp", ["50001"], ("nodes",), ("controlplane",), None,
+     "trustd: joining nodes fetch their certificates"),
+    ("kubernetes-api", "tcp", ["6443"], ("admin", "nodes", "pods"), ("controlplane",), None,
+     "Kubernetes API: operators, kubelets, and pods through the kubernetes Service"),
+    ("etcd", "tcp", ["2379-2380"], ("controlplanes",), ("controlplane",), None,
+     "etcd client and peer traffic between the control planes only"),
+    ("kubelet", "tcp", ["10250"], ("nodes", "pods"), ("controlplane", "worker"), None,
+     "kubelet API: the API server (logs, exec) and the metrics scrapers"),
+    ("cilium-vxlan", "udp", ["8472"], ("nodes",), ("controlplane", "worker"), None,
+     "Cilium's VXLAN tunnel between the nodes (pod traffic)"),
+    ("cilium-health", "tcp", ["4240"], ("nodes", "pods"), ("controlplane", "worker"), None,
+     "Cilium's node-to-node health checks"),
+    ("hubble-peer", "tcp", ["4244"], ("nodes", "pods"), ("controlplane", "worker"), None,
+     "Hubble: the relay reads every agent's flows"),
+    ("metallb-memberlist-tcp", "tcp", ["7946"], ("nodes",), ("controlplane", "worker"), None,
+     "MetalLB speakers' memberlist (host network)"),
+    ("metallb-memberlist-udp", "udp", ["7946"], ("nodes",), ("controlplane", "worker"), None,
+     "MetalLB speakers' memberlist (host network)"),
+    ("host-metrics", "tcp", ["9100", "9120", "9962-9965"], ("pods",), ("controlplane", "worker"), "observability",
+     "Prometheus scrapes node-exporter, the MetalLB speaker and the Cilium agent, operator, Envoy and Hubble"),
+    ("control-plane-metrics", "tcp", ["2381", "10257", "10259"], ("pods",), ("controlplane",), "observability",
+     "Prometheus scrapes etcd, the controller manager and the scheduler"),
+)
+NODE_FIREWALL_ROLES = ("controlplane", "worker")
+NODE_FIREWALL_EXAMPLE = ("{enabled: true, admin_networks: [192.168.100.0/24], rules: [{name: bgp, protocol: tcp, "
+                         "ports: [179], sources: [192.168.100.1/32], roles: [worker]}]}")
+
+
+def _firewall_ports(c, field, ports):
+    """[(low, high)] of a rule's ports, problems reported."""
+    fix = "list ports (1-65535) or ranges \"<low>-<high>\", e.g. [179, \"30000-30100\"]."
+    out = []
+    for idx, port in enumerate(ports):
+        where = "%s[%d]" % (field, idx)
+        text = str(port).strip() if isinstance(port, (int, str)) and not isinstance(port, bool) else None
+        match = re.match(r"^([0-9]+)(?:-([0-9]+))?$", text or "")
+        if not match:
+            c.add(where, port, "is not a port or a range", fix)
+            continue
+        low, high = int(match.group(1)), int(match.group(2) or match.group(1))
+        if not 1 <= low <= high <= 65535:
+            c.add(where, port, "is outside 1-65535 or a range whose start is after its end", fix)
+            continue
+        for other in out:
+            if low <= other[1] and other[0] <= high:
+                c.add(where, port, "overlaps another port of the rule (Talos refuses overlapping ranges)",
+                      "list each port once.")
+                break
+        else:
+            out.append((low, high))
+    return out
+
+
+def _check_node_firewall(c, network):
+    field = "cellplatform_node_firewall"
+    fw = c.want_dict(field, c.top(field), "set %s: %s, or remove it." % (field, NODE_FIREWALL_EXAMPLE),
+                     required=False)
+    if fw is None:
+        return
+    # Unknown keys are reported by the schema check (inventory_check).
+    c.want_bool(field + ".enabled", c.sub(fw, "enabled"), required=False)
+    admins = c.want_list(field + ".admin_networks", c.sub(fw, "admin_networks"),
+                         "list the operators' networks, e.g. [%s]." % (network or "192.168.100.0/24"),
+                         required=False, non_empty=True)
+    for idx, net in enumerate(admins or []):
+        c.want_network("%s.admin_networks[%d]" % (field, idx), net, network or "192.168.100.0/24", ipv4_only=True)
+    rules = c.want_list(field + ".rules", c.sub(fw, "rules"), "list rules as in %s." % NODE_FIREWALL_EXAMPLE,
+                        required=False)
+    taken = {rule[0]: "a generated rule" for rule in NODE_FIREWALL_RULES}
+    for idx, rule in enumerate(rules or []):
+        where = "%s.rules[%d]" % (field, idx)
+        rule = c.want_dict(where, rule, "write a rule as {name, protocol, ports, sources, roles}.")
+        if rule is None:
+            continue
+        name = c.want_str(where + ".name", c.sub(rule, "name"), "name the rule with a DNS label, e.g. bgp.")
+        if name is not None:
+            if not is_dns_label(name):
+                c.add(where + ".name", name, "is not a DNS label (lowercase a-z, 0-9, '-')",
+                      "name the rule with a DNS label, e.g. bgp.")
+            elif name in taken:
+                c.add(where + ".name", name, "is already the name of %s" % taken[name],
+                      "give the rule a name of its own, e.g. site-%s." % name)
+            else:
+                taken[name] = "rule %s" % where
+        c.want_choice(where + ".protocol", c.sub(rule, "protocol"), ("tcp", "udp"))
+        ports = c.want_list(where + ".ports", c.sub(rule, "ports"), "list the ports, e.g. [179].", non_empty=True)
+        _firewall_ports(c, where + ".ports", ports or [])
+        sources = c.want_list(where + ".sources", c.sub(rule, "sources"),
+                              "list the source networks, e.g. [192.168.100.1/32].", non_empty=True)
+        for jdx, net in enumerate(sources or []):
+            c.want_network("%s.sources[%d]" % (where, jdx), net, "192.168.100.1/32", ipv4_only=True)
+        roles = c.want_list(where + ".roles", c.sub(rule, "roles"), "list controlplane and/or worker, or remove it.",
+                            required=False, non_empty=True)
+        for jdx, role in enumerate(roles or []):
+            if role not in NODE_FIREWALL_ROLES:
+                c.add("%s.roles[%d]" % (where, jdx), role, "is not a node role",
+                      "use controlplane and/or worker.")
+
+
+def node_firewall_model(v):
+    """cellplatform_cell.node_firewall: None (off) or {admin_networks, rules: [{name, protocol, ports, sources, roles}]}."""
+    fw = v.get("cellplatform_node_firewall")
+    if not isinstance(fw, Mapping) or not _as_bool(fw.get("enabled")):
+        return None
+    admins = [str(n) for n in fw.get("admin_networks") or []] or [str(v["cellplatform_network"]["cidr"])]
+    return {
+        "admin_networks": admins,
+        "rules": [{"name": str(r["name"]), "protocol": str(r["protocol"]),
+                   "ports": [str(p).strip() for p in r.get("ports") or []],
+                   "sources": [str(n) for n in r.get("sources") or []],
+                   "roles": [str(x) for x in r.get("roles") or NODE_FIREWALL_ROLES]}
+                  for r in fw.get("rules") or [] if isinstance(r, Mapping)],
+    }
+
+
+def node_firewall_rules(cell, role):
+    """The node firewall of a node of ``role`` as [{name, protocol, ports, sources, why}] (empty when off)."""
+    fw = cell.get("node_firewall")
+    if not fw:
+        return []
+    classes = {
+        "admin": fw["admin_networks"],
+        "nodes": [cell["network"]["cidr"]],
+        "controlplanes": ["%s/32" % n["ip"] for n in cell["nodes"] if n["role"] == "controlplane"],
+        "pods": [cell["pod_cidr"]],
+    }
+    conditions = {
+        None: True,
+        "observability": bool(cell.get("observability")),
+        "talos_api_access": bool((cell.get("resilience") or {}).get("talos_api_access")),
+    }
+    out = []
+    for name, protocol, ports, sources, roles, condition, why in NODE_FIREWALL_RULES:
+        if role in roles and conditions[condition]:
+            nets = []
+            for cls in sources:
+                nets.extend(n for n in classes[cls] if n not in nets)
+            out.append({"name": name, "protocol": protocol, "ports": list(ports), "sources": nets, "why": why})
+    for rule in fw["rules"]:
+        if role in rule["roles"]:
+            out.append({"name": rule["name"], "protocol": rule["protocol"], "ports": list(rule["ports"]),
+                        "sources": list(rule["sources"]), "why": "the inventory's rule"})
+    return out
+
+
 def _git_url_ok(url):
     """https://host/path, ssh://[user@]host[:port]/path or scp-like user@host:path."""
     if url.startswith(("https://", "ssh://")):
@@ -1168,6 +1328,7 @@ def validate(variables, hosts, layers=None, mode=None):
         _check_l3(checker)
     _check_observability(checker, hosts, network, gateway, vip, pool, node_ips, l4="l4" in selected)
     _check_day2(checker)
+    _check_node_firewall(checker, network)
     if "l6" in selected:
         _check_security(checker)
     if "l7" in selected:
@@ -1276,6 +1437,10 @@ def build_cell_model(variables, hosts, mode=None):
     cell.update(_run_model(v, name))
     cell.update(_layer_inputs(v))
     cell.update(_day2_inputs(v))
+    cell["node_firewall"] = node_firewall_model(v)
+    if cell["node_firewall"]:
+        # What each node role opens, decided once (L0's node documents and PLAN.md read it).
+        cell["node_firewall"]["roles"] = {role: node_firewall_rules(cell, role) for role in NODE_FIREWALL_ROLES}
     return cell
 
 

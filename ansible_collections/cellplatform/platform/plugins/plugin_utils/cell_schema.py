@@ -378,6 +378,52 @@ cellplatform_upgrade_batch_size:
     - 'Day 2: how many workers C(playbooks/upgrade.yml) upgrades at the same time (1-100, default 1); control planes
       always go one at a time.'
     - Each batch is drained, upgraded and gated (Ready, etcd healthy) before the next starts.
+cellplatform_node_firewall:
+  layer: l0
+  type: dict
+  description:
+    - 'Optional (L6 defence in depth, applied by L0 with the machine configs): the Talos ingress firewall of every
+      node (C(NetworkDefaultActionConfig) C(block) and one C(NetworkRuleConfig) per service), so that the nodes'' own
+      ports (Talos API, Kubernetes API, etcd, kubelet, the CNI and the host-network agents) answer only the sources
+      that need them. Off unless C(enabled) is true. The rules are generated from the cell (docs/l6-security.md,
+      "Node firewall").'
+    - Traffic to LoadBalancer addresses (the shared Gateway, the log receiver) is Cilium's (eBPF, before the host
+      firewall) and governed by the network policies, not by these rules.
+  options:
+    enabled:
+      type: bool
+      description: Render and apply the firewall (default false).
+    admin_networks:
+      type: list
+      elements: str
+      description:
+        - Networks (IPv4 CIDR) of the operators and the controller that runs the playbooks, allowed to the Talos API
+          (50000) of every node and the Kubernetes API (6443) of the control planes; default the node network. The
+          controller must be inside one, or the next run cannot reach the nodes.
+    rules:
+      type: list
+      elements: dict
+      description: Extra allowances for the site's own host-network needs, each one C(NetworkRuleConfig).
+      options:
+        name:
+          type: str
+          description: The rule's name (a DNS label, not one of the generated rules' names).
+        protocol:
+          type: str
+          choices: [tcp, udp]
+          description: The protocol.
+        ports:
+          type: list
+          elements: raw
+          description: Ports (1-65535) or inclusive ranges C("<low>-<high>").
+        sources:
+          type: list
+          elements: str
+          description: Source networks (IPv4 CIDR), at least one.
+        roles:
+          type: list
+          elements: str
+          description: The node roles it applies to, C(controlplane) and/or C(worker) (default both).
 cellplatform_node_ip:
   layer: l0
   scope: host

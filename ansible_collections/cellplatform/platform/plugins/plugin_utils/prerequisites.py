@@ -34,7 +34,9 @@ __metaclass__ = type
 import glob
 import os
 import re
+import ipaddress
 import shutil
+import socket
 import subprocess
 
 try:
@@ -255,6 +257,10 @@ def requirements(variables, layers, run_tags=None, skip_tags=None, secret_keys=N
         reqs.append({"id": "machine_configs", "kind": "machine_configs"})
     if "l0" in layers and proxmox and _selected(L0_TERRAFORM_TAGS, run_tags, skip_tags):
         reqs.append({"id": "terraform", "kind": "tool", "name": "terraform"})
+    if "l0" in layers and _bool(_get(v, "cellplatform_node_firewall", "enabled")) and \
+            _selected(L0_TALOS_TAGS, run_tags, skip_tags):
+        # Once the node firewall is on, only the admin networks (and the node network) reach the Talos API.
+        reqs.append({"id": "firewall_reach", "kind": "firewall_reach"})
     if layers and components:
         reqs.append({"id": "helm", "kind": "tool", "name": "helm"})
         if v.get("cellplatform_kubeconfig"):
@@ -563,6 +569,43 @@ def check_pairs(secrets_dir, name):
     return problems
 
 
+def controller_address(target):
+    """The local address this controller uses towards ``target``, or None when it has no route.
+
+    A UDP socket's connect() only selects the route and the source address: no packet is sent."""
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.connect((str(target), 50000))
+            return sock.getsockname()[0]
+    except (OSError, ValueError):
+        return None
+
+
+def check_firewall_reach(variables, address_of=controller_address):
+    """-> (problems, warnings): is this controller inside the networks the node firewall lets reach the Talos API?"""
+    v = variables or {}
+    fw = v.get("cellplatform_node_firewall") or {}
+    node_net = _get(v, "cellplatform_network", "cidr")
+    allowed = list(fw.get("admin_networks") or []) + ([node_net] if node_net else [])
+    target = v.get("cellplatform_api_vip")
+    try:
+        nets = [ipaddress.ip_network(str(n)) for n in allowed]
+    except ValueError:
+        return [], []  # the inventory check reports the bad network
+    here = address_of(target) if target else None
+    if here is None:
+        return [], ["cellplatform_node_firewall: could not tell which address this controller uses towards the API VIP "
+                    "%s (no route); make sure it lies in cellplatform_node_firewall.admin_networks, or the runs after "
+                    "the firewall is on cannot reach the Talos API." % (target,)]
+    if any(ipaddress.ip_address(here) in net for net in nets):
+        return [], []
+    return [_problem("cellplatform_node_firewall.admin_networks", fw.get("admin_networks") or [],
+                     "holds neither this controller's address %s (its route to the API VIP %s) nor is it in the node "
+                     "network %s: once the node firewall is on, this controller could not reach the Talos API "
+                     "again" % (here, target, node_net),
+                     "add %s/32 (or its network) to cellplatform_node_firewall.admin_networks." % here)], []
+
+
 def check(reqs, variables, talosctl_path=None):
     """-> (problems, warnings): every requirement of ``reqs`` checked on this controller."""
     v = variables or {}
@@ -581,6 +624,10 @@ def check(reqs, variables, talosctl_path=None):
         warnings.extend(notes)
     if "terraform" in ids:
         problems.extend(check_terraform())
+    if "firewall_reach" in ids:
+        found, notes = check_firewall_reach(v)
+        problems.extend(found)
+        warnings.extend(notes)
     if "helm" in ids:
         problems.extend(check_helm())
     if "identity" in ids:

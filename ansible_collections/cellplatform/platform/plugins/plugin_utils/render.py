@@ -255,6 +255,25 @@ def network_rows(plan):
     return rows
 
 
+def _node_firewall_lines(firewall):
+    """PLAN.md's node firewall: what each node role answers, and to whom (or that it is off)."""
+    lines = ["### Node firewall", ""]
+    if not firewall:
+        return lines + ["Off: every node port answers every source (set `cellplatform_node_firewall.enabled`; "
+                        "docs/l6-security.md).", ""]
+    lines += ["Talos ingress firewall, default action **block**: only these ports answer, and only these sources.", "",
+              "| rule | roles | ports | sources | why |", "|---|---|---|---|---|"]
+    rows = {}
+    for role, rules in sorted((firewall.get("roles") or {}).items()):
+        for rule in rules:
+            key = (rule["name"], rule["protocol"], tuple(rule["ports"]), tuple(rule["sources"]), rule["why"])
+            rows.setdefault(key, []).append(role)
+    for (name, protocol, ports, sources, why), roles in rows.items():
+        lines.append("| %s | %s | %s/%s | %s | %s |" % (
+            name, ", ".join(roles), ", ".join(ports), protocol, ", ".join(sources), why))
+    return lines + [""]
+
+
 def render_plan_md(plan):
     cell = plan.get("cell") or {}
     lines = ["# Cell plan: %s" % cell.get("name", "(cell not rendered yet)"), ""]
@@ -298,6 +317,7 @@ def render_plan_md(plan):
             lines.append("| %s | %s | %s | %s |" % (
                 node["name"], node["role"], node.get("address", node["ip"]), node.get("install_disk", "")))
         lines.append("")
+        lines += _node_firewall_lines(cell.get("node_firewall"))
     if plan.get("external"):
         lines += ["## Names and addresses outside the cell", "",
                   "Everything the site's DNS, firewall and address plan must know about.", "",

@@ -104,7 +104,9 @@ def test_model_of_the_reference_cell(ref):
                                    # L7 developer portal
                                    "backstage",
                                    # resilience (L5)
-                                   "resilience"])
+                                   "resilience",
+                                   # the optional node firewall (off)
+                                   "node_firewall"])
     assert cell["security"] == {"admin_groups": ["platform-admins"], "operator_groups": ["platform-operators"],
                                 "teams": [{"name": "shop", "groups": ["shop-developers"], "namespaces": ["shop"]}]}
     assert cell["backstage"] == {

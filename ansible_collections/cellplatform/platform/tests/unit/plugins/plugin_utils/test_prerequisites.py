@@ -386,3 +386,39 @@ def test_l5_needs_the_object_store_keys_of_its_provider():
         "secret:object_store_access_key_id", "secret:object_store_secret_access_key"]
     variables["cellplatform_resilience"] = {"enabled": False}
     assert not [i for i in ids(pr.requirements(variables, ["l5"])) if i.startswith("secret:")]
+
+
+def test_the_node_firewall_needs_this_controller_inside_the_admin_networks():
+    v = copy.deepcopy(REFERENCE_VARS)
+    assert "firewall_reach" not in [r["id"] for r in pr.requirements(v, ["l0"])]
+    v["cellplatform_node_firewall"] = {"enabled": True, "admin_networks": ["10.20.0.0/16"]}
+    assert "firewall_reach" in [r["id"] for r in pr.requirements(v, ["l0"])]
+    assert "firewall_reach" not in [r["id"] for r in pr.requirements(v, ["l1"])]
+    assert "firewall_reach" not in [r["id"] for r in pr.requirements(v, ["l0"], ["terraform"])]
+    asked = []
+
+    def route(address):
+        def source(target):
+            asked.append(target)
+            return address
+        return source
+
+    # inside an admin network, or inside the node network (always allowed): fine
+    assert pr.check_firewall_reach(v, route("10.20.3.4")) == ([], [])
+    assert pr.check_firewall_reach(v, route("192.168.100.9")) == ([], [])
+    assert asked == ["192.168.100.50", "192.168.100.50"]
+    # anywhere else: the run stops before the firewall locks this controller out
+    problems, warnings = pr.check_firewall_reach(v, route("172.16.0.8"))
+    assert warnings == [] and len(problems) == 1
+    assert problems[0]["field"] == "cellplatform_node_firewall.admin_networks"
+    assert "this controller's address 172.16.0.8" in problems[0]["message"]
+    assert problems[0]["fix"] == "add 172.16.0.8/32 (or its network) to cellplatform_node_firewall.admin_networks."
+    # no route at all (a loopback-only namespace): said, not guessed
+    problems, warnings = pr.check_firewall_reach(v, route(None))
+    assert problems == [] and "could not tell which address" in warnings[0]
+
+
+def test_the_route_lookup_sends_nothing():
+    # a UDP connect only picks the route: towards loopback it answers at once, with a loopback source
+    assert pr.controller_address("127.0.0.1") == "127.0.0.1"
+    assert pr.controller_address("not an address") is None
