@@ -373,6 +373,18 @@ def check_secrets_from_the_encrypted_inventory_and_generated_once(run):
     values = (run["build"] / "l3/harbor/values.yaml").read_text()
     assert "harbor-generated" in values and stored["harbor_core_secret"] not in values
     assert _secret(api, "ci", "gitea-webhook") == {"secret": stored["ci_webhook_secret"]}
+    # Gitea's /metrics (published through the Gateway with the UI) answers only its generated token,
+    # which the ServiceMonitor sends; the values name the Secret, never the token
+    assert _secret(api, "gitea", "gitea-metrics") == {"token": stored["gitea_metrics_token"]}
+    assert len(stored["gitea_metrics_token"]) == 40
+    gitea_values = yaml.safe_load((run["build"] / "l3/gitea/values.yaml").read_text())
+    assert {"name": "GITEA__METRICS__TOKEN", "valueFrom": {"secretKeyRef": {"name": "gitea-metrics", "key": "token"}}} \
+        in gitea_values["gitea"]["additionalConfigFromEnvs"]
+    monitor = api.get("monitoring.coreos.com/v1", "ServiceMonitor", "gitea", "gitea")
+    assert monitor["spec"]["endpoints"][0]["authorization"] == {
+        "type": "Bearer", "credentials": {"name": "gitea-metrics", "key": "token"}}
+    helm_first = min(e["seq"] for e in api.writes() if e["field_manager"] == "helm" and e["namespace"] == "gitea")
+    assert min(e["seq"] for e in api.writes() if e["kind"] == "Secret" and e["name"] == "gitea-metrics") < helm_first
 
 
 def check_signing_key_created_once_for_chains_and_kyverno(run):
