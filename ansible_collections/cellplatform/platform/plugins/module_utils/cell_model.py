@@ -1040,6 +1040,15 @@ NODE_FIREWALL_EXAMPLE = ("{enabled: true, admin_networks: [192.168.100.0/24], ru
                          "ports: [179], sources: [192.168.100.1/32], roles: [worker]}]}")
 
 
+def _entry_name(c, where, entry, what, example):
+    """The ``name`` of a list entry (a team, a rule); a name that is not a DNS label is reported."""
+    fix = "name the %s with a DNS label, e.g. %s." % (what, example)
+    name = c.want_str(where + ".name", c.sub(entry, "name"), fix)
+    if name is not None and not is_dns_label(name):
+        c.add(where + ".name", name, "is not a DNS label (lowercase a-z, 0-9, '-')", fix)
+    return name
+
+
 def _firewall_ports(c, field, ports):
     """[(low, high)] of a rule's ports, problems reported."""
     fix = "list ports (1-65535) or ranges \"<low>-<high>\", e.g. [179, \"30000-30100\"]."
@@ -1086,16 +1095,12 @@ def _check_node_firewall(c, network):
         rule = c.want_dict(where, rule, "write a rule as {name, protocol, ports, sources, roles}.")
         if rule is None:
             continue
-        name = c.want_str(where + ".name", c.sub(rule, "name"), "name the rule with a DNS label, e.g. bgp.")
-        if name is not None:
-            if not is_dns_label(name):
-                c.add(where + ".name", name, "is not a DNS label (lowercase a-z, 0-9, '-')",
-                      "name the rule with a DNS label, e.g. bgp.")
-            elif name in taken:
-                c.add(where + ".name", name, "is already the name of %s" % taken[name],
-                      "give the rule a name of its own, e.g. site-%s." % name)
-            else:
-                taken[name] = "rule %s" % where
+        name = _entry_name(c, where, rule, "rule", "bgp")
+        if name in taken:
+            c.add(where + ".name", name, "is already the name of %s" % taken[name],
+                  "give the rule a name of its own, e.g. site-%s." % name)
+        elif name is not None:
+            taken[name] = "rule %s" % where
         c.want_choice(where + ".protocol", c.sub(rule, "protocol"), ("tcp", "udp"))
         ports = c.want_list(where + ".ports", c.sub(rule, "ports"), "list the ports, e.g. [179].", non_empty=True)
         _firewall_ports(c, where + ".ports", ports or [])
@@ -2184,13 +2189,10 @@ def _check_security(c):
         team = c.want_dict(where, team, "write a team as {name, groups, namespaces}.")
         if team is None:
             continue
-        name = c.want_str(where + ".name", c.sub(team, "name"), "name the team with a DNS label, e.g. shop.")
-        if name is not None:
-            if not is_dns_label(name):
-                c.add(where + ".name", name, "is not a DNS label (lowercase a-z, 0-9, '-')",
-                      "name the team with a DNS label, e.g. shop.")
-            elif name in names:
-                c.add(where + ".name", name, "names a second team", "give every team its own name.")
+        name = _entry_name(c, where, team, "team", "shop")
+        if name in names:
+            c.add(where + ".name", name, "names a second team", "give every team its own name.")
+        elif name is not None:
             names.append(name)
         _groups(c, where + ".groups", c.sub(team, "groups"), required=True)
         ns_fix = "list the team's namespaces as DNS labels, e.g. [%s]." % (name or "shop")
