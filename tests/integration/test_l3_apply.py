@@ -402,7 +402,11 @@ def check_signing_key_created_once_for_chains_and_kyverno(run):
     assert cm["data"]["cosign.pub"].strip() == pub_pem.decode().strip()
     ca = api.get("v1", "ConfigMap", "cellplatform-ca", "ci")
     assert "BEGIN CERTIFICATE" in ca["data"]["ca.crt"]
-    assert not (run["tmp"] / "work" / "l3" / "signing.key").exists()
+    # the plaintext key lived only in the cell's plaintext directory, which the pipeline empties (and
+    # cleans of what a killed run left), never in the layer's work directory
+    assert str(run["tmp"] / "work" / "plaintext" / "l3-signing.key") in run["out1"]
+    assert not list((run["tmp"] / "work" / "l3").glob("*signing*"))
+    assert list((run["tmp"] / "work" / "plaintext").iterdir()) == []
 
 
 def check_harbor_configured_through_its_api(run):
@@ -449,7 +453,8 @@ def check_gitea_configured_and_the_tree_pushed(run):
     assert gitea.branch_tree("platform", "cell", "main") == tree
     assert len(gitea.commits("platform", "cell", "main")) == 1
     # the plaintext git credentials never stay in the work directory
-    assert not (run["tmp"] / "work" / "l3" / "git-credentials").exists()
+    assert not list((run["tmp"] / "work" / "l3").glob("*git-credentials*"))
+    assert list((run["tmp"] / "work" / "plaintext").iterdir()) == []
 
 
 def check_second_run_changes_nothing(run):
