@@ -9,7 +9,7 @@
   server (``peer: apiserver``) is open to the pod network on a node of the right role, so turning
   the firewall on breaks no declared flow (needs from L6's render, ``l6/network-policies/needs.json``).
 
-    scripts/netns-run .venv/bin/pytest -q tests/integration/test_node_firewall.py
+    scripts/netns-run .venv/bin/pytest -q tests/integration/test_node_firewall_render.py
 """
 
 from __future__ import annotations
