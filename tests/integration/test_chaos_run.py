@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 import urllib.request
 
 import pytest
@@ -92,7 +93,8 @@ def cell(tmp_path_factory):
             "metadata": {"name": "pod-kill-kyverno", "namespace": "chaos-mesh", "annotations": {PAUSE: "true"}},
             "spec": {"action": "pod-kill", "mode": "one", "selector": {"namespaces": ["kyverno"]}}})
         time.sleep(0.5)
-        yield {"api": api, "env": dict(env, ANSIBLE_PIPELINING="1"), "extra": extra}
+        yield {"api": api, "env": dict(env, ANSIBLE_PIPELINING="1"), "extra": extra,
+               "plaintext": Path(extra["cellplatform_work_dir"]) / "plaintext"}
     finally:
         api.stop()
 
@@ -137,6 +139,8 @@ def test_pod_kill_runs_a_fresh_copy_and_passes(cell):
                                      "Deployment kyverno/kyverno-admission-controller")]
     assert order == sorted(order), order
     assert "every Node" in text
+    # the kubeconfig was decrypted into the plaintext directory for the run, and is gone after it
+    assert cell["plaintext"].is_dir() and list(cell["plaintext"].iterdir()) == []
 
 
 def test_a_check_that_does_not_hold_fails_the_run(cell):
@@ -154,6 +158,7 @@ def test_a_check_that_does_not_hold_fails_the_run(cell):
     assert "Check what the experiment hit is ready again and every node is Ready" in text
     assert "kyverno-admission-controller" in text
     assert api.get("chaos-mesh.org/v1alpha1", "PodChaos", name, "chaos-mesh")   # kept for the dashboard
+    assert list(cell["plaintext"].iterdir()) == []                                 # removed on failure too
 
 
 @pytest.mark.parametrize("experiment, expected", [

@@ -654,6 +654,8 @@ def test_renew_credentials_issues_new_certificates_and_touches_nothing_else(cell
     proc = run_playbook(cell, 'renew-credentials.yml', timeout=600,
                         extra=dict(cell['extra'], cellplatform_provisioner='none', l0_infrastructure_credentials_warn_days=400))
     assert proc.returncode == 0, fail_text(proc)
+    # the new talosconfig and the fetched admin kubeconfig were plaintext only inside the run
+    assert list((cell['root'] / 'work' / 'plaintext').iterdir()) == []
     warned = re.sub(r'\s+', ' ', proc.stdout + proc.stderr)
     for name in ('talosconfig', 'kubeconfig'):
         assert "admin client certificate in the cell's %s expires on" % name in warned, warned[-3000:]
@@ -669,4 +671,5 @@ def test_renew_credentials_issues_new_certificates_and_touches_nothing_else(cell
     stored = dict((n, (secrets / n).read_bytes()) for n in ('talosconfig.sops.yaml', 'kubeconfig.sops.yaml'))
     proc = site(cell)
     assert proc.returncode == 0, fail_text(proc)
-    assert changed_hosts(proc) == {} and stored == dict((n, (secrets / n).read_bytes()) for n in stored)
+    assert changed_hosts(proc) == {}, proc.stdout[-4000:]
+    assert stored == dict((n, (secrets / n).read_bytes()) for n in stored)
