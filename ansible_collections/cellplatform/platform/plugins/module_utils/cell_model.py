@@ -1036,8 +1036,13 @@ NODE_FIREWALL_RULES = (
      "Prometheus scrapes etcd, the controller manager and the scheduler"),
 )
 NODE_FIREWALL_ROLES = ("controlplane", "worker")
-NODE_FIREWALL_EXAMPLE = ("{enabled: true, admin_networks: [192.168.100.0/24], rules: [{name: bgp, protocol: tcp, "
-                         "ports: [179], sources: [192.168.100.1/32], roles: [worker]}]}")
+
+
+def _node_firewall_example(network):
+    """An example node firewall for fix messages, in the cell's own node network (or EXAMPLE_NETWORK)."""
+    net = network if network is not None else EXAMPLE_NETWORK
+    return ("{enabled: true, admin_networks: [%s], rules: [{name: bgp, protocol: tcp, ports: [179], "
+            "sources: [%s/32], roles: [worker]}]}" % (net, _example_host(network)))
 
 
 def _entry_name(c, where, entry, what, example):
@@ -1076,18 +1081,20 @@ def _firewall_ports(c, field, ports):
 
 def _check_node_firewall(c, network):
     field = "cellplatform_node_firewall"
-    fw = c.want_dict(field, c.top(field), "set %s: %s, or remove it." % (field, NODE_FIREWALL_EXAMPLE),
+    example_net = network if network is not None else EXAMPLE_NETWORK
+    example_source = "%s/32" % _example_host(network)
+    fw = c.want_dict(field, c.top(field), "set %s: %s, or remove it." % (field, _node_firewall_example(network)),
                      required=False)
     if fw is None:
         return
     # Unknown keys are reported by the schema check (inventory_check).
     c.want_bool(field + ".enabled", c.sub(fw, "enabled"), required=False)
     admins = c.want_list(field + ".admin_networks", c.sub(fw, "admin_networks"),
-                         "list the operators' networks, e.g. [%s]." % (network or "192.168.100.0/24"),
+                         "list the operators' networks, e.g. [%s]." % example_net,
                          required=False, non_empty=True)
     for idx, net in enumerate(admins or []):
-        c.want_network("%s.admin_networks[%d]" % (field, idx), net, network or "192.168.100.0/24", ipv4_only=True)
-    rules = c.want_list(field + ".rules", c.sub(fw, "rules"), "list rules as in %s." % NODE_FIREWALL_EXAMPLE,
+        c.want_network("%s.admin_networks[%d]" % (field, idx), net, example_net, ipv4_only=True)
+    rules = c.want_list(field + ".rules", c.sub(fw, "rules"), "list rules as in %s." % _node_firewall_example(network),
                         required=False)
     taken = {rule[0]: "a generated rule" for rule in NODE_FIREWALL_RULES}
     for idx, rule in enumerate(rules or []):
@@ -1105,9 +1112,9 @@ def _check_node_firewall(c, network):
         ports = c.want_list(where + ".ports", c.sub(rule, "ports"), "list the ports, e.g. [179].", non_empty=True)
         _firewall_ports(c, where + ".ports", ports or [])
         sources = c.want_list(where + ".sources", c.sub(rule, "sources"),
-                              "list the source networks, e.g. [192.168.100.1/32].", non_empty=True)
+                              "list the source networks, e.g. [%s]." % example_source, non_empty=True)
         for jdx, net in enumerate(sources or []):
-            c.want_network("%s.sources[%d]" % (where, jdx), net, "192.168.100.1/32", ipv4_only=True)
+            c.want_network("%s.sources[%d]" % (where, jdx), net, example_source, ipv4_only=True)
         roles = c.want_list(where + ".roles", c.sub(rule, "roles"), "list controlplane and/or worker, or remove it.",
                             required=False, non_empty=True)
         for jdx, role in enumerate(roles or []):

@@ -115,3 +115,12 @@ def test_every_problem_is_named_at_once(firewall, problems):
     assert len(found) == len(problems), found
     for (field, text), (got_field, got_text) in zip(problems, found):
         assert got_field == field and text in got_text, found
+
+
+def test_fixes_show_examples_in_the_cells_own_network():
+    variables = copy.deepcopy(REFERENCE_VARS)
+    variables["cellplatform_network"] = dict(variables["cellplatform_network"], cidr="10.40.0.0/24", gateway="10.40.0.1")
+    variables["cellplatform_node_firewall"] = {"enabled": True, "admin_networks": [], "rules": [dict(BGP, sources=[])]}
+    fixes = {p["field"]: p["fix"] for p in cm.validate(variables, reference_hosts())}
+    assert fixes["cellplatform_node_firewall.admin_networks"] == "list the operators' networks, e.g. [10.40.0.0/24]."
+    assert fixes["cellplatform_node_firewall.rules[0].sources"] == "list the source networks, e.g. [10.40.0.1/32]."
