@@ -27,10 +27,11 @@ def network_policies(layers, cell, extra_namespaces=None, layer=None):
         extra = [str(ns) for ns in extra_namespaces or []]
         by_ns = policy_documents(needs, plain_cell, extra)
         creators = namespace_creators(sorted(layers or [], key=lambda entry: str(entry["layer"])))
+        # in layer order, and within a layer in the policies' order (sorted() is stable)
         later = [] if layer is None else [
             to_plain(creators[ns]["document"]) for ns in sorted(
                 (ns for ns in by_ns if ns in creators and creators[ns]["layer"] > str(layer)),
-                key=lambda ns: (creators[ns]["layer"], list(by_ns).index(ns)))]
+                key=lambda ns: creators[ns]["layer"])]
         return {
             "needs": needs,
             "namespaces": list(by_ns),
